@@ -1,0 +1,31 @@
+//! Codec hot paths: decoding MPREG client frames, encoding replies, and the
+//! fabric CBOR round trip.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mpreg_benches::CATALOG_QUERY_FRAME;
+use mpreg_core::wire::{client, fabric};
+use serde_json::{json, Map};
+use std::hint::black_box;
+
+fn client_codec(c: &mut Criterion) {
+    c.bench_function("client_decode_catalog_query", |b| {
+        b.iter(|| client::decode(black_box(CATALOG_QUERY_FRAME.as_bytes())))
+    });
+    let mut r = Map::new();
+    r.insert("echo".into(), json!({"items": [1, 2, 3], "generated_at": 1.5}));
+    c.bench_function("client_encode_result", |b| b.iter(|| client::encode_result(black_box("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B"), r.clone())));
+}
+
+fn fabric_codec(c: &mut Criterion) {
+    let msg = fabric::FabricMsg::Hello(fabric::Hello {
+        node_id: "ws://127.0.0.1:6666".into(),
+        cluster_id: "default-cluster".into(),
+        instance_id: "01JD3K7Q6Z8T1V2W3X4Y5Z6A7B".into(),
+    });
+    let bytes = fabric::encode(&msg);
+    c.bench_function("fabric_encode_hello", |b| b.iter(|| fabric::encode(black_box(&msg))));
+    c.bench_function("fabric_decode_hello", |b| b.iter(|| fabric::decode(black_box(&bytes), 1 << 20)));
+}
+
+criterion_group!(benches, client_codec, fabric_codec);
+criterion_main!(benches);

@@ -1,0 +1,123 @@
+//! `mpreg server`: load settings (defaults < file < env < flags) and run.
+
+use std::io::Write;
+
+use clap::Args;
+use mpreg_core::config;
+
+/// Flags of `mpreg server`. Every flag is also a setting; see README.
+#[derive(Args, Debug, Default)]
+pub struct ServerArgs {
+    /// Address to listen on (setting `host`).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on; 0 picks a free port (setting `port`, default 6666).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Node name, the publisher of its notifications (setting `name`).
+    #[arg(long)]
+    name: Option<String>,
+    /// Cluster this node belongs to (setting `cluster_id`).
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Region this node advertises (setting `cache_region`).
+    #[arg(long)]
+    region: Option<String>,
+    /// Scope this node advertises: local, zone, region or global (setting `scope`).
+    #[arg(long)]
+    scope: Option<String>,
+    /// Seed peer URL, repeatable (setting `peers`).
+    #[arg(long = "peer", value_name = "URL")]
+    peers: Vec<String>,
+    /// A single seed URL (setting `connect`).
+    #[arg(long, value_name = "URL")]
+    connect: Option<String>,
+    /// Node resource, repeatable (setting `resources`).
+    #[arg(long = "resource")]
+    resources: Vec<String>,
+    /// URL this node can be reached at by others, repeatable (setting `advertised_urls`).
+    #[arg(long = "advertised-url", value_name = "URL")]
+    advertised_urls: Vec<String>,
+    /// Directory for persisted state (setting `data_dir`).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// TOML settings file (an MPREG settings file with an [mpreg] table works too).
+    #[arg(long, value_name = "FILE")]
+    config: Option<String>,
+    /// Runtime: tokio (standard). The mio runtime is not available yet.
+    #[arg(long)]
+    runtime: Option<String>,
+}
+
+impl ServerArgs {
+    /// The flags that were given, as (setting, raw value) pairs.
+    fn flag_pairs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k.to_string(), v));
+            }
+        };
+        put("host", self.host.clone());
+        put("port", self.port.map(|p| p.to_string()));
+        put("name", self.name.clone());
+        put("cluster_id", self.cluster_id.clone());
+        put("cache_region", self.region.clone());
+        put("scope", self.scope.clone());
+        put("connect", self.connect.clone());
+        put("data_dir", self.data_dir.clone());
+        put("runtime", self.runtime.clone());
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default());
+        put("peers", list(&self.peers));
+        put("resources", list(&self.resources));
+        put("advertised_urls", list(&self.advertised_urls));
+        out
+    }
+}
+
+/// Loads settings and runs the node until SIGINT / SIGTERM.
+pub fn run(args: ServerArgs) -> Result<(), String> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let file = match &args.config {
+        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?),
+        None => None,
+    };
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MPREG_")).collect();
+    let loaded = config::load(file.as_deref(), &env, &args.flag_pairs()).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let settings = loaded.settings;
+    if settings.runtime != "tokio" {
+        return Err(format!(
+            "runtime `{}` is not available in this build yet; use --runtime tokio",
+            settings.runtime
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+    let host = settings.host.clone();
+    rt.block_on(mpreg_tokio::run(settings, seed(), mpreg_tokio::Shutdown::new(), |addr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
+        let _ = out.flush();
+    }))
+    .map_err(|e| e.to_string())
+}
+
+/// A seed for the node's RNG. The node is deterministic given its seed; the
+/// process picks a fresh one each start so instance ids differ.
+fn seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u32(std::process::id());
+    h.finish()
+}

@@ -1,0 +1,467 @@
+//! Sort keys and the secondary indexes of the catalog.
+//!
+//! Every kind has an *output order* (`client_protocol.md` §3.5): functions by
+//! `(name, function_id, version, cluster_id, node_id)`, nodes by `(cluster_id,
+//! node_id)`, and so on. A [`SortKey`] is that tuple, materialised. The
+//! catalog stores each kind in a map ordered by it, so listing in MPREG's order
+//! is a walk, and a page boundary is just "the last key I returned": keyset
+//! pagination that stays stable while the catalog changes (DESIGN.md §5).
+//!
+//! Within one kind the sort key is unique per [`EntryKey`](super::EntryKey):
+//! it contains every field of the removal key (functions append their resource
+//! list; topics are keyed by subscription id, which is the last component).
+//!
+//! The secondary indexes map a string (namespace, name, node id, origin) to
+//! the set of sort keys under it. A namespace subtree query is then a range
+//! over the namespaces `N` and `N.…` followed by a k-way merge of their
+//! (already sorted) key sets, so results come out in sort order without
+//! scanning unrelated entries.
+
+use std::cmp::Reverse;
+use std::collections::binary_heap::BinaryHeap;
+use std::collections::{btree_set, BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Bound;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::entry::{Entry, EntryKind};
+
+/// Position of an entry in its kind's output order; also the keyset
+/// pagination cursor.
+///
+/// Ordered by kind first, then MPREG's sort tuple component by component.
+/// Numbers are encoded so that string order is numeric order (ports padded
+/// to five digits; `MAJOR.MINOR.PATCH` versions padded per component, after
+/// which non-numeric versions follow in string order). [`SortKey::to_cursor`]
+/// gives a compact string and [`SortKey::parse`] reads it back, rejecting
+/// malformed (untrusted) input with an error.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SortKey {
+    kind: EntryKind,
+    parts: Vec<String>,
+}
+
+/// A cursor string that is not a valid [`SortKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SortKeyError {
+    /// Longer than [`SortKey::MAX_CURSOR_LEN`].
+    #[error("invalid cursor: longer than {0} bytes")]
+    TooLong(usize),
+    /// The kind prefix is not a plural kind name.
+    #[error("invalid cursor: unknown kind")]
+    UnknownKind,
+    /// A `%` not followed by `25` or `7C`.
+    #[error("invalid cursor: bad escape")]
+    BadEscape,
+    /// Wrong number of components for the kind.
+    #[error("invalid cursor: wrong number of components")]
+    WrongArity,
+    /// A numeric component that is not well formed.
+    #[error("invalid cursor: malformed component")]
+    BadComponent,
+}
+
+/// Separator between cursor components.
+const SEP: char = '|';
+
+impl SortKey {
+    /// Upper bound on the cursor length accepted by [`SortKey::parse`].
+    pub const MAX_CURSOR_LEN: usize = 16 * 1024;
+
+    /// The sort key of an entry.
+    pub fn of(entry: &Entry) -> SortKey {
+        let parts = match entry {
+            Entry::Function(e) => {
+                let mut parts = vec![
+                    e.identity.name.clone(),
+                    e.identity.function_id.clone(),
+                    version_part(&e.identity.version),
+                    e.cluster_id.clone(),
+                    e.node_id.clone(),
+                ];
+                parts.extend(e.resources.iter().cloned());
+                parts
+            }
+            Entry::Node(e) => vec![e.cluster_id.clone(), e.node_id.clone()],
+            Entry::Queue(e) => vec![
+                e.queue_name.clone(),
+                e.cluster_id.clone(),
+                e.node_id.clone(),
+            ],
+            Entry::Service(e) => vec![
+                e.namespace.clone(),
+                e.name.clone(),
+                e.protocol.clone(),
+                port_part(e.port),
+                e.cluster_id.clone(),
+                e.node_id.clone(),
+            ],
+            Entry::Topic(e) => vec![
+                e.cluster_id.clone(),
+                e.node_id.clone(),
+                e.subscription_id.clone(),
+            ],
+            Entry::Cache(e) => vec![e.role.clone(), e.cluster_id.clone(), e.node_id.clone()],
+            Entry::CacheProfile(e) => vec![e.cluster_id.clone(), e.node_id.clone()],
+        };
+        SortKey {
+            kind: entry.kind(),
+            parts,
+        }
+    }
+
+    /// The kind this key orders (a cursor for another kind must not be used
+    /// to page this one; callers should check).
+    pub fn kind(&self) -> EntryKind {
+        self.kind
+    }
+
+    /// Compact string form: `<kind>|<component>|...`, with `%` and `|`
+    /// inside components escaped as `%25` and `%7C`.
+    pub fn to_cursor(&self) -> String {
+        let mut out = String::from(self.kind.as_str());
+        for part in &self.parts {
+            out.push(SEP);
+            for c in part.chars() {
+                match c {
+                    '%' => out.push_str("%25"),
+                    SEP => out.push_str("%7C"),
+                    c => out.push(c),
+                }
+            }
+        }
+        out
+    }
+
+    /// Parses [`SortKey::to_cursor`] output. Never panics; any malformed
+    /// input is an error.
+    pub fn parse(cursor: &str) -> Result<SortKey, SortKeyError> {
+        if cursor.len() > Self::MAX_CURSOR_LEN {
+            return Err(SortKeyError::TooLong(Self::MAX_CURSOR_LEN));
+        }
+        let mut pieces = cursor.split(SEP);
+        let kind = pieces
+            .next()
+            .and_then(|k| EntryKind::ALL.into_iter().find(|kind| kind.as_str() == k))
+            .ok_or(SortKeyError::UnknownKind)?;
+        let parts = pieces.map(unescape).collect::<Result<Vec<_>, _>>()?;
+        let arity_ok = match kind {
+            EntryKind::Functions => parts.len() >= 5,
+            EntryKind::Nodes | EntryKind::CacheProfiles => parts.len() == 2,
+            EntryKind::Queues | EntryKind::Topics | EntryKind::Caches => parts.len() == 3,
+            EntryKind::Services => parts.len() == 6,
+        };
+        if !arity_ok {
+            return Err(SortKeyError::WrongArity);
+        }
+        let well_formed = match kind {
+            EntryKind::Functions => parts
+                .get(2)
+                .is_some_and(|v| v.starts_with('0') || v.starts_with('1')),
+            EntryKind::Services => parts.get(3).is_some_and(|p| {
+                p.len() == 5 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u16>().is_ok()
+            }),
+            _ => true,
+        };
+        if !well_formed {
+            return Err(SortKeyError::BadComponent);
+        }
+        Ok(SortKey { kind, parts })
+    }
+}
+
+impl fmt::Display for SortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_cursor())
+    }
+}
+
+impl std::str::FromStr for SortKey {
+    type Err = SortKeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SortKey::parse(s)
+    }
+}
+
+impl Serialize for SortKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.to_cursor())
+    }
+}
+
+impl<'de> Deserialize<'de> for SortKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        SortKey::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reverses the escaping of [`SortKey::to_cursor`].
+fn unescape(piece: &str) -> Result<String, SortKeyError> {
+    let mut out = String::with_capacity(piece.len());
+    let mut rest = piece;
+    while let Some(idx) = rest.find('%') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx + 1..];
+        let code = after.get(..2).ok_or(SortKeyError::BadEscape)?;
+        match code {
+            "25" => out.push('%'),
+            "7C" | "7c" => out.push(SEP),
+            _ => return Err(SortKeyError::BadEscape),
+        }
+        rest = &after[2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Ports sort numerically as five-digit strings.
+fn port_part(port: u16) -> String {
+    format!("{port:05}")
+}
+
+/// Versions sort numerically when they are `MAJOR.MINOR.PATCH` (prefix `0`,
+/// 20-digit padded components, then the raw text so `01.0.0` and `1.0.0` stay
+/// distinct); anything else sorts after them by text (prefix `1`).
+fn version_part(version: &str) -> String {
+    let numbers: Option<Vec<u64>> = {
+        let pieces: Vec<&str> = version.split('.').collect();
+        if pieces.len() == 3 {
+            pieces
+                .iter()
+                .map(|p| {
+                    if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) {
+                        p.parse::<u64>().ok()
+                    } else {
+                        None
+                    }
+                })
+                .collect()
+        } else {
+            None
+        }
+    };
+    match numbers.as_deref() {
+        Some([major, minor, patch]) => format!("0{major:020}{minor:020}{patch:020}{version}"),
+        _ => format!("1{version}"),
+    }
+}
+
+/// String → set of sort keys, the shape of every secondary index.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SetIndex {
+    map: BTreeMap<String, BTreeSet<SortKey>>,
+}
+
+impl SetIndex {
+    pub(crate) fn insert(&mut self, value: &str, key: &SortKey) {
+        self.map
+            .entry(value.to_string())
+            .or_default()
+            .insert(key.clone());
+    }
+
+    pub(crate) fn remove(&mut self, value: &str, key: &SortKey) {
+        if let Some(set) = self.map.get_mut(value) {
+            set.remove(key);
+            if set.is_empty() {
+                self.map.remove(value);
+            }
+        }
+    }
+
+    /// Keys under exactly `value`, in order.
+    pub(crate) fn get(&self, value: &str) -> impl Iterator<Item = &SortKey> + '_ {
+        self.map.get(value).into_iter().flatten()
+    }
+
+    /// The distinct values, sorted.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &str> + '_ {
+        self.map.keys().map(String::as_str)
+    }
+
+    /// Number of distinct values.
+    #[cfg(test)]
+    pub(crate) fn values_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Keys under the dot-boundary subtree `root` (`root` itself and every
+    /// `root.…`), strictly after `after`, merged into one ordered,
+    /// duplicate-free stream. `root` must be non-empty.
+    pub(crate) fn subtree<'a>(&'a self, root: &str, after: Option<&SortKey>) -> MergeKeys<'a> {
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        let mut runs = Vec::new();
+        if let Some(set) = self.map.get(root) {
+            runs.push(set.range::<SortKey, _>((lower, Bound::Unbounded)));
+        }
+        // Every string starting with `root.` lies in [`root.`, `root/`):
+        // '/' is the byte after '.'.
+        let start = format!("{root}.");
+        let end = format!("{root}/");
+        for (_, set) in self
+            .map
+            .range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str())))
+        {
+            runs.push(set.range::<SortKey, _>((lower, Bound::Unbounded)));
+        }
+        MergeKeys::new(runs)
+    }
+}
+
+/// K-way merge of sorted key runs, dropping duplicates (a topic listed under
+/// two prefixes of the same subtree comes out once).
+pub struct MergeKeys<'a> {
+    runs: Vec<btree_set::Range<'a, SortKey>>,
+    heap: BinaryHeap<Reverse<(&'a SortKey, usize)>>,
+    last: Option<&'a SortKey>,
+}
+
+impl<'a> MergeKeys<'a> {
+    fn new(mut runs: Vec<btree_set::Range<'a, SortKey>>) -> MergeKeys<'a> {
+        let mut heap = BinaryHeap::with_capacity(runs.len());
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some(k) = run.next() {
+                heap.push(Reverse((k, i)));
+            }
+        }
+        MergeKeys {
+            runs,
+            heap,
+            last: None,
+        }
+    }
+}
+
+impl<'a> Iterator for MergeKeys<'a> {
+    type Item = &'a SortKey;
+
+    fn next(&mut self) -> Option<&'a SortKey> {
+        loop {
+            let Reverse((key, i)) = self.heap.pop()?;
+            if let Some(next) = self.runs.get_mut(i).and_then(Iterator::next) {
+                self.heap.push(Reverse((next, i)));
+            }
+            if self.last == Some(key) {
+                continue;
+            }
+            self.last = Some(key);
+            return Some(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::entry::{
+        FunctionEndpoint, FunctionIdentity, NodeDescriptor, ServiceEndpoint,
+    };
+
+    fn func(name: &str, version: &str) -> Entry {
+        FunctionEndpoint::new(FunctionIdentity::new(name, name, version), "n", "c").into()
+    }
+
+    #[test]
+    fn function_order_is_name_id_version_numeric() {
+        let a = SortKey::of(&func("a", "9.0.0"));
+        let b = SortKey::of(&func("a", "10.0.0"));
+        let c = SortKey::of(&func("a", "beta"));
+        let d = SortKey::of(&func("b", "1.0.0"));
+        assert!(a < b && b < c && c < d);
+        assert_ne!(
+            SortKey::of(&func("a", "1.0.0")),
+            SortKey::of(&func("a", "01.0.0"))
+        );
+    }
+
+    #[test]
+    fn service_ports_sort_numerically() {
+        let s = |port| {
+            SortKey::of(&ServiceEndpoint::new("svc", "ns", "tcp", port).owned_by("n", "c").into())
+        };
+        assert!(s(9) < s(80));
+        assert!(s(80) < s(443));
+        assert!(s(443) < s(65535));
+    }
+
+    #[test]
+    fn cursor_round_trip_with_escapes() {
+        let e: Entry = NodeDescriptor::new("ws://h:1|x%y", "c|%7C").into();
+        let key = SortKey::of(&e);
+        let cursor = key.to_cursor();
+        assert_eq!(SortKey::parse(&cursor), Ok(key.clone()));
+        let json = serde_json::to_string(&key).unwrap();
+        assert_eq!(serde_json::from_str::<SortKey>(&json).unwrap(), key);
+        let f = SortKey::of(&func("a.b", "1.2.3"));
+        assert_eq!(SortKey::parse(&f.to_cursor()), Ok(f));
+    }
+
+    #[test]
+    fn bad_cursors_are_errors() {
+        assert_eq!(SortKey::parse(""), Err(SortKeyError::UnknownKind));
+        assert_eq!(SortKey::parse("bogus|a|b"), Err(SortKeyError::UnknownKind));
+        assert_eq!(SortKey::parse("nodes|a"), Err(SortKeyError::WrongArity));
+        assert_eq!(SortKey::parse("nodes|a%|b"), Err(SortKeyError::BadEscape));
+        assert_eq!(SortKey::parse("nodes|a%2"), Err(SortKeyError::BadEscape));
+        assert_eq!(SortKey::parse("nodes|a%é1|b"), Err(SortKeyError::BadEscape));
+        assert_eq!(
+            SortKey::parse("services|ns|n|tcp|80|c|n"),
+            Err(SortKeyError::BadComponent)
+        );
+        assert_eq!(
+            SortKey::parse("services|ns|n|tcp|99999|c|n"),
+            Err(SortKeyError::BadComponent)
+        );
+        assert_eq!(
+            SortKey::parse("functions|a|a|x|c|n"),
+            Err(SortKeyError::BadComponent)
+        );
+        let long = "nodes|".to_string() + &"x".repeat(SortKey::MAX_CURSOR_LEN);
+        assert!(matches!(SortKey::parse(&long), Err(SortKeyError::TooLong(_))));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(s in "\\PC{0,64}") {
+            let _ = SortKey::parse(&s);
+        }
+
+        #[test]
+        fn cursor_round_trips(a in "\\PC{0,16}", b in "[%|a-z]{0,8}") {
+            let key = SortKey::of(&NodeDescriptor::new(a, b).into());
+            proptest::prop_assert_eq!(SortKey::parse(&key.to_cursor()), Ok(key));
+        }
+    }
+
+    #[test]
+    fn subtree_merge_is_ordered_and_deduplicated() {
+        let keys: Vec<SortKey> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| SortKey::of(&NodeDescriptor::new(*n, "c").into()))
+            .collect();
+        let mut idx = SetIndex::default();
+        idx.insert("svc", &keys[3]);
+        idx.insert("svc.x", &keys[0]);
+        idx.insert("svc.x", &keys[2]);
+        idx.insert("svc.y.z", &keys[1]);
+        idx.insert("svc.y.z", &keys[2]);
+        idx.insert("svcx", &keys[0]);
+        idx.insert("sv", &keys[1]);
+        let got: Vec<&SortKey> = idx.subtree("svc", None).collect();
+        assert_eq!(got, vec![&keys[0], &keys[1], &keys[2], &keys[3]]);
+        let got: Vec<&SortKey> = idx.subtree("svc", Some(&keys[1])).collect();
+        assert_eq!(got, vec![&keys[2], &keys[3]]);
+        let got: Vec<&SortKey> = idx.subtree("svc.y", None).collect();
+        assert_eq!(got, vec![&keys[1], &keys[2]]);
+        idx.remove("svc.y.z", &keys[1]);
+        idx.remove("svc.y.z", &keys[2]);
+        assert_eq!(idx.subtree("svc.y", None).count(), 0);
+        assert_eq!(idx.values_len(), 4);
+    }
+}

@@ -1,0 +1,540 @@
+//! The catalog store: every entry once, plus the indexes that make reads
+//! cheap.
+//!
+//! Layout (all ordered maps, so iteration is deterministic and no hashing
+//! randomness enters the sans-IO core):
+//! - per kind, `SortKey → (origin, entry)` in MPREG's output order;
+//! - `EntryKey → SortKey`, to find an entry by its removal key;
+//! - per kind, namespace → keys ([`Entry::filter_values`]) and name → keys
+//!   ([`Entry::name`]);
+//! - node id → keys, origin → keys;
+//! - `(expires_at, SortKey)`, so pruning touches only what expired;
+//! - the function identity maps (name ↔ function_id, with use counts).
+//!
+//! Every mutation goes through [`Catalog::insert_new`] and
+//! [`Catalog::remove_by_sort_key`], which update all of these together; the
+//! property test at the bottom checks them against a naive model.
+//!
+//! Reads return stored entries whether or not they have expired; call
+//! [`Catalog::prune_expired`] (or filter with [`Entry::is_expired`]) first.
+//! MPREG prunes lazily on read; a sans-IO store cannot read the clock, and
+//! pruning is cheap here, so the owner prunes on its tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
+use super::index::{MergeKeys, SetIndex, SortKey};
+use super::namespace::NamespaceFilter;
+
+/// Why [`Catalog::upsert`] refused an entry (`fabric.md` §1.5).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CatalogError {
+    /// `now > advertised_at + ttl_seconds` already.
+    #[error("entry already expired (expires_at {expires_at}, now {now})")]
+    Expired {
+        /// `advertised_at + ttl_seconds` of the entry.
+        expires_at: f64,
+        /// The `now` it was offered at.
+        now: f64,
+    },
+    /// Not newer than the stored version of the same key: older
+    /// `advertised_at`, or equal `advertised_at` and TTL not longer.
+    #[error(
+        "stale update (advertised_at {advertised_at}, ttl {ttl_seconds}; stored {existing_advertised_at}, ttl {existing_ttl_seconds})"
+    )]
+    Stale {
+        /// Incoming `advertised_at`.
+        advertised_at: f64,
+        /// Incoming `ttl_seconds`.
+        ttl_seconds: f64,
+        /// Stored `advertised_at`.
+        existing_advertised_at: f64,
+        /// Stored `ttl_seconds`.
+        existing_ttl_seconds: f64,
+    },
+    /// A function name already maps to another id, or the id to another name.
+    #[error(
+        "function identity conflict: {name} / {function_id} vs registered {existing_name} / {existing_function_id}"
+    )]
+    IdentityConflict {
+        /// Incoming name.
+        name: String,
+        /// Incoming function id.
+        function_id: String,
+        /// Registered name of the conflicting mapping.
+        existing_name: String,
+        /// Registered id of the conflicting mapping.
+        existing_function_id: String,
+    },
+    /// Non-finite `advertised_at`, non-finite or negative TTL: such an entry
+    /// would never expire (NaN compares false) or break the expiry order.
+    #[error("invalid timing (advertised_at {advertised_at}, ttl {ttl_seconds})")]
+    InvalidTiming {
+        /// Incoming `advertised_at`.
+        advertised_at: f64,
+        /// Incoming `ttl_seconds`.
+        ttl_seconds: f64,
+    },
+}
+
+/// What an accepted upsert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// A new key.
+    Inserted,
+    /// A newer version of a stored key.
+    Replaced,
+}
+
+/// An entry and the node that owns it.
+#[derive(Debug, Clone)]
+struct Stored {
+    origin: String,
+    entry: Entry,
+}
+
+/// Expiry instant ordered with `total_cmp` (upsert admits finite values only).
+#[derive(Debug, Clone, Copy)]
+struct Expiry(f64);
+
+impl PartialEq for Expiry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.total_cmp(&other.0).is_eq()
+    }
+}
+impl Eq for Expiry {}
+impl PartialOrd for Expiry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Expiry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// One side of the name ↔ function_id mapping, with a use count so it is
+/// dropped when its last endpoint goes.
+#[derive(Debug, Clone)]
+struct IdentityUse {
+    other: String,
+    count: usize,
+}
+
+/// The discovery catalog: all entries of all kinds, indexed.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    entries: [BTreeMap<SortKey, Stored>; EntryKind::COUNT],
+    keys: BTreeMap<EntryKey, SortKey>,
+    namespaces: [SetIndex; EntryKind::COUNT],
+    names: [SetIndex; EntryKind::COUNT],
+    nodes: SetIndex,
+    origins: SetIndex,
+    expiry: BTreeSet<(Expiry, SortKey)>,
+    function_names: BTreeMap<String, IdentityUse>,
+    function_ids: BTreeMap<String, IdentityUse>,
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// The sort key of an entry (same as [`SortKey::of`]).
+    pub fn sort_key(entry: &Entry) -> SortKey {
+        SortKey::of(entry)
+    }
+
+    /// Registers `entry` on behalf of `origin` under MPREG's rules: the entry
+    /// is normalised; rejected if already expired at `now`, if a stored entry
+    /// with the same key is at least as fresh (`advertised_at`, then
+    /// `ttl_seconds`), or if it is a function whose name or id is already
+    /// bound to a different id or name. Otherwise it is stored (replacing the
+    /// old version, whose origin it also takes over).
+    pub fn upsert(&mut self, origin: &str, mut entry: Entry, now: f64) -> Result<Upsert, CatalogError> {
+        entry.normalize();
+        let advertised_at = entry.advertised_at();
+        let ttl_seconds = entry.ttl_seconds();
+        if !advertised_at.is_finite()
+            || !ttl_seconds.is_finite()
+            || ttl_seconds < 0.0
+            || !entry.expires_at().is_finite()
+        {
+            return Err(CatalogError::InvalidTiming {
+                advertised_at,
+                ttl_seconds,
+            });
+        }
+        if entry.is_expired(now) {
+            return Err(CatalogError::Expired {
+                expires_at: entry.expires_at(),
+                now,
+            });
+        }
+        let key = entry.key();
+        let existing = self.keys.get(&key).cloned();
+        if let Some(old) = existing.as_ref().and_then(|sk| self.stored(sk)) {
+            let old_at = old.entry.advertised_at();
+            let old_ttl = old.entry.ttl_seconds();
+            if advertised_at < old_at || (advertised_at == old_at && ttl_seconds <= old_ttl) {
+                return Err(CatalogError::Stale {
+                    advertised_at,
+                    ttl_seconds,
+                    existing_advertised_at: old_at,
+                    existing_ttl_seconds: old_ttl,
+                });
+            }
+        }
+        if let Entry::Function(f) = &entry {
+            self.check_identity(&f.identity)?;
+        }
+        let outcome = match existing {
+            Some(sk) => {
+                self.remove_by_sort_key(&sk);
+                Upsert::Replaced
+            }
+            None => Upsert::Inserted,
+        };
+        self.insert_new(origin.to_string(), entry);
+        Ok(outcome)
+    }
+
+    /// Removes the entry with this key, unconditionally (no timestamp check,
+    /// no tombstone: tombstones belong to the fabric layer).
+    pub fn remove(&mut self, key: &EntryKey) -> Option<Entry> {
+        let sk = self.keys.get(key)?.clone();
+        self.remove_by_sort_key(&sk).map(|s| s.entry)
+    }
+
+    /// The entry with this key.
+    pub fn get(&self, key: &EntryKey) -> Option<&Entry> {
+        self.keys
+            .get(key)
+            .and_then(|sk| self.stored(sk))
+            .map(|s| &s.entry)
+    }
+
+    /// The entry at this sort key.
+    pub fn get_by_sort_key(&self, key: &SortKey) -> Option<&Entry> {
+        self.stored(key).map(|s| &s.entry)
+    }
+
+    /// The origin that stored the entry with this key.
+    pub fn origin_of(&self, key: &EntryKey) -> Option<&str> {
+        self.keys
+            .get(key)
+            .and_then(|sk| self.stored(sk))
+            .map(|s| s.origin.as_str())
+    }
+
+    /// Removes every entry stored by `origin` (e.g. on its departure) and
+    /// returns them in kind, then sort, order.
+    pub fn remove_origin(&mut self, origin: &str) -> Vec<Entry> {
+        let keys: Vec<SortKey> = self.origins.get(origin).cloned().collect();
+        keys.iter()
+            .filter_map(|sk| self.remove_by_sort_key(sk))
+            .map(|s| s.entry)
+            .collect()
+    }
+
+    /// Entries stored by `origin`, in kind, then sort, order.
+    pub fn origin_entries<'a>(&'a self, origin: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.origins
+            .get(origin)
+            .filter_map(move |sk| self.stored(sk))
+            .map(|s| &s.entry)
+    }
+
+    /// Removes every entry expired at `now` (`now > expires_at`) and returns
+    /// how many. Walks the expiry index from its earliest instant, so the
+    /// cost is proportional to what expired.
+    pub fn prune_expired(&mut self, now: f64) -> usize {
+        self.take_expired(now).len()
+    }
+
+    /// Like [`Catalog::prune_expired`], returning `(origin, entry)` of each
+    /// removed entry in expiry order (for watchers that publish removals).
+    pub fn take_expired(&mut self, now: f64) -> Vec<(String, Entry)> {
+        let due: Vec<SortKey> = self
+            .expiry
+            .iter()
+            .take_while(|(at, _)| at.0 < now)
+            .map(|(_, sk)| sk.clone())
+            .collect();
+        due.iter()
+            .filter_map(|sk| self.remove_by_sort_key(sk))
+            .map(|s| (s.origin, s.entry))
+            .collect()
+    }
+
+    /// The earliest `expires_at` of any stored entry: the next instant at
+    /// which [`Catalog::prune_expired`] has work (strictly after it).
+    pub fn next_expiry(&self) -> Option<f64> {
+        self.expiry.first().map(|(at, _)| at.0)
+    }
+
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Number of stored entries of `kind`.
+    pub fn count(&self, kind: EntryKind) -> usize {
+        self.kind_map(kind).len()
+    }
+
+    /// Entries of `kind` in MPREG's output order.
+    pub fn iter(&self, kind: EntryKind) -> impl Iterator<Item = &Entry> + '_ {
+        self.kind_map(kind).values().map(|s| &s.entry)
+    }
+
+    /// Every entry of every kind with its origin (kind order, then sort
+    /// order): for snapshots.
+    pub fn iter_all(&self) -> impl Iterator<Item = (&str, &Entry)> + '_ {
+        self.entries
+            .iter()
+            .flat_map(|m| m.values())
+            .map(|s| (s.origin.as_str(), &s.entry))
+    }
+
+    /// The origins that currently own at least one entry, sorted.
+    pub fn origins(&self) -> impl Iterator<Item = &str> + '_ {
+        self.origins.values()
+    }
+
+    /// Entries of `kind` strictly after `after` in sort order (all of them
+    /// when `None`): keyset pagination. A key of another kind compares by
+    /// kind, so it yields all or nothing; callers should reject such cursors.
+    pub fn range_after<'a>(
+        &'a self,
+        kind: EntryKind,
+        after: Option<&SortKey>,
+    ) -> impl Iterator<Item = (&'a SortKey, &'a Entry)> + 'a {
+        let lower = match after {
+            Some(k) => Bound::Excluded(k),
+            None => Bound::Unbounded,
+        };
+        self.kind_map(kind)
+            .range::<SortKey, _>((lower, Bound::Unbounded))
+            .map(|(k, s)| (k, &s.entry))
+    }
+
+    /// Entries of `kind` passing the namespace filter, strictly after
+    /// `after`, in sort order.
+    ///
+    /// The filter is tested against [`Entry::filter_values`] with the
+    /// dot-boundary rule. It is answered from the namespace index: a range
+    /// over the namespaces in the subtree, merged; unrelated entries are not
+    /// visited. Topics are indexed under every pattern prefix, so they need
+    /// no scan either. Kinds a namespace does not apply to (nodes, caches,
+    /// cache profiles) ignore the filter, as MPREG's `catalog_query` does.
+    pub fn in_namespace<'a>(
+        &'a self,
+        kind: EntryKind,
+        filter: &NamespaceFilter,
+        after: Option<&SortKey>,
+    ) -> InNamespace<'a> {
+        let map = self.kind_map(kind);
+        let namespaced = matches!(
+            kind,
+            EntryKind::Functions | EntryKind::Queues | EntryKind::Services | EntryKind::Topics
+        );
+        let inner = if filter.is_all() || !namespaced {
+            let lower = match after {
+                Some(k) => Bound::Excluded(k),
+                None => Bound::Unbounded,
+            };
+            Inner::All(map.range::<SortKey, _>((lower, Bound::Unbounded)))
+        } else {
+            Inner::Merge(self.namespaces[kind.index()].subtree(filter.as_str(), after))
+        };
+        InNamespace { map, inner }
+    }
+
+    /// Entries of `kind` whose [`Entry::name`] is exactly `name` (function
+    /// name, node id, queue name, subscription id, service name, cache role,
+    /// cache profile node id), in sort order.
+    pub fn by_name<'a>(&'a self, kind: EntryKind, name: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        let map = self.kind_map(kind);
+        self.names[kind.index()]
+            .get(name)
+            .filter_map(move |sk| map.get(sk))
+            .map(|s| &s.entry)
+    }
+
+    /// Entries of every kind served by / held on `node_id` (kind order, then
+    /// sort order): what `list_peers` reports for a peer.
+    pub fn by_node<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.nodes
+            .get(node_id)
+            .filter_map(move |sk| self.stored(sk))
+            .map(|s| &s.entry)
+    }
+
+    // -- internals ---------------------------------------------------------
+
+    fn kind_map(&self, kind: EntryKind) -> &BTreeMap<SortKey, Stored> {
+        &self.entries[kind.index()]
+    }
+
+    fn stored(&self, sk: &SortKey) -> Option<&Stored> {
+        self.entries[sk.kind().index()].get(sk)
+    }
+
+    fn check_identity(&self, identity: &FunctionIdentity) -> Result<(), CatalogError> {
+        if let Some(bound) = self.function_names.get(&identity.name) {
+            if bound.other != identity.function_id {
+                return Err(CatalogError::IdentityConflict {
+                    name: identity.name.clone(),
+                    function_id: identity.function_id.clone(),
+                    existing_name: identity.name.clone(),
+                    existing_function_id: bound.other.clone(),
+                });
+            }
+        }
+        if let Some(bound) = self.function_ids.get(&identity.function_id) {
+            if bound.other != identity.name {
+                return Err(CatalogError::IdentityConflict {
+                    name: identity.name.clone(),
+                    function_id: identity.function_id.clone(),
+                    existing_name: bound.other.clone(),
+                    existing_function_id: identity.function_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a new entry (its key must be absent) and indexes it.
+    fn insert_new(&mut self, origin: String, entry: Entry) {
+        let sk = SortKey::of(&entry);
+        let kind = entry.kind().index();
+        self.keys.insert(entry.key(), sk.clone());
+        if let Some(values) = entry.filter_values() {
+            for ns in values {
+                self.namespaces[kind].insert(ns, &sk);
+            }
+        }
+        self.names[kind].insert(entry.name(), &sk);
+        self.nodes.insert(entry.node_id(), &sk);
+        self.origins.insert(&origin, &sk);
+        self.expiry.insert((Expiry(entry.expires_at()), sk.clone()));
+        if let Entry::Function(f) = &entry {
+            bind(&mut self.function_names, &f.identity.name, &f.identity.function_id);
+            bind(&mut self.function_ids, &f.identity.function_id, &f.identity.name);
+        }
+        self.entries[kind].insert(sk, Stored { origin, entry });
+    }
+
+    /// Removes an entry and every index reference to it.
+    fn remove_by_sort_key(&mut self, sk: &SortKey) -> Option<Stored> {
+        let kind = sk.kind().index();
+        let stored = self.entries[kind].remove(sk)?;
+        let entry = &stored.entry;
+        self.keys.remove(&entry.key());
+        if let Some(values) = entry.filter_values() {
+            for ns in values {
+                self.namespaces[kind].remove(ns, sk);
+            }
+        }
+        self.names[kind].remove(entry.name(), sk);
+        self.nodes.remove(entry.node_id(), sk);
+        self.origins.remove(&stored.origin, sk);
+        self.expiry.remove(&(Expiry(entry.expires_at()), sk.clone()));
+        if let Entry::Function(f) = entry {
+            unbind(&mut self.function_names, &f.identity.name);
+            unbind(&mut self.function_ids, &f.identity.function_id);
+        }
+        Some(stored)
+    }
+
+    /// Internal consistency check used by tests: every index agrees with the
+    /// primary maps.
+    #[cfg(test)]
+    pub(crate) fn assert_consistent(&self) {
+        let total: usize = self.entries.iter().map(BTreeMap::len).sum();
+        assert_eq!(total, self.keys.len());
+        assert_eq!(total, self.expiry.len());
+        for (key, sk) in &self.keys {
+            let stored = self.stored(sk).expect("key index points at a stored entry");
+            assert_eq!(&stored.entry.key(), key);
+            assert_eq!(&SortKey::of(&stored.entry), sk);
+        }
+        let mut names = 0usize;
+        let mut ids = 0usize;
+        for f in self.iter(EntryKind::Functions) {
+            if let Entry::Function(f) = f {
+                let n = self.function_names.get(&f.identity.name).expect("name bound");
+                assert_eq!(n.other, f.identity.function_id);
+                let i = self.function_ids.get(&f.identity.function_id).expect("id bound");
+                assert_eq!(i.other, f.identity.name);
+            }
+        }
+        for u in self.function_names.values() {
+            names += u.count;
+        }
+        for u in self.function_ids.values() {
+            ids += u.count;
+        }
+        assert_eq!(names, self.count(EntryKind::Functions));
+        assert_eq!(ids, self.count(EntryKind::Functions));
+    }
+}
+
+fn bind(map: &mut BTreeMap<String, IdentityUse>, from: &str, to: &str) {
+    map.entry(from.to_string())
+        .or_insert_with(|| IdentityUse {
+            other: to.to_string(),
+            count: 0,
+        })
+        .count += 1;
+}
+
+fn unbind(map: &mut BTreeMap<String, IdentityUse>, from: &str) {
+    if let Some(u) = map.get_mut(from) {
+        u.count = u.count.saturating_sub(1);
+        if u.count == 0 {
+            map.remove(from);
+        }
+    }
+}
+
+/// Iterator returned by [`Catalog::in_namespace`]: `(sort key, entry)` in
+/// sort order.
+pub struct InNamespace<'a> {
+    map: &'a BTreeMap<SortKey, Stored>,
+    inner: Inner<'a>,
+}
+
+enum Inner<'a> {
+    All(std::collections::btree_map::Range<'a, SortKey, Stored>),
+    Merge(MergeKeys<'a>),
+}
+
+impl<'a> Iterator for InNamespace<'a> {
+    type Item = (&'a SortKey, &'a Entry);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.inner {
+            Inner::All(range) => range.next().map(|(k, s)| (k, &s.entry)),
+            Inner::Merge(keys) => loop {
+                let sk = keys.next()?;
+                if let Some((k, s)) = self.map.get_key_value(sk) {
+                    return Some((k, &s.entry));
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

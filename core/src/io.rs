@@ -1,0 +1,189 @@
+//! The node's one input type and one output type (str0m style): everything
+//! a runtime tells the node, and everything the node asks the runtime to do.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Identifies one transport connection. Allocated by the runtime, unique for
+/// the lifetime of the process.
+pub type ConnId = u64;
+
+/// What kind of peer sits on a connection, decided by the WebSocket handshake:
+/// a connection that negotiated the `mpreg-fabric.v1` subprotocol is a fabric
+/// peer, anything else is an MPREG client speaking JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnKind {
+    /// JSON client protocol (MPREG-compatible).
+    Client,
+    /// CBOR fabric protocol between mpreg-rs nodes.
+    Fabric,
+}
+
+/// One WebSocket message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A text message (UTF-8).
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+}
+
+impl Frame {
+    /// The payload bytes, whatever the frame type.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Frame::Text(s) => s.as_bytes(),
+            Frame::Binary(b) => b,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A WebSocket close code plus a human-readable reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// RFC 6455 close code (1000 normal, 1002 protocol error, 1008 policy,
+    /// 1009 too big, 1001 going away).
+    pub code: u16,
+    /// Reason text (kept under the 123 bytes a close frame can carry).
+    pub reason: String,
+}
+
+impl CloseReason {
+    /// Builds a close reason, truncating the text on a char boundary so it
+    /// fits in a WebSocket close frame.
+    pub fn new(code: u16, reason: impl Into<String>) -> Self {
+        let mut reason = reason.into();
+        if reason.len() > 120 {
+            let mut cut = 120;
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason.truncate(cut);
+        }
+        CloseReason { code, reason }
+    }
+}
+
+/// Local administrative commands (from the process itself, not the network).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Graceful shutdown: send GOODBYE to every fabric peer, close every
+    /// connection, then emit [`Output::Stopped`].
+    Shutdown {
+        /// GOODBYE reason (`graceful_shutdown`, `maintenance`, ...).
+        reason: String,
+    },
+}
+
+/// Everything that can happen to a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A deadline from `poll_timeout` passed (or the runtime just woke up).
+    Tick,
+    /// An inbound WebSocket connection finished its handshake.
+    Accepted {
+        /// Runtime-allocated id.
+        conn: ConnId,
+        /// Client or fabric, from the negotiated subprotocol.
+        kind: ConnKind,
+        /// Upgrade request headers, names lower-cased.
+        headers: Vec<(String, String)>,
+        /// Remote address, when known.
+        peer_addr: Option<SocketAddr>,
+    },
+    /// An outbound fabric dial requested by [`Output::Dial`] succeeded.
+    Connected {
+        /// Runtime-allocated id.
+        conn: ConnId,
+        /// The URL that was dialled.
+        url: String,
+    },
+    /// An outbound dial failed (refused, timed out, handshake rejected).
+    DialFailed {
+        /// The URL that was dialled.
+        url: String,
+        /// What went wrong, for diagnostics.
+        error: String,
+    },
+    /// One complete WebSocket message arrived.
+    Frame {
+        /// The connection it arrived on.
+        conn: ConnId,
+        /// The message.
+        frame: Frame,
+    },
+    /// A connection closed (either side, any reason). Sent exactly once.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A local administrative command.
+    Command(Command),
+}
+
+/// Diagnostics the runtime logs (with `tracing`) and counts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A bad frame or request was rejected.
+    BadInput {
+        /// The connection, if any.
+        conn: Option<ConnId>,
+        /// What was wrong.
+        detail: String,
+    },
+    /// A fabric peer became known or connected.
+    PeerUp {
+        /// Peer node id (its URL).
+        node_id: String,
+    },
+    /// A fabric peer left (GOODBYE) or its connection dropped.
+    PeerDown {
+        /// Peer node id (its URL).
+        node_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// A free-form informational line.
+    Info(String),
+}
+
+/// Everything a node asks its runtime to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Write one WebSocket message to a connection.
+    Send {
+        /// Target connection.
+        conn: ConnId,
+        /// The message.
+        frame: Frame,
+    },
+    /// Open an outbound fabric connection (subprotocol `mpreg-fabric.v1`).
+    /// The runtime answers with `Connected` or `DialFailed`.
+    Dial {
+        /// `ws://host:port` of the peer.
+        url: String,
+        /// Give up (and report `DialFailed`) after this long.
+        timeout: Duration,
+    },
+    /// Close a connection after flushing what was sent before.
+    Close {
+        /// Target connection.
+        conn: ConnId,
+        /// Close code and reason.
+        reason: CloseReason,
+    },
+    /// Something worth logging or counting.
+    Event(Event),
+    /// Shutdown finished: the runtime flushes pending writes and exits.
+    Stopped,
+}

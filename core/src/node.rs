@@ -1,0 +1,636 @@
+//! The node: composition of catalog, fabric and API behind the one
+//! `handle` / `poll_output` / `poll_timeout` contract (see the crate docs).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::api::{self, Ctx};
+use crate::catalog::store::Catalog;
+use crate::config::{ConfigError, Settings};
+use crate::fabric::dial::Dialer;
+use crate::fabric::origins::{Accept, OriginStore};
+use crate::fabric::peers::PeerTable;
+use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
+use crate::local;
+use crate::pubsub::Subscriptions;
+use crate::rng::NodeRng;
+use crate::time::{secs, Instant, Now};
+use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
+use crate::wire::fabric::{self as fwire, FabricMsg, Goodbye, Hello, OriginState, Status, StatusMetrics};
+
+/// Who this node is.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `ws://host:port`: node id, catalog origin and peer key.
+    pub node_id: String,
+    /// Own cluster.
+    pub cluster_id: String,
+    /// This process's instance (a ULID).
+    pub instance_id: String,
+    /// Wall time this instance started.
+    pub started_at: f64,
+}
+
+/// Counters reported in STATUS and monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Client messages handled.
+    pub messages_processed: u64,
+    /// Fabric messages handled.
+    pub server_messages: u64,
+    /// Client frames rejected (malformed, oversized, bad envelope).
+    pub client_frames_rejected: u64,
+    /// Fabric frames rejected (undecodable, oversized, wrong version).
+    pub fabric_frames_rejected: u64,
+    /// Gossiped entries rejected (not owned by their origin, expired, stale).
+    pub entries_rejected: u64,
+}
+
+#[derive(Debug)]
+enum ConnState {
+    Client,
+    Fabric {
+        /// Set once the peer's Hello (or STATUS) identified it.
+        node_id: Option<String>,
+        /// The URL we dialled, for outbound connections.
+        dialed: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timers {
+    status: Instant,
+    refresh: Instant,
+    prune: Instant,
+}
+
+/// An mpreg-rs node, free of I/O.
+pub struct Node {
+    settings: Settings,
+    me: Identity,
+    rng: NodeRng,
+    catalog: Catalog,
+    origins: OriginStore,
+    peers: PeerTable,
+    dialer: Dialer,
+    conns: HashMap<ConnId, ConnState>,
+    subs: Subscriptions,
+    out: VecDeque<Output>,
+    counters: Counters,
+    own_version: u64,
+    timers: Timers,
+    stopped: bool,
+}
+
+impl Node {
+    /// Builds a node from validated settings. `seed` fixes every random
+    /// choice the node makes (ids, jitter), so a simulator run replays.
+    ///
+    /// `settings.port` must be the port actually bound (the runtime resolves
+    /// port 0 before calling this), because the node id is `ws://host:port`.
+    pub fn new(settings: Settings, now: Now, seed: u64) -> Result<Node, ConfigError> {
+        let settings = settings.normalized()?;
+        let mut rng = NodeRng::new(seed);
+        let node_id = format!("ws://{}:{}", settings.host, settings.port);
+        let me = Identity {
+            node_id: node_id.clone(),
+            cluster_id: settings.cluster_id.clone(),
+            instance_id: rng.ulid(now.wall),
+            started_at: now.wall,
+        };
+        let mut seeds: Vec<String> = settings.peers.clone();
+        seeds.extend(settings.connect.iter().cloned());
+        let mut self_urls = vec![node_id.clone()];
+        self_urls.extend(settings.advertised_urls.iter().cloned());
+        let dialer = Dialer::new(secs(settings.fabric_dial_retry_seconds), seeds, self_urls);
+        let mut node = Node {
+            me,
+            rng,
+            catalog: Catalog::new(),
+            origins: OriginStore::default(),
+            peers: PeerTable::default(),
+            dialer,
+            conns: HashMap::new(),
+            subs: Subscriptions::default(),
+            out: VecDeque::new(),
+            counters: Counters::default(),
+            own_version: 0,
+            timers: Timers { status: now.mono, refresh: now.mono, prune: now.mono },
+            stopped: false,
+            settings,
+        };
+        node.refresh_own_state(now, false);
+        node.timers.status = now.mono + node.gossip_interval();
+        node.timers.prune = now.mono + node.gossip_interval();
+        node.pump_dials(now);
+        Ok(node)
+    }
+
+    /// This node's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    /// The effective (normalised) settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Counters for monitoring.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Feeds one input. Drain [`Node::poll_output`] afterwards.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        if self.stopped {
+            return;
+        }
+        match input {
+            Input::Tick => self.on_tick(now),
+            Input::Accepted { conn, kind, .. } => match kind {
+                ConnKind::Client => {
+                    self.conns.insert(conn, ConnState::Client);
+                }
+                ConnKind::Fabric => {
+                    self.conns.insert(conn, ConnState::Fabric { node_id: None, dialed: None });
+                    self.greet(conn, now);
+                }
+            },
+            Input::Connected { conn, url } => {
+                self.dialer.succeeded(&url);
+                self.conns.insert(conn, ConnState::Fabric { node_id: None, dialed: Some(url) });
+                self.greet(conn, now);
+            }
+            Input::DialFailed { url, error } => {
+                self.event(Event::Info(format!("dial {url} failed: {error}")));
+                self.dialer.failed(&url, now.mono, &mut self.rng);
+            }
+            Input::Frame { conn, frame } => match self.conns.get(&conn) {
+                Some(ConnState::Client) => self.on_client_frame(conn, frame, now),
+                Some(ConnState::Fabric { .. }) => self.on_fabric_frame(conn, frame, now),
+                None => self.event(Event::BadInput { conn: Some(conn), detail: "frame on unknown connection".into() }),
+            },
+            Input::Closed { conn } => self.on_closed(conn, now),
+            Input::Command(Command::Shutdown { reason }) => self.shutdown(now, &reason),
+        }
+        self.pump_dials(now);
+    }
+
+    /// The next output, if any. Call until `None` after every `handle`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When the node next needs `Input::Tick`.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
+        let t = self.timers;
+        let mut next = t.status.min(t.refresh).min(t.prune);
+        if let Some(d) = self.dialer.next_deadline() {
+            next = next.min(d);
+        }
+        Some(next)
+    }
+
+    fn gossip_interval(&self) -> Duration {
+        secs(self.settings.gossip_interval).max(Duration::from_millis(10))
+    }
+
+    fn event(&mut self, e: Event) {
+        self.out.push_back(Output::Event(e));
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Frame) {
+        self.out.push_back(Output::Send { conn, frame });
+    }
+
+    fn send_fabric(&mut self, conn: ConnId, msg: &FabricMsg) {
+        self.send(conn, Frame::Binary(fwire::encode(msg)));
+    }
+
+    fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {
+        self.out.push_back(Output::Close { conn, reason: CloseReason::new(code, reason) });
+    }
+
+    fn fabric_conns(&self) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| matches!(s, ConnState::Fabric { .. }))
+            .map(|(c, _)| *c)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    // ---- timers --------------------------------------------------------
+
+    fn on_tick(&mut self, now: Now) {
+        if now.mono >= self.timers.status {
+            let status = FabricMsg::Status(self.own_status(now));
+            for conn in self.fabric_conns() {
+                self.send_fabric(conn, &status);
+            }
+            self.timers.status = now.mono + self.gossip_interval();
+        }
+        if now.mono >= self.timers.refresh {
+            self.refresh_own_state(now, true);
+        }
+        if now.mono >= self.timers.prune {
+            self.prune(now);
+            self.timers.prune = now.mono + self.gossip_interval();
+        }
+    }
+
+    /// Re-advertises this node's entries with a fresh `advertised_at` at the
+    /// next version, and floods the new state when `broadcast`.
+    fn refresh_own_state(&mut self, now: Now, broadcast: bool) {
+        self.own_version += 1;
+        let state = OriginState {
+            origin: self.me.node_id.clone(),
+            instance_id: self.me.instance_id.clone(),
+            started_at: self.me.started_at,
+            version: self.own_version,
+            entries: local::entries(&self.settings, &self.me, now.wall),
+        };
+        self.apply_origin_state(state.clone(), now);
+        if broadcast {
+            let msg = FabricMsg::OriginState(state);
+            for conn in self.fabric_conns() {
+                self.send_fabric(conn, &msg);
+            }
+        }
+        // Refresh well inside the TTL so peers never see our entries expire.
+        let ttl = secs(self.settings.fabric_catalog_ttl_seconds);
+        self.timers.refresh = now.mono + (ttl / 4).max(Duration::from_millis(100));
+    }
+
+    fn prune(&mut self, now: Now) {
+        self.catalog.prune_expired(now.wall);
+        self.origins.expire(now.mono);
+        let dead: Vec<String> = self
+            .origins
+            .iter()
+            .filter(|s| s.origin != self.me.node_id && s.entries.iter().all(|e| e.is_expired(now.wall)))
+            .map(|s| s.origin.clone())
+            .collect();
+        for origin in dead {
+            self.origins.forget(&origin);
+            self.catalog.remove_origin(&origin);
+            self.dialer.forget(&origin);
+        }
+    }
+
+    fn pump_dials(&mut self, now: Now) {
+        let peers = &self.peers;
+        let due = self.dialer.due(now.mono, |url| peers.is_connected(url));
+        let timeout = secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
+        for url in due {
+            self.out.push_back(Output::Dial { url, timeout });
+        }
+    }
+
+    // ---- fabric --------------------------------------------------------
+
+    /// First frames on a new fabric connection: who we are, how we are, and
+    /// everything we know (the connect-time state exchange).
+    fn greet(&mut self, conn: ConnId, now: Now) {
+        let hello = FabricMsg::Hello(Hello {
+            node_id: self.me.node_id.clone(),
+            cluster_id: self.me.cluster_id.clone(),
+            instance_id: self.me.instance_id.clone(),
+        });
+        self.send_fabric(conn, &hello);
+        let status = FabricMsg::Status(self.own_status(now));
+        self.send_fabric(conn, &status);
+        let states: Vec<FabricMsg> = self.origins.iter().cloned().map(FabricMsg::OriginState).collect();
+        for s in states {
+            self.send_fabric(conn, &s);
+        }
+    }
+
+    fn on_fabric_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
+        let Frame::Binary(bytes) = frame else {
+            self.counters.fabric_frames_rejected += 1;
+            self.event(Event::BadInput { conn: Some(conn), detail: "text frame on a fabric connection".into() });
+            self.close(conn, 1003, "fabric frames must be binary CBOR");
+            return;
+        };
+        let decoded = match fwire::decode(&bytes, usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.counters.fabric_frames_rejected += 1;
+                let code = match e {
+                    fwire::FabricDecodeError::TooLarge { .. } => 1009,
+                    _ => 1002,
+                };
+                let detail = e.to_string();
+                self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+                self.close(conn, code, detail);
+                return;
+            }
+        };
+        self.counters.server_messages += 1;
+        match decoded.msg {
+            FabricMsg::Hello(h) => self.on_hello(conn, h, now),
+            FabricMsg::Status(s) => {
+                if self.origins.is_departed(&s.node_id, &s.instance_id) {
+                    self.close(conn, 1008, "peer is marked departed");
+                    return;
+                }
+                self.identify(conn, &s.node_id);
+                self.dialer.want(&s.node_id, now.mono);
+                self.peers.on_status(s, now.mono, now.wall);
+            }
+            FabricMsg::Goodbye(g) => self.on_goodbye(Some(conn), g, now),
+            FabricMsg::OriginState(state) => self.on_origin_state(Some(conn), state, now),
+        }
+    }
+
+    fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Now) {
+        if hello.node_id == self.me.node_id {
+            if let Some(ConnState::Fabric { dialed: Some(url), .. }) = self.conns.get(&conn) {
+                let url = url.clone();
+                self.dialer.is_self(&url);
+            }
+            self.close(conn, 1008, "connected to self");
+            return;
+        }
+        if self.origins.is_departed(&hello.node_id, &hello.instance_id) {
+            self.close(conn, 1008, "peer is marked departed");
+            return;
+        }
+        self.identify(conn, &hello.node_id);
+        self.dialer.want(&hello.node_id, now.mono);
+    }
+
+    fn identify(&mut self, conn: ConnId, node_id: &str) {
+        if let Some(ConnState::Fabric { node_id: slot @ None, .. }) = self.conns.get_mut(&conn) {
+            *slot = Some(node_id.to_string());
+            self.peers.on_conn(node_id, conn);
+            self.event(Event::PeerUp { node_id: node_id.to_string() });
+        }
+    }
+
+    fn on_goodbye(&mut self, from: Option<ConnId>, g: Goodbye, now: Now) {
+        if g.node_id == self.me.node_id {
+            return;
+        }
+        // Keep the departure past the life of any copy of its state still in
+        // flight: entries expire after one TTL, so two TTLs is safe.
+        let horizon = secs(self.settings.goodbye_reconnect_grace_seconds)
+            .max(secs(self.settings.fabric_catalog_ttl_seconds) * 2);
+        if !self.origins.depart(&g.node_id, &g.instance_id, now.mono + horizon) {
+            return;
+        }
+        self.catalog.remove_origin(&g.node_id);
+        self.peers.remove(&g.node_id);
+        self.dialer.forget(&g.node_id);
+        self.event(Event::PeerDown { node_id: g.node_id.clone(), reason: g.reason.clone() });
+        let msg = FabricMsg::Goodbye(g);
+        for conn in self.fabric_conns() {
+            if Some(conn) != from {
+                self.send_fabric(conn, &msg);
+            }
+        }
+    }
+
+    fn on_origin_state(&mut self, from: Option<ConnId>, state: OriginState, now: Now) {
+        if state.origin == self.me.node_id {
+            // Our own state relayed back (or a previous instance's): we are
+            // the only writer of it.
+            return;
+        }
+        match self.origins.offer(state.clone()) {
+            Accept::Newer => {}
+            Accept::Stale | Accept::Departed => return,
+        }
+        self.apply_origin_state(state.clone(), now);
+        self.dialer.want(&state.origin, now.mono);
+        let msg = FabricMsg::OriginState(state);
+        for conn in self.fabric_conns() {
+            if Some(conn) != from {
+                self.send_fabric(conn, &msg);
+            }
+        }
+    }
+
+    /// Replaces everything `state.origin` owned in the catalog by `state`.
+    /// Entries that claim another owner are dropped: only owners write.
+    fn apply_origin_state(&mut self, state: OriginState, now: Now) {
+        if state.origin == self.me.node_id {
+            self.origins.offer(state.clone());
+        }
+        self.catalog.remove_origin(&state.origin);
+        for entry in state.entries {
+            if entry.node_id() != state.origin {
+                self.counters.entries_rejected += 1;
+                continue;
+            }
+            if self.catalog.upsert(&state.origin, entry, now.wall).is_err() {
+                self.counters.entries_rejected += 1;
+            }
+        }
+    }
+
+    fn on_closed(&mut self, conn: ConnId, now: Now) {
+        match self.conns.remove(&conn) {
+            Some(ConnState::Client) => self.subs.drop_conn(conn),
+            Some(ConnState::Fabric { node_id, dialed }) => {
+                if let Some(node_id) = node_id {
+                    self.peers.on_conn_closed(&node_id, conn, now.mono, now.wall);
+                    if !self.peers.is_connected(&node_id) {
+                        self.event(Event::PeerDown { node_id: node_id.clone(), reason: "connection closed".into() });
+                        self.dialer.disconnected(&node_id, now.mono);
+                    }
+                }
+                if let Some(url) = dialed {
+                    self.dialer.disconnected(&url, now.mono);
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn shutdown(&mut self, now: Now, reason: &str) {
+        let goodbye = FabricMsg::Goodbye(Goodbye {
+            node_id: self.me.node_id.clone(),
+            cluster_id: self.me.cluster_id.clone(),
+            instance_id: self.me.instance_id.clone(),
+            reason: reason.to_string(),
+            timestamp: now.wall,
+        });
+        for conn in self.fabric_conns() {
+            self.send_fabric(conn, &goodbye);
+        }
+        let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
+        all.sort_unstable();
+        for conn in all {
+            self.close(conn, 1001, "node shutting down");
+        }
+        self.out.push_back(Output::Stopped);
+        self.stopped = true;
+    }
+
+    /// This node's STATUS.
+    fn own_status(&self, now: Now) -> Status {
+        let active_clients = self.conns.values().filter(|c| matches!(c, ConnState::Client)).count() as u64;
+        Status {
+            node_id: self.me.node_id.clone(),
+            cluster_id: self.me.cluster_id.clone(),
+            instance_id: self.me.instance_id.clone(),
+            timestamp: now.wall,
+            status: "ok".into(),
+            active_clients,
+            peer_count: self.catalog.count(crate::catalog::entry::EntryKind::Nodes) as u64,
+            funs: local::function_names(&self.settings),
+            locs: self.settings.resources.iter().cloned().collect(),
+            advertised_urls: local::advertised_urls(&self.settings, &self.me),
+            region: self.settings.cache_region.clone(),
+            metrics: StatusMetrics {
+                messages_processed: self.counters.messages_processed,
+                rpc_responses_skipped: 0,
+                server_messages: self.counters.server_messages,
+                other_messages: 0,
+            },
+        }
+    }
+
+    // ---- clients -------------------------------------------------------
+
+    fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
+        if frame.len() as u64 > self.settings.client_max_message_bytes {
+            self.counters.client_frames_rejected += 1;
+            let detail = format!(
+                "message of {} bytes exceeds client_max_message_bytes ({})",
+                frame.len(),
+                self.settings.client_max_message_bytes
+            );
+            self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+            self.close(conn, 1009, detail);
+            return;
+        }
+        self.counters.messages_processed += 1;
+        match client::decode(frame.as_bytes()) {
+            Ok(msg) => self.on_client_message(conn, msg, now),
+            Err(DecodeFailure::Reply { u, error }) => {
+                self.counters.client_frames_rejected += 1;
+                self.event(Event::BadInput {
+                    conn: Some(conn),
+                    detail: format!("{} {}", error.message, error.details.clone().unwrap_or_default()),
+                });
+                self.send(conn, Frame::Binary(client::encode_error(&u, &error)));
+            }
+            Err(DecodeFailure::Close(reason)) => {
+                self.counters.client_frames_rejected += 1;
+                self.event(Event::BadInput { conn: Some(conn), detail: reason.clone() });
+                self.close(conn, 1007, reason);
+            }
+        }
+    }
+
+    fn on_client_message(&mut self, conn: ConnId, msg: ClientMessage, now: Now) {
+        match msg {
+            ClientMessage::Rpc { u, cmds } => {
+                let reply = self.run_rpc(&cmds, now);
+                let bytes = match reply {
+                    Ok(results) => client::encode_result(&u, results),
+                    Err(e) => {
+                        self.event(Event::BadInput {
+                            conn: Some(conn),
+                            detail: format!("rpc error {}: {}", e.code, e.details.clone().unwrap_or_default()),
+                        });
+                        client::encode_error(&u, &e)
+                    }
+                };
+                self.send(conn, Frame::Binary(bytes));
+            }
+            ClientMessage::Subscribe(s) => {
+                let result = self.subs.subscribe(conn, &s.subscription_id, s.patterns);
+                let err = result.err().map(|e| e.to_string());
+                self.send(conn, Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())));
+            }
+            ClientMessage::Unsubscribe { u, subscription_id } => {
+                let existed = self.subs.unsubscribe(conn, &subscription_id);
+                self.send(conn, Frame::Binary(client::encode_ack(&u, existed, None)));
+            }
+            ClientMessage::Publish { u, topic, payload, headers, message_id } => {
+                if topic.starts_with("mpreg.") {
+                    // Node-owned topics (discovery deltas, summaries) cannot be
+                    // forged by clients (MPREG accepts them: client_protocol §10).
+                    self.send(conn, Frame::Binary(client::encode_ack(&u, false, Some("topics under `mpreg.` are reserved for the node"))));
+                    return;
+                }
+                let message_id = message_id.unwrap_or_else(|| self.rng.ulid(now.wall));
+                let msg = PubSubMessage {
+                    topic,
+                    payload,
+                    timestamp: now.wall,
+                    message_id,
+                    publisher: format!("client:{conn}"),
+                    headers,
+                };
+                self.publish(&msg);
+                self.send(conn, Frame::Binary(client::encode_ack(&u, true, None)));
+            }
+            ClientMessage::Server { u, what, .. } => {
+                // A Python MPREG peer's lifecycle message. mpreg-rs nodes gossip
+                // over the CBOR fabric; Python peers are acknowledged but do not
+                // join the membership.
+                let bytes = match what.as_str() {
+                    "STATUS" => client::encode_server_reply(&u, "STATUS"),
+                    "GOODBYE" => client::encode_server_reply(&u, "GOODBYE_PROCESSED"),
+                    other => client::encode_error(
+                        &u,
+                        &RpcError {
+                            code: client::codes::UNKNOWN_SERVER_MESSAGE,
+                            message: format!("Unknown server message: {other}"),
+                            details: None,
+                        },
+                    ),
+                };
+                self.send(conn, Frame::Binary(bytes));
+            }
+        }
+    }
+
+    /// Delivers a message to every matching subscription.
+    fn publish(&mut self, msg: &PubSubMessage) {
+        for (conn, sub_id) in self.subs.matching(&msg.topic) {
+            self.send(conn, Frame::Binary(client::encode_notification(&sub_id, msg)));
+        }
+    }
+
+    fn run_rpc(&mut self, cmds: &[client::RpcCommand], now: Now) -> Result<Map<String, Value>, RpcError> {
+        let own_status = self.own_status(now);
+        let ctx = Ctx {
+            settings: &self.settings,
+            me: &self.me,
+            catalog: &self.catalog,
+            peers: &self.peers,
+            origins: &self.origins,
+            own_status: &own_status,
+            now,
+        };
+        let mut results = Map::new();
+        for cmd in cmds {
+            if let Some(target) = cmd.target_cluster.as_deref() {
+                if !target.is_empty() && target != self.me.cluster_id {
+                    return Err(RpcError {
+                        code: client::codes::COMMAND_NOT_FOUND,
+                        message: "Command not found".into(),
+                        details: Some(format!("no route to cluster {target} for {}", cmd.fun)),
+                    });
+                }
+            }
+            let value = api::dispatch(&ctx, cmd)?;
+            results.insert(cmd.name.clone(), value);
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,258 @@
+//! The fabric protocol between mpreg-rs nodes: WebSocket subprotocol
+//! [`SUBPROTOCOL`], one CBOR-encoded [`FabricFrame`] per binary message.
+//!
+//! Every frame carries the protocol version, so a node can refuse a peer that
+//! speaks a version it does not understand with a clear close reason instead
+//! of misreading it. Frames have a hard size bound checked *before* decoding,
+//! so a hostile peer cannot make the node allocate without limit.
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::entry::Entry;
+
+/// The WebSocket subprotocol that marks a connection as fabric, not client.
+pub const SUBPROTOCOL: &str = "mpreg-fabric.v1";
+
+/// The version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// One fabric message with its version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FabricFrame {
+    /// Protocol version of the sender.
+    pub v: u16,
+    /// The message.
+    pub msg: FabricMsg,
+}
+
+/// Fabric messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FabricMsg {
+    /// First frame in each direction: who is on the other end.
+    Hello(Hello),
+    /// Periodic liveness and load report (MPREG's STATUS).
+    Status(Status),
+    /// Graceful departure (MPREG's GOODBYE).
+    Goodbye(Goodbye),
+    /// The full advertised state of one origin node.
+    OriginState(OriginState),
+}
+
+/// Identifies the sending node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's node id (`ws://host:port`).
+    pub node_id: String,
+    /// The sender's cluster.
+    pub cluster_id: String,
+    /// The sender's process instance (a ULID, new at every start).
+    pub instance_id: String,
+}
+
+/// MPREG's STATUS fields (`reference/fabric.md` §1.9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Sender node id.
+    pub node_id: String,
+    /// Sender cluster.
+    pub cluster_id: String,
+    /// Sender instance.
+    pub instance_id: String,
+    /// Sender wall clock, Unix seconds.
+    pub timestamp: f64,
+    /// `ok` while the node runs.
+    pub status: String,
+    /// Client connections open at the sender.
+    pub active_clients: u64,
+    /// Nodes the sender knows, itself included.
+    pub peer_count: u64,
+    /// Function names the sender serves.
+    pub funs: Vec<String>,
+    /// Resources of the sender.
+    pub locs: Vec<String>,
+    /// URLs the sender can be reached at.
+    pub advertised_urls: Vec<String>,
+    /// The sender's region (`cache_region`).
+    pub region: String,
+    /// Message counters.
+    pub metrics: StatusMetrics,
+}
+
+/// Counters reported in STATUS and shown as `load` in `list_peers`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusMetrics {
+    /// Client messages handled.
+    pub messages_processed: u64,
+    /// RPC responses not delivered.
+    pub rpc_responses_skipped: u64,
+    /// Fabric messages handled.
+    pub server_messages: u64,
+    /// Other messages handled.
+    pub other_messages: u64,
+}
+
+/// MPREG's GOODBYE fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Goodbye {
+    /// Departing node id.
+    pub node_id: String,
+    /// Its cluster.
+    pub cluster_id: String,
+    /// Its instance: a restarted process on the same URL is a different
+    /// instance and is not affected by this departure.
+    pub instance_id: String,
+    /// `graceful_shutdown | maintenance | cluster_rebalance | manual_removal`.
+    pub reason: String,
+    /// Sender wall clock.
+    pub timestamp: f64,
+}
+
+/// Everything one origin advertises, at one version. Only the origin writes
+/// its state; everyone else stores and relays the newest version they saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OriginState {
+    /// Owner node id.
+    pub origin: String,
+    /// Owner instance id.
+    pub instance_id: String,
+    /// Wall time the owner instance started; orders two instances of the
+    /// same node id so an old instance's state never replaces a newer one's.
+    pub started_at: f64,
+    /// Monotonic per-instance version; higher replaces lower.
+    pub version: u64,
+    /// The owner's catalog entries (its node descriptor among them).
+    pub entries: Vec<Entry>,
+}
+
+/// Why a fabric frame was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FabricDecodeError {
+    /// Larger than the configured bound.
+    #[error("fabric frame of {size} bytes exceeds the {max} byte limit")]
+    TooLarge {
+        /// Frame size.
+        size: usize,
+        /// Configured bound.
+        max: usize,
+    },
+    /// Not valid CBOR for a fabric frame.
+    #[error("undecodable fabric frame: {0}")]
+    Malformed(String),
+    /// A protocol version this build does not speak.
+    #[error("unsupported fabric protocol version {0} (this node speaks {PROTOCOL_VERSION})")]
+    Version(u16),
+}
+
+/// Encodes a message as a versioned CBOR frame.
+pub fn encode(msg: &FabricMsg) -> Vec<u8> {
+    let frame = FabricFrameRef { v: PROTOCOL_VERSION, msg };
+    let mut out = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail, and every type here is serialisable
+    // (no maps with non-string keys, no non-finite-sensitive formats).
+    let _ = ciborium::into_writer(&frame, &mut out);
+    out
+}
+
+#[derive(Serialize)]
+struct FabricFrameRef<'a> {
+    v: u16,
+    msg: &'a FabricMsg,
+}
+
+/// Decodes a frame, enforcing the size bound first.
+pub fn decode(bytes: &[u8], max: usize) -> Result<FabricFrame, FabricDecodeError> {
+    if bytes.len() > max {
+        return Err(FabricDecodeError::TooLarge { size: bytes.len(), max });
+    }
+    // Peek at the version first so a future version gets a precise error
+    // even if its message set changed.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u16,
+    }
+    let head: VersionOnly = ciborium::from_reader(bytes)
+        .map_err(|e| FabricDecodeError::Malformed(e.to_string()))?;
+    if head.v != PROTOCOL_VERSION {
+        return Err(FabricDecodeError::Version(head.v));
+    }
+    ciborium::from_reader(bytes).map_err(|e| FabricDecodeError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_str() -> impl Strategy<Value = String> {
+        "[a-z0-9:/._-]{0,24}"
+    }
+
+    fn arb_msg() -> impl Strategy<Value = FabricMsg> {
+        prop_oneof![
+            (arb_str(), arb_str(), arb_str())
+                .prop_map(|(node_id, cluster_id, instance_id)| FabricMsg::Hello(Hello { node_id, cluster_id, instance_id })),
+            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>(), proptest::collection::vec(arb_str(), 0..4)).prop_map(
+                |(node_id, cluster_id, timestamp, n, funs)| FabricMsg::Status(Status {
+                    node_id: node_id.clone(),
+                    cluster_id,
+                    instance_id: "i".into(),
+                    timestamp,
+                    status: "ok".into(),
+                    active_clients: n,
+                    peer_count: n / 2,
+                    funs,
+                    locs: vec![],
+                    advertised_urls: vec![node_id],
+                    region: "local".into(),
+                    metrics: StatusMetrics { messages_processed: n, ..Default::default() },
+                })
+            ),
+            (arb_str(), arb_str(), arb_str(), 0.0f64..2e9).prop_map(|(node_id, cluster_id, reason, timestamp)| {
+                FabricMsg::Goodbye(Goodbye { node_id, cluster_id, instance_id: "i".into(), reason, timestamp })
+            }),
+            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>()).prop_map(|(origin, instance_id, started_at, version)| {
+                FabricMsg::OriginState(OriginState { origin, instance_id, started_at, version, entries: vec![] })
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(msg in arb_msg()) {
+            let bytes = encode(&msg);
+            let frame = decode(&bytes, 1 << 20).unwrap();
+            prop_assert_eq!(frame.v, PROTOCOL_VERSION);
+            prop_assert_eq!(frame.msg, msg);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode(&bytes, 1 << 20);
+        }
+
+        #[test]
+        fn truncated_frames_are_errors(msg in arb_msg(), cut in 0usize..64) {
+            let bytes = encode(&msg);
+            let cut = cut.min(bytes.len().saturating_sub(1));
+            prop_assert!(decode(&bytes[..cut], 1 << 20).is_err());
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_before_decoding() {
+        let bytes = encode(&FabricMsg::Hello(Hello { node_id: "x".repeat(100), cluster_id: "c".into(), instance_id: "i".into() }));
+        assert!(matches!(decode(&bytes, 10), Err(FabricDecodeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn future_version_is_named() {
+        #[derive(Serialize)]
+        struct Future {
+            v: u16,
+            msg: &'static str,
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&Future { v: 9, msg: "?" }, &mut bytes).unwrap();
+        assert_eq!(decode(&bytes, 1 << 20), Err(FabricDecodeError::Version(9)));
+    }
+}

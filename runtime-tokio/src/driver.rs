@@ -1,0 +1,311 @@
+//! The driver task: owns the node, the listener and the timers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mpreg_core::wire::fabric::SUBPROTOCOL;
+use mpreg_core::{Command, ConnId, ConnKind, Event as NodeEvent, Frame, Input, Instant, Node, Now, Output, Settings};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::conn::{self, Write};
+
+/// Something that happened on a socket, for the driver.
+#[derive(Debug)]
+pub enum Event {
+    /// An inbound connection finished its upgrade.
+    Accepted {
+        conn: ConnId,
+        kind: ConnKind,
+        headers: Vec<(String, String)>,
+        addr: SocketAddr,
+        writer: mpsc::Sender<Write>,
+    },
+    /// An outbound dial connected.
+    Connected { conn: ConnId, url: String, writer: mpsc::Sender<Write> },
+    /// An outbound dial failed.
+    DialFailed { url: String, error: String },
+    /// A message arrived.
+    Frame(ConnId, Frame),
+    /// A connection ended.
+    Closed(ConnId),
+}
+
+/// Why the runtime could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address tried.
+        addr: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// The settings were rejected by the node.
+    #[error("{0}")]
+    Config(#[from] mpreg_core::ConfigError),
+}
+
+/// A handle that asks a running node to shut down gracefully.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<Notify>);
+
+impl Shutdown {
+    /// A new, untriggered handle.
+    pub fn new() -> Self {
+        Shutdown::default()
+    }
+
+    /// Requests a graceful shutdown (GOODBYE to peers, then exit).
+    pub fn trigger(&self) {
+        self.0.notify_one();
+    }
+}
+
+struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    fn now(&self) -> Now {
+        let mono = Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        Now::new(mono, wall)
+    }
+
+    fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.origin) + Duration::from_nanos(at.as_nanos())
+    }
+}
+
+fn ws_config(settings: &Settings) -> WebSocketConfig {
+    // tungstenite's own bound sits above the node's limits so the node sees
+    // (and counts, and answers) oversized messages itself.
+    let max = usize::try_from(settings.client_max_message_bytes.max(settings.fabric_max_frame_bytes).saturating_mul(2)).unwrap_or(usize::MAX);
+    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+}
+
+/// Runs a node until `shutdown` fires or SIGINT / SIGTERM arrives.
+///
+/// Binds `settings.host:settings.port` (port 0 picks a free port), then calls
+/// `on_ready` with the bound address before serving.
+pub async fn run(mut settings: Settings, seed: u64, shutdown: Shutdown, on_ready: impl FnOnce(SocketAddr)) -> Result<(), RunError> {
+    let bind = format!("{}:{}", settings.host, settings.port);
+    let listener = TcpListener::bind(&bind).await.map_err(|source| RunError::Bind { addr: bind.clone(), source })?;
+    let local = listener.local_addr().map_err(|source| RunError::Bind { addr: bind, source })?;
+    settings.port = local.port();
+    let clock = Clock { origin: std::time::Instant::now() };
+    let mut node = Node::new(settings.clone(), clock.now(), seed)?;
+    on_ready(local);
+    tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, "node listening");
+
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let config = ws_config(&settings);
+    let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    spawn_acceptor(listener, events_tx.clone(), config, next_conn.clone());
+
+    let mut writers: HashMap<ConnId, mpsc::Sender<Write>> = HashMap::new();
+    let mut stopping = false;
+    let mut sigterm = signal_stream();
+    loop {
+        let mut stopped = false;
+        while let Some(out) = node.poll_output() {
+            match out {
+                Output::Send { conn, frame } => {
+                    if let Some(w) = writers.get(&conn) {
+                        if w.try_send(Write::Frame(frame)).is_err() {
+                            tracing::warn!(conn, "write queue full or closed; dropping slow connection");
+                            writers.remove(&conn);
+                        }
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(w) = writers.remove(&conn) {
+                        let _ = w.try_send(Write::Close(reason));
+                    }
+                }
+                Output::Dial { url, timeout } => {
+                    let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    spawn_dial(conn, url, timeout, config, events_tx.clone());
+                }
+                Output::Event(e) => log_event(e),
+                Output::Stopped => stopped = true,
+            }
+        }
+        if stopped {
+            // Dropping the writers lets each writer task flush what it holds
+            // (the GOODBYEs and close frames) and end; give them a moment.
+            drop(writers);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(());
+        }
+        let deadline = node.poll_timeout().map(|t| clock.to_tokio(t));
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { continue };
+                let now = clock.now();
+                let input = match ev {
+                    Event::Accepted { conn, kind, headers, addr, writer } => {
+                        writers.insert(conn, writer);
+                        Input::Accepted { conn, kind, headers, peer_addr: Some(addr) }
+                    }
+                    Event::Connected { conn, url, writer } => {
+                        writers.insert(conn, writer);
+                        Input::Connected { conn, url }
+                    }
+                    Event::DialFailed { url, error } => Input::DialFailed { url, error },
+                    Event::Frame(conn, frame) => Input::Frame { conn, frame },
+                    Event::Closed(conn) => {
+                        writers.remove(&conn);
+                        Input::Closed { conn }
+                    }
+                };
+                node.handle(now, input);
+            }
+            _ = sleep => node.handle(clock.now(), Input::Tick),
+            _ = shutdown.0.notified(), if !stopping => {
+                stopping = true;
+                node.handle(clock.now(), Input::Command(Command::Shutdown { reason: "graceful_shutdown".into() }));
+            }
+            _ = sigterm.recv(), if !stopping => {
+                stopping = true;
+                tracing::info!("signal received; sending GOODBYE to peers");
+                node.handle(clock.now(), Input::Command(Command::Shutdown { reason: "graceful_shutdown".into() }));
+            }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM merged into one channel.
+fn signal_stream() -> mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(());
+        }
+    });
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            if s.recv().await.is_some() {
+                let _ = tx2.send(());
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx2);
+    rx
+}
+
+fn log_event(e: NodeEvent) {
+    match e {
+        NodeEvent::BadInput { conn, detail } => tracing::warn!(?conn, "rejected input: {detail}"),
+        NodeEvent::PeerUp { node_id } => tracing::info!(%node_id, "peer up"),
+        NodeEvent::PeerDown { node_id, reason } => tracing::info!(%node_id, %reason, "peer down"),
+        NodeEvent::Info(line) => tracing::debug!("{line}"),
+    }
+}
+
+fn spawn_acceptor(listener: TcpListener, events: mpsc::UnboundedSender<Event>, config: WebSocketConfig, next_conn: Arc<std::sync::atomic::AtomicU64>) {
+    tokio::spawn(async move {
+        loop {
+            let (stream, addr) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let events = events.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                if let Err(e) = upgrade(conn, stream, addr, config, events).await {
+                    tracing::debug!(%addr, error = %e, "websocket upgrade failed");
+                }
+            });
+        }
+    });
+}
+
+/// Completes the WebSocket handshake; the subprotocol decides client vs fabric.
+async fn upgrade(conn: ConnId, stream: TcpStream, addr: SocketAddr, config: WebSocketConfig, events: mpsc::UnboundedSender<Event>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut headers = Vec::new();
+    let mut kind = ConnKind::Client;
+    let callback = |req: &Request, mut resp: Response| {
+        for (name, value) in req.headers() {
+            headers.push((name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+        }
+        let wants_fabric = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == SUBPROTOCOL);
+        if wants_fabric {
+            kind = ConnKind::Fabric;
+            resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+        }
+        Ok(resp)
+    };
+    let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
+    let ws = tokio::time::timeout(Duration::from_secs(10), handshake)
+        .await
+        .map_err(|_| tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
+    let writer = conn::spawn(conn, ws, events.clone());
+    let _ = events.send(Event::Accepted { conn, kind, headers, addr, writer });
+    Ok(())
+}
+
+fn spawn_dial(conn: ConnId, url: String, timeout: Duration, config: WebSocketConfig, events: mpsc::UnboundedSender<Event>) {
+    tokio::spawn(async move {
+        let result = tokio::time::timeout(timeout, dial(&url, config)).await;
+        match result {
+            Ok(Ok(ws)) => {
+                let writer = conn::spawn(conn, ws, events.clone());
+                let _ = events.send(Event::Connected { conn, url, writer });
+            }
+            Ok(Err(error)) => {
+                let _ = events.send(Event::DialFailed { url, error });
+            }
+            Err(_) => {
+                let _ = events.send(Event::DialFailed { url, error: format!("timed out after {timeout:?}") });
+            }
+        }
+    });
+}
+
+async fn dial(url: &str, config: WebSocketConfig) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>, String> {
+    let mut request = url.into_client_request().map_err(|e| e.to_string())?;
+    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    let (ws, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+        .await
+        .map_err(|e| e.to_string())?;
+    let agreed = response
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == SUBPROTOCOL);
+    if !agreed {
+        return Err(format!("{url} did not accept the {SUBPROTOCOL} subprotocol (not an mpreg-rs node?)"));
+    }
+    Ok(ws)
+}

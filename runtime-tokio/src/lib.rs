@@ -1,0 +1,19 @@
+//! # mpreg-tokio: the standard runtime
+//!
+//! Owns the sockets and the clock and nothing else. One driver task holds the
+//! [`mpreg_core::Node`]; every connection has a reader task that forwards
+//! complete WebSocket messages to the driver and a writer task fed by a
+//! bounded queue. The driver follows the core's contract: feed one input,
+//! drain every output, sleep until `poll_timeout` or the next input.
+//!
+//! Backpressure: each connection's write queue holds at most
+//! [`WRITE_QUEUE_FRAMES`] messages; a peer that does not read fast enough to
+//! keep it below that is disconnected instead of growing the node's memory.
+
+mod conn;
+mod driver;
+
+pub use driver::{run, RunError, Shutdown};
+
+/// Frames queued for one connection before it is considered too slow.
+pub const WRITE_QUEUE_FRAMES: usize = 4096;
