@@ -12,8 +12,13 @@ fn client_codec(c: &mut Criterion) {
         b.iter(|| client::decode(black_box(CATALOG_QUERY_FRAME.as_bytes())))
     });
     let mut r = Map::new();
-    r.insert("echo".into(), json!({"items": [1, 2, 3], "generated_at": 1.5}));
-    c.bench_function("client_encode_result", |b| b.iter(|| client::encode_result(black_box("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B"), r.clone())));
+    r.insert(
+        "echo".into(),
+        json!({"items": [1, 2, 3], "generated_at": 1.5}),
+    );
+    c.bench_function("client_encode_result", |b| {
+        b.iter(|| client::encode_result(black_box("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B"), r.clone()))
+    });
 }
 
 fn fabric_codec(c: &mut Criterion) {
@@ -23,8 +28,12 @@ fn fabric_codec(c: &mut Criterion) {
         instance_id: "01JD3K7Q6Z8T1V2W3X4Y5Z6A7B".into(),
     });
     let bytes = fabric::encode(&msg);
-    c.bench_function("fabric_encode_hello", |b| b.iter(|| fabric::encode(black_box(&msg))));
-    c.bench_function("fabric_decode_hello", |b| b.iter(|| fabric::decode(black_box(&bytes), 1 << 20)));
+    c.bench_function("fabric_encode_hello", |b| {
+        b.iter(|| fabric::encode(black_box(&msg)))
+    });
+    c.bench_function("fabric_decode_hello", |b| {
+        b.iter(|| fabric::decode(black_box(&bytes), 1 << 20))
+    });
 }
 
 criterion_group!(benches, client_codec, fabric_codec);

@@ -25,12 +25,23 @@ pub struct ConnArgs {
 
 impl ConnArgs {
     async fn connect(&self) -> Result<Client, String> {
-        let url = self.url.as_deref().ok_or("Provide --url or set MPREG_URL.")?;
+        let url = self
+            .url
+            .as_deref()
+            .ok_or("Provide --url or set MPREG_URL.")?;
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
-            return Err(format!("--timeout must be a positive number of seconds, got {}", self.timeout));
+            return Err(format!(
+                "--timeout must be a positive number of seconds, got {}",
+                self.timeout
+            ));
         }
-        let creds = Credentials { token: self.token.clone(), api_key: self.api_key.clone() };
-        Client::connect(url, Duration::from_secs_f64(self.timeout), &creds).await.map_err(|e| e.to_string())
+        let creds = Credentials {
+            token: self.token.clone(),
+            api_key: self.api_key.clone(),
+        };
+        Client::connect(url, Duration::from_secs_f64(self.timeout), &creds)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -63,7 +74,10 @@ pub fn run(cmd: ClientCommand) -> Result<(), String> {
                     .map(|a| serde_json::from_str(a).unwrap_or_else(|_| Value::String(a.clone())))
                     .collect();
                 let mut client = conn.connect().await?;
-                let result = client.call(&fun, args, Map::new()).await.map_err(|e| e.to_string())?;
+                let result = client
+                    .call(&fun, args, Map::new())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 client.close().await;
                 print_json(&result);
                 Ok(())
@@ -75,6 +89,9 @@ pub fn run(cmd: ClientCommand) -> Result<(), String> {
 fn print_json(v: &Value) {
     match v {
         Value::String(s) => println!("{s}"),
-        other => println!("{}", serde_json::to_string_pretty(other).unwrap_or_default()),
+        other => println!(
+            "{}",
+            serde_json::to_string_pretty(other).unwrap_or_default()
+        ),
     }
 }

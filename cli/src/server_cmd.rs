@@ -67,7 +67,8 @@ impl ServerArgs {
         put("connect", self.connect.clone());
         put("data_dir", self.data_dir.clone());
         put("runtime", self.runtime.clone());
-        let list = |v: &Vec<String>| (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default());
+        let list =
+            |v: &Vec<String>| (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default());
         put("peers", list(&self.peers));
         put("resources", list(&self.resources));
         put("advertised_urls", list(&self.advertised_urls));
@@ -79,16 +80,24 @@ impl ServerArgs {
 pub fn run(args: ServerArgs) -> Result<(), String> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let file = match &args.config {
-        Some(path) => Some(std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {path}: {e}"))?),
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {path}: {e}"))?,
+        ),
         None => None,
     };
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MPREG_")).collect();
-    let loaded = config::load(file.as_deref(), &env, &args.flag_pairs()).map_err(|e| e.to_string())?;
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MPREG_"))
+        .collect();
+    let loaded =
+        config::load(file.as_deref(), &env, &args.flag_pairs()).map_err(|e| e.to_string())?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -104,11 +113,16 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     let host = settings.host.clone();
-    rt.block_on(mpreg_tokio::run(settings, seed(), mpreg_tokio::Shutdown::new(), |addr| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
-        let _ = out.flush();
-    }))
+    rt.block_on(mpreg_tokio::run(
+        settings,
+        seed(),
+        mpreg_tokio::Shutdown::new(),
+        |addr| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
+            let _ = out.flush();
+        },
+    ))
     .map_err(|e| e.to_string())
 }
 
@@ -117,7 +131,12 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
 fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }

@@ -72,7 +72,8 @@ pub fn fresh_id() -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.write_u128(now.as_nanos());
-    let random = (u128::from(h.finish()) << 16) | u128::from(COUNTER.load(Ordering::Relaxed) as u16);
+    let random =
+        (u128::from(h.finish()) << 16) | u128::from(COUNTER.load(Ordering::Relaxed) as u16);
     ulid::Ulid::from_parts(now.as_millis() as u64, random).to_string()
 }
 
@@ -97,32 +98,58 @@ pub struct Client {
 
 impl Client {
     /// Connects to `url` (`ws://host:port`).
-    pub async fn connect(url: &str, timeout: Duration, creds: &Credentials) -> Result<Client, ClientError> {
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| ClientError::Url { url: url.to_string(), reason: e.to_string() })?;
+    pub async fn connect(
+        url: &str,
+        timeout: Duration,
+        creds: &Credentials,
+    ) -> Result<Client, ClientError> {
+        let mut request = url.into_client_request().map_err(|e| ClientError::Url {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
         let headers = request.headers_mut();
         if let Some(t) = &creds.token {
-            let v = HeaderValue::from_str(&format!("Bearer {t}"))
-                .map_err(|_| ClientError::Url { url: url.to_string(), reason: "token is not a valid header value".into() })?;
+            let v =
+                HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| ClientError::Url {
+                    url: url.to_string(),
+                    reason: "token is not a valid header value".into(),
+                })?;
             headers.insert("authorization", v);
         }
         if let Some(k) = &creds.api_key {
-            let v = HeaderValue::from_str(k)
-                .map_err(|_| ClientError::Url { url: url.to_string(), reason: "api key is not a valid header value".into() })?;
+            let v = HeaderValue::from_str(k).map_err(|_| ClientError::Url {
+                url: url.to_string(),
+                reason: "api key is not a valid header value".into(),
+            })?;
             headers.insert("x-api-key", v);
         }
         let connect = tokio_tungstenite::connect_async(request);
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
-            .map_err(|_| ClientError::Timeout { url: url.to_string(), timeout })?
-            .map_err(|e| ClientError::Connect { url: url.to_string(), reason: e.to_string() })?;
-        Ok(Client { url: url.to_string(), timeout, ws, pending: Vec::new() })
+            .map_err(|_| ClientError::Timeout {
+                url: url.to_string(),
+                timeout,
+            })?
+            .map_err(|e| ClientError::Connect {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            url: url.to_string(),
+            timeout,
+            ws,
+            pending: Vec::new(),
+        })
     }
 
     /// Calls `fun` with positional `args` and keyword `kwargs`; returns the
     /// unwrapped result (`r[fun]`).
-    pub async fn call(&mut self, fun: &str, args: Vec<Value>, kwargs: Map<String, Value>) -> Result<Value, ClientError> {
+    pub async fn call(
+        &mut self,
+        fun: &str,
+        args: Vec<Value>,
+        kwargs: Map<String, Value>,
+    ) -> Result<Value, ClientError> {
         let u = fresh_id();
         let frame = json!({
             "role": "rpc",
@@ -140,12 +167,20 @@ impl Client {
         if let Some(err) = reply.get("error").filter(|e| !e.is_null()) {
             return Err(ClientError::Rpc {
                 code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
-                details: err.get("details").and_then(|d| d.as_str().map(str::to_string)),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                details: err
+                    .get("details")
+                    .and_then(|d| d.as_str().map(str::to_string)),
             });
         }
         match reply.get("r") {
-            Some(Value::Object(r)) if r.len() == 1 => Ok(r.values().next().cloned().unwrap_or(Value::Null)),
+            Some(Value::Object(r)) if r.len() == 1 => {
+                Ok(r.values().next().cloned().unwrap_or(Value::Null))
+            }
             Some(other) => Ok(other.clone()),
             None => Err(ClientError::Protocol("reply has no `r`".into())),
         }
@@ -154,7 +189,8 @@ impl Client {
     /// Sends a raw message and waits for the reply whose `u` (or, for acks,
     /// `operation_id`) equals `u`.
     pub async fn request(&mut self, u: &str, message: Value) -> Result<Value, ClientError> {
-        let bytes = serde_json::to_vec(&message).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&message).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.ws
             .send(Message::Binary(bytes.into()))
             .await
@@ -163,22 +199,36 @@ impl Client {
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .map_err(|_| ClientError::Timeout { url: self.url.clone(), timeout: self.timeout })?;
+                .map_err(|_| ClientError::Timeout {
+                    url: self.url.clone(),
+                    timeout: self.timeout,
+                })?;
             let msg = match next {
                 Some(Ok(m)) => m,
-                Some(Err(e)) => return Err(ClientError::Protocol(format!("connection failed: {e}"))),
-                None => return Err(ClientError::Protocol("connection closed by the node".into())),
+                Some(Err(e)) => {
+                    return Err(ClientError::Protocol(format!("connection failed: {e}")))
+                }
+                None => {
+                    return Err(ClientError::Protocol(
+                        "connection closed by the node".into(),
+                    ))
+                }
             };
             let data = match msg {
                 Message::Binary(b) => b.to_vec(),
                 Message::Text(t) => t.as_bytes().to_vec(),
                 Message::Close(frame) => {
-                    let why = frame.map(|f| format!("{} {}", u16::from(f.code), f.reason)).unwrap_or_default();
-                    return Err(ClientError::Protocol(format!("connection closed by the node: {why}")));
+                    let why = frame
+                        .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                        .unwrap_or_default();
+                    return Err(ClientError::Protocol(format!(
+                        "connection closed by the node: {why}"
+                    )));
                 }
                 _ => continue,
             };
-            let value: Value = serde_json::from_slice(&data).map_err(|e| ClientError::Protocol(format!("bad JSON from node: {e}")))?;
+            let value: Value = serde_json::from_slice(&data)
+                .map_err(|e| ClientError::Protocol(format!("bad JSON from node: {e}")))?;
             let matches = value.get("u").and_then(Value::as_str) == Some(u)
                 || value.get("operation_id").and_then(Value::as_str) == Some(u);
             if matches {
@@ -195,10 +245,16 @@ impl Client {
         }
         match tokio::time::timeout(timeout, self.ws.next()).await {
             Err(_) => Ok(None),
-            Ok(None) => Err(ClientError::Protocol("connection closed by the node".into())),
+            Ok(None) => Err(ClientError::Protocol(
+                "connection closed by the node".into(),
+            )),
             Ok(Some(Err(e))) => Err(ClientError::Protocol(e.to_string())),
-            Ok(Some(Ok(Message::Binary(b)))) => serde_json::from_slice(&b).map(Some).map_err(|e| ClientError::Protocol(e.to_string())),
-            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).map(Some).map_err(|e| ClientError::Protocol(e.to_string())),
+            Ok(Some(Ok(Message::Binary(b)))) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(e.to_string())),
+            Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str())
+                .map(Some)
+                .map_err(|e| ClientError::Protocol(e.to_string())),
             Ok(Some(Ok(_))) => Ok(None),
         }
     }

@@ -27,8 +27,8 @@
 //! (URLs, ports, credentials, declared catalog entries). A [`Settings`] that went
 //! through it is what the rest of the core may rely on.
 //!
-//! Internally the loader is table-driven: every setting has a [`Kind`] in
-//! [`SETTINGS`] that says how a raw TOML/JSON value or an environment string is
+//! Internally the loader is table-driven: every setting has a `Kind` in
+//! `SETTINGS` that says how a raw TOML/JSON value or an environment string is
 //! read, and the same machinery reads the nested tables (policy rules,
 //! credentials, declared services...), so every error can name the exact path,
 //! such as `services[1].port`.

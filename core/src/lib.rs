@@ -58,6 +58,8 @@ mod local;
 mod node;
 pub mod pubsub;
 mod rng;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod time;
 pub mod wire;
 

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use crate::api::RPC_NAMES;
 use crate::catalog::entry::{
-    Entry, FunctionEndpoint, FunctionIdentity, MetadataValue, NodeDescriptor, QueueEndpoint, ServiceEndpoint,
-    TopicSubscription, TransportEndpoint, INTERNAL_CONNECTION,
+    Entry, FunctionEndpoint, FunctionIdentity, MetadataValue, NodeDescriptor, QueueEndpoint,
+    ServiceEndpoint, TopicSubscription, TransportEndpoint, INTERNAL_CONNECTION,
 };
 use crate::catalog::scope::Scope;
 use crate::config::Settings;
@@ -71,23 +71,38 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
     out.push(Entry::Node(desc));
 
     for name in RPC_NAMES {
-        let f = FunctionEndpoint::new(FunctionIdentity::new(*name, *name, BUILTIN_VERSION), node.clone(), cluster.clone())
-            .with_scope(Scope::Zone)
-            .advertised(wall, ttl);
+        let f = FunctionEndpoint::new(
+            FunctionIdentity::new(*name, *name, BUILTIN_VERSION),
+            node.clone(),
+            cluster.clone(),
+        )
+        .with_scope(Scope::Zone)
+        .advertised(wall, ttl);
         out.push(Entry::Function(f));
     }
     for decl in &settings.functions {
-        let id = decl.function_id.clone().unwrap_or_else(|| decl.name.clone());
-        let mut f = FunctionEndpoint::new(FunctionIdentity::new(&decl.name, id, &decl.version), node.clone(), cluster.clone())
-            .with_resources(decl.resources.iter().cloned())
-            .with_scope(scope_or(decl.scope.as_deref(), node_scope))
-            .with_tags(decl.tags.iter().cloned())
-            .advertised(wall, ttl);
+        let id = decl
+            .function_id
+            .clone()
+            .unwrap_or_else(|| decl.name.clone());
+        let mut f = FunctionEndpoint::new(
+            FunctionIdentity::new(&decl.name, id, &decl.version),
+            node.clone(),
+            cluster.clone(),
+        )
+        .with_resources(decl.resources.iter().cloned())
+        .with_scope(scope_or(decl.scope.as_deref(), node_scope))
+        .with_tags(decl.tags.iter().cloned())
+        .advertised(wall, ttl);
         f.normalize();
         out.push(Entry::Function(f));
     }
     for decl in &settings.services {
-        let targets: Vec<String> = if decl.targets.is_empty() { vec![settings.host.clone()] } else { decl.targets.clone() };
+        let targets: Vec<String> = if decl.targets.is_empty() {
+            vec![settings.host.clone()]
+        } else {
+            decl.targets.clone()
+        };
         let mut s = ServiceEndpoint::new(&decl.name, &decl.namespace, &decl.protocol, decl.port)
             .owned_by(node.clone(), cluster.clone())
             .with_targets(targets)
@@ -118,11 +133,19 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
     for (i, decl) in settings.topics.iter().enumerate() {
         // Topic keys are the subscription id alone, cluster-wide: derive a
         // default that cannot collide with another node's.
-        let id = decl.subscription_id.clone().unwrap_or_else(|| format!("{node}#topics[{i}]"));
-        let mut t = TopicSubscription::new(id, node.clone(), cluster.clone(), decl.patterns.iter().cloned())
-            .with_scope(scope_or(decl.scope.as_deref(), node_scope))
-            .with_tags(decl.tags.iter().cloned())
-            .advertised(wall, ttl);
+        let id = decl
+            .subscription_id
+            .clone()
+            .unwrap_or_else(|| format!("{node}#topics[{i}]"));
+        let mut t = TopicSubscription::new(
+            id,
+            node.clone(),
+            cluster.clone(),
+            decl.patterns.iter().cloned(),
+        )
+        .with_scope(scope_or(decl.scope.as_deref(), node_scope))
+        .with_tags(decl.tags.iter().cloned())
+        .advertised(wall, ttl);
         t.normalize();
         out.push(Entry::Topic(t));
     }

@@ -18,7 +18,9 @@ use crate::pubsub::Subscriptions;
 use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
-use crate::wire::fabric::{self as fwire, FabricMsg, Goodbye, Hello, OriginState, Status, StatusMetrics};
+use crate::wire::fabric::{
+    self as fwire, FabricMsg, Goodbye, Hello, OriginState, Status, StatusMetrics,
+};
 
 /// Who this node is.
 #[derive(Debug, Clone)]
@@ -117,7 +119,11 @@ impl Node {
             out: VecDeque::new(),
             counters: Counters::default(),
             own_version: 0,
-            timers: Timers { status: now.mono, refresh: now.mono, prune: now.mono },
+            timers: Timers {
+                status: now.mono,
+                refresh: now.mono,
+                prune: now.mono,
+            },
             stopped: false,
             settings,
         };
@@ -143,6 +149,25 @@ impl Node {
         &self.counters
     }
 
+    /// Runs one RPC locally, as if a client on this node had called it (the
+    /// simulator and operators' in-process tools use this). Read-only: it
+    /// produces no outputs.
+    pub fn call(&self, now: Now, fun: &str, payload: Value) -> Result<Value, RpcError> {
+        let cmd = client::RpcCommand {
+            name: fun.to_string(),
+            fun: fun.to_string(),
+            args: if payload.is_null() {
+                vec![]
+            } else {
+                vec![payload]
+            },
+            kwargs: Map::new(),
+            target_cluster: None,
+        };
+        let mut results = self.run_rpc(std::slice::from_ref(&cmd), now)?;
+        Ok(results.remove(fun).unwrap_or(Value::Null))
+    }
+
     /// Feeds one input. Drain [`Node::poll_output`] afterwards.
     pub fn handle(&mut self, now: Now, input: Input) {
         if self.stopped {
@@ -155,23 +180,42 @@ impl Node {
                     self.conns.insert(conn, ConnState::Client);
                 }
                 ConnKind::Fabric => {
-                    self.conns.insert(conn, ConnState::Fabric { node_id: None, dialed: None });
+                    self.conns.insert(
+                        conn,
+                        ConnState::Fabric {
+                            node_id: None,
+                            dialed: None,
+                        },
+                    );
                     self.greet(conn, now);
                 }
             },
             Input::Connected { conn, url } => {
                 self.dialer.succeeded(&url);
-                self.conns.insert(conn, ConnState::Fabric { node_id: None, dialed: Some(url) });
+                self.conns.insert(
+                    conn,
+                    ConnState::Fabric {
+                        node_id: None,
+                        dialed: Some(url),
+                    },
+                );
                 self.greet(conn, now);
             }
             Input::DialFailed { url, error } => {
                 self.event(Event::Info(format!("dial {url} failed: {error}")));
                 self.dialer.failed(&url, now.mono, &mut self.rng);
+                // MPREG's dial-failure demotion: a peer we cannot reach and
+                // have no connection to starts ageing out of `list_peers`,
+                // even if it never sent a STATUS.
+                self.peers.on_dial_failed(&url, now.mono, now.wall);
             }
             Input::Frame { conn, frame } => match self.conns.get(&conn) {
                 Some(ConnState::Client) => self.on_client_frame(conn, frame, now),
                 Some(ConnState::Fabric { .. }) => self.on_fabric_frame(conn, frame, now),
-                None => self.event(Event::BadInput { conn: Some(conn), detail: "frame on unknown connection".into() }),
+                None => self.event(Event::BadInput {
+                    conn: Some(conn),
+                    detail: "frame on unknown connection".into(),
+                }),
             },
             Input::Closed { conn } => self.on_closed(conn, now),
             Input::Command(Command::Shutdown { reason }) => self.shutdown(now, &reason),
@@ -214,7 +258,10 @@ impl Node {
     }
 
     fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {
-        self.out.push_back(Output::Close { conn, reason: CloseReason::new(code, reason) });
+        self.out.push_back(Output::Close {
+            conn,
+            reason: CloseReason::new(code, reason),
+        });
     }
 
     fn fabric_conns(&self) -> Vec<ConnId> {
@@ -276,7 +323,9 @@ impl Node {
         let dead: Vec<String> = self
             .origins
             .iter()
-            .filter(|s| s.origin != self.me.node_id && s.entries.iter().all(|e| e.is_expired(now.wall)))
+            .filter(|s| {
+                s.origin != self.me.node_id && s.entries.iter().all(|e| e.is_expired(now.wall))
+            })
             .map(|s| s.origin.clone())
             .collect();
         for origin in dead {
@@ -289,7 +338,8 @@ impl Node {
     fn pump_dials(&mut self, now: Now) {
         let peers = &self.peers;
         let due = self.dialer.due(now.mono, |url| peers.is_connected(url));
-        let timeout = secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
+        let timeout =
+            secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
         for url in due {
             self.out.push_back(Output::Dial { url, timeout });
         }
@@ -308,7 +358,12 @@ impl Node {
         self.send_fabric(conn, &hello);
         let status = FabricMsg::Status(self.own_status(now));
         self.send_fabric(conn, &status);
-        let states: Vec<FabricMsg> = self.origins.iter().cloned().map(FabricMsg::OriginState).collect();
+        let states: Vec<FabricMsg> = self
+            .origins
+            .iter()
+            .cloned()
+            .map(FabricMsg::OriginState)
+            .collect();
         for s in states {
             self.send_fabric(conn, &s);
         }
@@ -317,11 +372,17 @@ impl Node {
     fn on_fabric_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
         let Frame::Binary(bytes) = frame else {
             self.counters.fabric_frames_rejected += 1;
-            self.event(Event::BadInput { conn: Some(conn), detail: "text frame on a fabric connection".into() });
+            self.event(Event::BadInput {
+                conn: Some(conn),
+                detail: "text frame on a fabric connection".into(),
+            });
             self.close(conn, 1003, "fabric frames must be binary CBOR");
             return;
         };
-        let decoded = match fwire::decode(&bytes, usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX)) {
+        let decoded = match fwire::decode(
+            &bytes,
+            usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX),
+        ) {
             Ok(f) => f,
             Err(e) => {
                 self.counters.fabric_frames_rejected += 1;
@@ -330,7 +391,10 @@ impl Node {
                     _ => 1002,
                 };
                 let detail = e.to_string();
-                self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+                self.event(Event::BadInput {
+                    conn: Some(conn),
+                    detail: detail.clone(),
+                });
                 self.close(conn, code, detail);
                 return;
             }
@@ -354,7 +418,10 @@ impl Node {
 
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Now) {
         if hello.node_id == self.me.node_id {
-            if let Some(ConnState::Fabric { dialed: Some(url), .. }) = self.conns.get(&conn) {
+            if let Some(ConnState::Fabric {
+                dialed: Some(url), ..
+            }) = self.conns.get(&conn)
+            {
                 let url = url.clone();
                 self.dialer.is_self(&url);
             }
@@ -370,10 +437,16 @@ impl Node {
     }
 
     fn identify(&mut self, conn: ConnId, node_id: &str) {
-        if let Some(ConnState::Fabric { node_id: slot @ None, .. }) = self.conns.get_mut(&conn) {
+        if let Some(ConnState::Fabric {
+            node_id: slot @ None,
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
             *slot = Some(node_id.to_string());
             self.peers.on_conn(node_id, conn);
-            self.event(Event::PeerUp { node_id: node_id.to_string() });
+            self.event(Event::PeerUp {
+                node_id: node_id.to_string(),
+            });
         }
     }
 
@@ -385,13 +458,19 @@ impl Node {
         // flight: entries expire after one TTL, so two TTLs is safe.
         let horizon = secs(self.settings.goodbye_reconnect_grace_seconds)
             .max(secs(self.settings.fabric_catalog_ttl_seconds) * 2);
-        if !self.origins.depart(&g.node_id, &g.instance_id, now.mono + horizon) {
+        if !self
+            .origins
+            .depart(&g.node_id, &g.instance_id, now.mono + horizon)
+        {
             return;
         }
         self.catalog.remove_origin(&g.node_id);
         self.peers.remove(&g.node_id);
         self.dialer.forget(&g.node_id);
-        self.event(Event::PeerDown { node_id: g.node_id.clone(), reason: g.reason.clone() });
+        self.event(Event::PeerDown {
+            node_id: g.node_id.clone(),
+            reason: g.reason.clone(),
+        });
         let msg = FabricMsg::Goodbye(g);
         for conn in self.fabric_conns() {
             if Some(conn) != from {
@@ -443,9 +522,14 @@ impl Node {
             Some(ConnState::Client) => self.subs.drop_conn(conn),
             Some(ConnState::Fabric { node_id, dialed }) => {
                 if let Some(node_id) = node_id {
-                    self.peers.on_conn_closed(&node_id, conn, now.mono, now.wall);
-                    if !self.peers.is_connected(&node_id) {
-                        self.event(Event::PeerDown { node_id: node_id.clone(), reason: "connection closed".into() });
+                    let known = self.peers.get(&node_id).is_some();
+                    self.peers
+                        .on_conn_closed(&node_id, conn, now.mono, now.wall);
+                    if known && !self.peers.is_connected(&node_id) {
+                        self.event(Event::PeerDown {
+                            node_id: node_id.clone(),
+                            reason: "connection closed".into(),
+                        });
                         self.dialer.disconnected(&node_id, now.mono);
                     }
                 }
@@ -479,7 +563,11 @@ impl Node {
 
     /// This node's STATUS.
     fn own_status(&self, now: Now) -> Status {
-        let active_clients = self.conns.values().filter(|c| matches!(c, ConnState::Client)).count() as u64;
+        let active_clients = self
+            .conns
+            .values()
+            .filter(|c| matches!(c, ConnState::Client))
+            .count() as u64;
         Status {
             node_id: self.me.node_id.clone(),
             cluster_id: self.me.cluster_id.clone(),
@@ -489,7 +577,7 @@ impl Node {
             active_clients,
             peer_count: self.catalog.count(crate::catalog::entry::EntryKind::Nodes) as u64,
             funs: local::function_names(&self.settings),
-            locs: self.settings.resources.iter().cloned().collect(),
+            locs: self.settings.resources.to_vec(),
             advertised_urls: local::advertised_urls(&self.settings, &self.me),
             region: self.settings.cache_region.clone(),
             metrics: StatusMetrics {
@@ -511,7 +599,10 @@ impl Node {
                 frame.len(),
                 self.settings.client_max_message_bytes
             );
-            self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+            self.event(Event::BadInput {
+                conn: Some(conn),
+                detail: detail.clone(),
+            });
             self.close(conn, 1009, detail);
             return;
         }
@@ -522,13 +613,20 @@ impl Node {
                 self.counters.client_frames_rejected += 1;
                 self.event(Event::BadInput {
                     conn: Some(conn),
-                    detail: format!("{} {}", error.message, error.details.clone().unwrap_or_default()),
+                    detail: format!(
+                        "{} {}",
+                        error.message,
+                        error.details.clone().unwrap_or_default()
+                    ),
                 });
                 self.send(conn, Frame::Binary(client::encode_error(&u, &error)));
             }
             Err(DecodeFailure::Close(reason)) => {
                 self.counters.client_frames_rejected += 1;
-                self.event(Event::BadInput { conn: Some(conn), detail: reason.clone() });
+                self.event(Event::BadInput {
+                    conn: Some(conn),
+                    detail: reason.clone(),
+                });
                 self.close(conn, 1007, reason);
             }
         }
@@ -543,7 +641,11 @@ impl Node {
                     Err(e) => {
                         self.event(Event::BadInput {
                             conn: Some(conn),
-                            detail: format!("rpc error {}: {}", e.code, e.details.clone().unwrap_or_default()),
+                            detail: format!(
+                                "rpc error {}: {}",
+                                e.code,
+                                e.details.clone().unwrap_or_default()
+                            ),
                         });
                         client::encode_error(&u, &e)
                     }
@@ -553,17 +655,33 @@ impl Node {
             ClientMessage::Subscribe(s) => {
                 let result = self.subs.subscribe(conn, &s.subscription_id, s.patterns);
                 let err = result.err().map(|e| e.to_string());
-                self.send(conn, Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())));
+                self.send(
+                    conn,
+                    Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())),
+                );
             }
             ClientMessage::Unsubscribe { u, subscription_id } => {
                 let existed = self.subs.unsubscribe(conn, &subscription_id);
                 self.send(conn, Frame::Binary(client::encode_ack(&u, existed, None)));
             }
-            ClientMessage::Publish { u, topic, payload, headers, message_id } => {
+            ClientMessage::Publish {
+                u,
+                topic,
+                payload,
+                headers,
+                message_id,
+            } => {
                 if topic.starts_with("mpreg.") {
                     // Node-owned topics (discovery deltas, summaries) cannot be
                     // forged by clients (MPREG accepts them: client_protocol §10).
-                    self.send(conn, Frame::Binary(client::encode_ack(&u, false, Some("topics under `mpreg.` are reserved for the node"))));
+                    self.send(
+                        conn,
+                        Frame::Binary(client::encode_ack(
+                            &u,
+                            false,
+                            Some("topics under `mpreg.` are reserved for the node"),
+                        )),
+                    );
                     return;
                 }
                 let message_id = message_id.unwrap_or_else(|| self.rng.ulid(now.wall));
@@ -602,11 +720,18 @@ impl Node {
     /// Delivers a message to every matching subscription.
     fn publish(&mut self, msg: &PubSubMessage) {
         for (conn, sub_id) in self.subs.matching(&msg.topic) {
-            self.send(conn, Frame::Binary(client::encode_notification(&sub_id, msg)));
+            self.send(
+                conn,
+                Frame::Binary(client::encode_notification(&sub_id, msg)),
+            );
         }
     }
 
-    fn run_rpc(&mut self, cmds: &[client::RpcCommand], now: Now) -> Result<Map<String, Value>, RpcError> {
+    fn run_rpc(
+        &self,
+        cmds: &[client::RpcCommand],
+        now: Now,
+    ) -> Result<Map<String, Value>, RpcError> {
         let own_status = self.own_status(now);
         let ctx = Ctx {
             settings: &self.settings,

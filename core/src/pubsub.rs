@@ -42,7 +42,12 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     /// Adds (or replaces) subscription `id` of connection `conn`.
-    pub fn subscribe(&mut self, conn: ConnId, id: &str, patterns: Vec<String>) -> Result<(), SubscribeError> {
+    pub fn subscribe(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        patterns: Vec<String>,
+    ) -> Result<(), SubscribeError> {
         if patterns.len() > MAX_PATTERNS_PER_SUBSCRIPTION {
             return Err(SubscribeError::TooManyPatterns);
         }
@@ -102,11 +107,18 @@ mod tests {
     #[test]
     fn delivery_follows_patterns_and_connections() {
         let mut s = Subscriptions::default();
-        s.subscribe(1, "a", vec!["mpreg.discovery.delta.#".into()]).unwrap();
+        s.subscribe(1, "a", vec!["mpreg.discovery.delta.#".into()])
+            .unwrap();
         s.subscribe(2, "b", vec!["mpreg.*.delta".into()]).unwrap();
         s.subscribe(2, "c", vec!["other".into()]).unwrap();
-        assert_eq!(s.matching("mpreg.discovery.delta"), vec![(1, "a".to_string()), (2, "b".to_string())]);
-        assert_eq!(s.matching("mpreg.discovery.delta.svc.market"), vec![(1, "a".to_string())]);
+        assert_eq!(
+            s.matching("mpreg.discovery.delta"),
+            vec![(1, "a".to_string()), (2, "b".to_string())]
+        );
+        assert_eq!(
+            s.matching("mpreg.discovery.delta.svc.market"),
+            vec![(1, "a".to_string())]
+        );
         assert!(s.unsubscribe(1, "a"));
         assert!(!s.unsubscribe(1, "a"));
         s.drop_conn(2);
@@ -119,7 +131,10 @@ mod tests {
         for i in 0..MAX_SUBSCRIPTIONS_PER_CONN {
             s.subscribe(1, &i.to_string(), vec!["t".into()]).unwrap();
         }
-        assert_eq!(s.subscribe(1, "extra", vec!["t".into()]), Err(SubscribeError::TooMany));
+        assert_eq!(
+            s.subscribe(1, "extra", vec!["t".into()]),
+            Err(SubscribeError::TooMany)
+        );
         // Replacing an existing id is not a new subscription.
         s.subscribe(1, "0", vec!["u".into()]).unwrap();
         // Another connection has its own budget.

@@ -92,10 +92,7 @@ mod tests {
     fn instant_arithmetic_saturates() {
         let far = Instant::from_nanos(u64::MAX - 1);
         assert_eq!(far + Duration::from_secs(10), Instant::from_nanos(u64::MAX));
-        assert_eq!(
-            Instant::ZERO.saturating_duration_since(far),
-            Duration::ZERO
-        );
+        assert_eq!(Instant::ZERO.saturating_duration_since(far), Duration::ZERO);
     }
 
     #[test]

@@ -22,7 +22,11 @@ pub enum Write {
 
 /// Starts the reader and writer tasks of an upgraded connection. Returns the
 /// writer's queue.
-pub fn spawn<S>(conn: ConnId, ws: WebSocketStream<S>, events: mpsc::UnboundedSender<Event>) -> mpsc::Sender<Write>
+pub fn spawn<S>(
+    conn: ConnId,
+    ws: WebSocketStream<S>,
+    events: mpsc::UnboundedSender<Event>,
+) -> mpsc::Sender<Write>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -34,7 +38,10 @@ where
                 Write::Frame(Frame::Binary(b)) => sink.send(Message::Binary(b.into())).await,
                 Write::Frame(Frame::Text(t)) => sink.send(Message::Text(t.into())).await,
                 Write::Close(reason) => {
-                    let frame = CloseFrame { code: CloseCode::from(reason.code), reason: reason.reason.into() };
+                    let frame = CloseFrame {
+                        code: CloseCode::from(reason.code),
+                        reason: reason.reason.into(),
+                    };
                     let _ = sink.send(Message::Close(Some(frame))).await;
                     let _ = sink.close().await;
                     break;

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpreg_core::wire::fabric::SUBPROTOCOL;
-use mpreg_core::{Command, ConnId, ConnKind, Event as NodeEvent, Frame, Input, Instant, Node, Now, Output, Settings};
+use mpreg_core::{
+    Command, ConnId, ConnKind, Event as NodeEvent, Frame, Input, Instant, Node, Now, Output,
+    Settings,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -28,7 +31,11 @@ pub enum Event {
         writer: mpsc::Sender<Write>,
     },
     /// An outbound dial connected.
-    Connected { conn: ConnId, url: String, writer: mpsc::Sender<Write> },
+    Connected {
+        conn: ConnId,
+        url: String,
+        writer: mpsc::Sender<Write>,
+    },
     /// An outbound dial failed.
     DialFailed { url: String, error: String },
     /// A message arrived.
@@ -75,8 +82,13 @@ struct Clock {
 
 impl Clock {
     fn now(&self) -> Now {
-        let mono = Instant::from_nanos(u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX));
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let mono = Instant::from_nanos(
+            u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        );
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         Now::new(mono, wall)
     }
 
@@ -88,20 +100,42 @@ impl Clock {
 fn ws_config(settings: &Settings) -> WebSocketConfig {
     // tungstenite's own bound sits above the node's limits so the node sees
     // (and counts, and answers) oversized messages itself.
-    let max = usize::try_from(settings.client_max_message_bytes.max(settings.fabric_max_frame_bytes).saturating_mul(2)).unwrap_or(usize::MAX);
-    WebSocketConfig::default().max_message_size(Some(max)).max_frame_size(Some(max))
+    let max = usize::try_from(
+        settings
+            .client_max_message_bytes
+            .max(settings.fabric_max_frame_bytes)
+            .saturating_mul(2),
+    )
+    .unwrap_or(usize::MAX);
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }
 
 /// Runs a node until `shutdown` fires or SIGINT / SIGTERM arrives.
 ///
 /// Binds `settings.host:settings.port` (port 0 picks a free port), then calls
 /// `on_ready` with the bound address before serving.
-pub async fn run(mut settings: Settings, seed: u64, shutdown: Shutdown, on_ready: impl FnOnce(SocketAddr)) -> Result<(), RunError> {
+pub async fn run(
+    mut settings: Settings,
+    seed: u64,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
     let bind = format!("{}:{}", settings.host, settings.port);
-    let listener = TcpListener::bind(&bind).await.map_err(|source| RunError::Bind { addr: bind.clone(), source })?;
-    let local = listener.local_addr().map_err(|source| RunError::Bind { addr: bind, source })?;
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: bind.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| RunError::Bind { addr: bind, source })?;
     settings.port = local.port();
-    let clock = Clock { origin: std::time::Instant::now() };
+    let clock = Clock {
+        origin: std::time::Instant::now(),
+    };
     let mut node = Node::new(settings.clone(), clock.now(), seed)?;
     on_ready(local);
     tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, "node listening");
@@ -121,7 +155,10 @@ pub async fn run(mut settings: Settings, seed: u64, shutdown: Shutdown, on_ready
                 Output::Send { conn, frame } => {
                     if let Some(w) = writers.get(&conn) {
                         if w.try_send(Write::Frame(frame)).is_err() {
-                            tracing::warn!(conn, "write queue full or closed; dropping slow connection");
+                            tracing::warn!(
+                                conn,
+                                "write queue full or closed; dropping slow connection"
+                            );
                             writers.remove(&conn);
                         }
                     }
@@ -221,7 +258,12 @@ fn log_event(e: NodeEvent) {
     }
 }
 
-fn spawn_acceptor(listener: TcpListener, events: mpsc::UnboundedSender<Event>, config: WebSocketConfig, next_conn: Arc<std::sync::atomic::AtomicU64>) {
+fn spawn_acceptor(
+    listener: TcpListener,
+    events: mpsc::UnboundedSender<Event>,
+    config: WebSocketConfig,
+    next_conn: Arc<std::sync::atomic::AtomicU64>,
+) {
     tokio::spawn(async move {
         loop {
             let (stream, addr) = match listener.accept().await {
@@ -246,12 +288,23 @@ fn spawn_acceptor(listener: TcpListener, events: mpsc::UnboundedSender<Event>, c
 }
 
 /// Completes the WebSocket handshake; the subprotocol decides client vs fabric.
-async fn upgrade(conn: ConnId, stream: TcpStream, addr: SocketAddr, config: WebSocketConfig, events: mpsc::UnboundedSender<Event>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+// The callback's error type is tungstenite's `ErrorResponse`, not ours.
+#[allow(clippy::result_large_err)]
+async fn upgrade(
+    conn: ConnId,
+    stream: TcpStream,
+    addr: SocketAddr,
+    config: WebSocketConfig,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     let mut headers = Vec::new();
     let mut kind = ConnKind::Client;
     let callback = |req: &Request, mut resp: Response| {
         for (name, value) in req.headers() {
-            headers.push((name.as_str().to_ascii_lowercase(), String::from_utf8_lossy(value.as_bytes()).into_owned()));
+            headers.push((
+                name.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ));
         }
         let wants_fabric = req
             .headers()
@@ -262,20 +315,40 @@ async fn upgrade(conn: ConnId, stream: TcpStream, addr: SocketAddr, config: WebS
             .any(|p| p.trim() == SUBPROTOCOL);
         if wants_fabric {
             kind = ConnKind::Fabric;
-            resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+            resp.headers_mut().insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_static(SUBPROTOCOL),
+            );
         }
         Ok(resp)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
     let ws = tokio::time::timeout(Duration::from_secs(10), handshake)
         .await
-        .map_err(|_| tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out")))??;
+        .map_err(|_| {
+            tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "handshake timed out",
+            ))
+        })??;
     let writer = conn::spawn(conn, ws, events.clone());
-    let _ = events.send(Event::Accepted { conn, kind, headers, addr, writer });
+    let _ = events.send(Event::Accepted {
+        conn,
+        kind,
+        headers,
+        addr,
+        writer,
+    });
     Ok(())
 }
 
-fn spawn_dial(conn: ConnId, url: String, timeout: Duration, config: WebSocketConfig, events: mpsc::UnboundedSender<Event>) {
+fn spawn_dial(
+    conn: ConnId,
+    url: String,
+    timeout: Duration,
+    config: WebSocketConfig,
+    events: mpsc::UnboundedSender<Event>,
+) {
     tokio::spawn(async move {
         let result = tokio::time::timeout(timeout, dial(&url, config)).await;
         match result {
@@ -287,15 +360,25 @@ fn spawn_dial(conn: ConnId, url: String, timeout: Duration, config: WebSocketCon
                 let _ = events.send(Event::DialFailed { url, error });
             }
             Err(_) => {
-                let _ = events.send(Event::DialFailed { url, error: format!("timed out after {timeout:?}") });
+                let _ = events.send(Event::DialFailed {
+                    url,
+                    error: format!("timed out after {timeout:?}"),
+                });
             }
         }
     });
 }
 
-async fn dial(url: &str, config: WebSocketConfig) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>, String> {
+async fn dial(
+    url: &str,
+    config: WebSocketConfig,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>, String>
+{
     let mut request = url.into_client_request().map_err(|e| e.to_string())?;
-    request.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     let (ws, response) = tokio_tungstenite::connect_async_with_config(request, Some(config), true)
         .await
         .map_err(|e| e.to_string())?;
@@ -305,7 +388,9 @@ async fn dial(url: &str, config: WebSocketConfig) -> Result<tokio_tungstenite::W
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == SUBPROTOCOL);
     if !agreed {
-        return Err(format!("{url} did not accept the {SUBPROTOCOL} subprotocol (not an mpreg-rs node?)"));
+        return Err(format!(
+            "{url} did not accept the {SUBPROTOCOL} subprotocol (not an mpreg-rs node?)"
+        ));
     }
     Ok(ws)
 }

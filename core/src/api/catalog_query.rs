@@ -12,9 +12,9 @@ use serde_json::{json, Map, Value};
 use super::request::Payload;
 use super::Ctx;
 use crate::catalog::entry::{Entry, EntryKind};
+use crate::catalog::index::SortKey;
 use crate::catalog::namespace::NamespaceFilter;
 use crate::catalog::scope::{visible_at, Scope};
-use crate::catalog::index::SortKey;
 use crate::wire::client::RpcError;
 
 /// Page size when the request gives none.
@@ -40,11 +40,20 @@ impl PageToken {
 
     /// Parses a token from an untrusted string.
     pub fn decode(raw: &str) -> Result<PageToken, String> {
-        let rest = raw.strip_prefix("k1:").ok_or_else(|| format!("invalid page_token: {raw:?}"))?;
-        let (limit, key) = rest.split_once(':').ok_or_else(|| format!("invalid page_token: {raw:?}"))?;
-        let limit = limit.parse::<usize>().map_err(|_| format!("invalid page_token: {raw:?}"))?;
+        let rest = raw
+            .strip_prefix("k1:")
+            .ok_or_else(|| format!("invalid page_token: {raw:?}"))?;
+        let (limit, key) = rest
+            .split_once(':')
+            .ok_or_else(|| format!("invalid page_token: {raw:?}"))?;
+        let limit = limit
+            .parse::<usize>()
+            .map_err(|_| format!("invalid page_token: {raw:?}"))?;
         let after = SortKey::parse(key).map_err(|_| format!("invalid page_token: {raw:?}"))?;
-        Ok(PageToken { limit: clamp_limit(limit as i64), after })
+        Ok(PageToken {
+            limit: clamp_limit(limit as i64),
+            after,
+        })
     }
 }
 
@@ -66,7 +75,8 @@ struct Filters {
 pub fn run(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, RpcError> {
     let p = Payload::new("catalog_query", payload);
     let raw_type = p.str("entry_type")?;
-    let kind = EntryKind::parse(raw_type.as_deref().unwrap_or("None")).map_err(|e| RpcError::failed(e.to_string()))?;
+    let kind = EntryKind::parse(raw_type.as_deref().unwrap_or("None"))
+        .map_err(|e| RpcError::failed(e.to_string()))?;
     let scope = p.scope()?;
     let token = match p.str("page_token")? {
         Some(t) => Some(PageToken::decode(&t).map_err(RpcError::failed)?),
@@ -87,25 +97,23 @@ pub fn run(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, RpcErro
     let empty = |kind: EntryKind| json!({"entry_type": kind.as_str(), "generated_at": ctx.now.wall, "items": []});
     // Location limit of the requested scope; a conflicting explicit filter
     // means nothing can match.
-    match scope {
+    let conflict = match scope {
         Some(Scope::Local) => {
-            if !merge(&mut f.cluster_id, &ctx.me.cluster_id) || !merge(&mut f.node_id, &ctx.me.node_id) {
-                return Ok(empty(kind));
-            }
+            !merge(&mut f.cluster_id, &ctx.me.cluster_id) || !merge(&mut f.node_id, &ctx.me.node_id)
         }
-        Some(Scope::Zone) => {
-            if !merge(&mut f.cluster_id, &ctx.me.cluster_id) {
-                return Ok(empty(kind));
-            }
-        }
-        _ => {}
+        Some(Scope::Zone) => !merge(&mut f.cluster_id, &ctx.me.cluster_id),
+        _ => false,
+    };
+    if conflict {
+        return Ok(empty(kind));
     }
     let after = token.as_ref().map(|t| &t.after);
-    let candidates: Box<dyn Iterator<Item = (&SortKey, &Entry)>> = if namespaced(kind) && !f.namespace.is_all() {
-        Box::new(ctx.catalog.in_namespace(kind, &f.namespace, after))
-    } else {
-        Box::new(ctx.catalog.range_after(kind, after))
-    };
+    let candidates: Box<dyn Iterator<Item = (&SortKey, &Entry)>> =
+        if namespaced(kind) && !f.namespace.is_all() {
+            Box::new(ctx.catalog.in_namespace(kind, &f.namespace, after))
+        } else {
+            Box::new(ctx.catalog.range_after(kind, after))
+        };
     let mut items = Vec::with_capacity(limit.min(64));
     let mut last: Option<SortKey> = None;
     let mut more = false;
@@ -125,7 +133,10 @@ pub fn run(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, RpcErro
     res.insert("generated_at".into(), json!(ctx.now.wall));
     res.insert("items".into(), Value::Array(items));
     if let (true, Some(after)) = (more, last) {
-        res.insert("next_page_token".into(), json!(PageToken { limit, after }.encode()));
+        res.insert(
+            "next_page_token".into(),
+            json!(PageToken { limit, after }.encode()),
+        );
     }
     Ok(Value::Object(res))
 }
@@ -133,7 +144,10 @@ pub fn run(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, RpcErro
 /// Kinds with a namespace (MPREG does not namespace nodes, caches or cache
 /// profiles; a namespace filter is ignored for them).
 fn namespaced(kind: EntryKind) -> bool {
-    matches!(kind, EntryKind::Functions | EntryKind::Queues | EntryKind::Services | EntryKind::Topics)
+    matches!(
+        kind,
+        EntryKind::Functions | EntryKind::Queues | EntryKind::Services | EntryKind::Topics
+    )
 }
 
 /// Narrows an optional filter to `required`; false when they conflict.
@@ -182,7 +196,14 @@ mod tests {
 
     #[test]
     fn bad_tokens_are_errors_not_panics() {
-        for raw in ["", "200:200", "k1:", "k1:x:y", "k1:5", "k1:99999999999999999999999:a"] {
+        for raw in [
+            "",
+            "200:200",
+            "k1:",
+            "k1:x:y",
+            "k1:5",
+            "k1:99999999999999999999999:a",
+        ] {
             assert!(PageToken::decode(raw).is_err(), "{raw}");
         }
     }

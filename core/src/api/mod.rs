@@ -23,7 +23,13 @@ pub use catalog_query::PageToken;
 
 /// The RPCs this node serves; also advertised as its function entries, as a
 /// stock MPREG node advertises its registered commands.
-pub const RPC_NAMES: &[&str] = &["catalog_query", "cluster_map", "echo", "echos", "list_peers"];
+pub const RPC_NAMES: &[&str] = &[
+    "catalog_query",
+    "cluster_map",
+    "echo",
+    "echos",
+    "list_peers",
+];
 
 /// Read-only view of the node that handlers answer from.
 pub struct Ctx<'a> {

@@ -83,14 +83,26 @@ fn peer_snapshot(ctx: &Ctx<'_>, n: &NodeDescriptor) -> Value {
     obj.insert("funs".into(), json!(funs));
     obj.insert("locs".into(), json!(locs));
     obj.insert("last_seen".into(), json!(n.advertised_at));
-    obj.insert("status".into(), json!(status.map(|s| s.status.as_str()).unwrap_or("unknown")));
-    obj.insert("status_timestamp".into(), json!(rec.and_then(|r| r.status_wall)));
+    obj.insert(
+        "status".into(),
+        json!(status.map(|s| s.status.as_str()).unwrap_or("unknown")),
+    );
+    obj.insert(
+        "status_timestamp".into(),
+        json!(rec.and_then(|r| r.status_wall)),
+    );
     obj.insert("scope".into(), json!(scope));
     if !region.is_empty() {
         obj.insert("region".into(), json!(region));
     }
-    obj.insert("advertised_urls".into(), json!(advertised_urls(status, &n.node_id)));
-    obj.insert("transport_endpoints".into(), serde_json::to_value(&n.transport_endpoints).unwrap_or(Value::Null));
+    obj.insert(
+        "advertised_urls".into(),
+        json!(advertised_urls(status, &n.node_id)),
+    );
+    obj.insert(
+        "transport_endpoints".into(),
+        serde_json::to_value(&n.transport_endpoints).unwrap_or(Value::Null),
+    );
     obj.insert("load".into(), load(ctx, &n.node_id));
     Value::Object(obj)
 }
@@ -130,7 +142,11 @@ fn load(ctx: &Ctx<'_>, node_id: &str) -> Value {
             };
             ctx.now.mono.saturating_duration_since(at).as_secs_f64()
         });
-        (rec.and_then(|r| r.status.as_ref()), age, rec.and_then(|r| r.status_wall))
+        (
+            rec.and_then(|r| r.status.as_ref()),
+            age,
+            rec.and_then(|r| r.status_wall),
+        )
     };
     let Some(s) = status else { return Value::Null };
     let mut score = s.active_clients as f64;
@@ -188,8 +204,14 @@ pub fn node_snapshot(ctx: &Ctx<'_>, n: &NodeDescriptor) -> Value {
     if !n.tags.is_empty() {
         obj.insert("tags".into(), json!(n.tags));
     }
-    obj.insert("transport_endpoints".into(), serde_json::to_value(&n.transport_endpoints).unwrap_or(Value::Null));
-    obj.insert("advertised_urls".into(), json!(advertised_urls(status, &n.node_id)));
+    obj.insert(
+        "transport_endpoints".into(),
+        serde_json::to_value(&n.transport_endpoints).unwrap_or(Value::Null),
+    );
+    obj.insert(
+        "advertised_urls".into(),
+        json!(advertised_urls(status, &n.node_id)),
+    );
     obj.insert("advertised_at".into(), json!(n.advertised_at));
     obj.insert("load".into(), load(ctx, &n.node_id));
     Value::Object(obj)

@@ -19,7 +19,11 @@ impl<'a> Payload<'a> {
     }
 
     fn wrong(&self, key: &str, expected: &str, got: &Value) -> RpcError {
-        RpcError::failed(format!("{}: `{key}` must be {expected}, got {}", self.fun, json_type_name(got)))
+        RpcError::failed(format!(
+            "{}: `{key}` must be {expected}, got {}",
+            self.fun,
+            json_type_name(got)
+        ))
     }
 
     /// An optional string, trimmed; empty counts as absent.
@@ -60,7 +64,11 @@ impl<'a> Payload<'a> {
     pub fn str_list(&self, key: &str) -> Result<Vec<String>, RpcError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::String(s)) => Ok(if s.trim().is_empty() { vec![] } else { vec![s.trim().to_string()] }),
+            Some(Value::String(s)) => Ok(if s.trim().is_empty() {
+                vec![]
+            } else {
+                vec![s.trim().to_string()]
+            }),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| match v {
@@ -77,7 +85,9 @@ impl<'a> Payload<'a> {
     pub fn scope(&self) -> Result<Option<Scope>, RpcError> {
         match self.map.get("scope") {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Scope::parse_request(Some(s)).map_err(|e| RpcError::failed(e.to_string())),
+            Some(Value::String(s)) => {
+                Scope::parse_request(Some(s)).map_err(|e| RpcError::failed(e.to_string()))
+            }
             Some(other) => Err(self.wrong("scope", "a string", other)),
         }
     }
@@ -94,7 +104,9 @@ mod tests {
 
     #[test]
     fn strings_ints_lists_and_scopes() {
-        let m = map(json!({"a": " x ", "b": "", "n": 5, "s": "7", "f": 2.0, "l": ["p", "q"], "one": "t", "scope": "CLUSTER"}));
+        let m = map(
+            json!({"a": " x ", "b": "", "n": 5, "s": "7", "f": 2.0, "l": ["p", "q"], "one": "t", "scope": "CLUSTER"}),
+        );
         let p = Payload::new("catalog_query", &m);
         assert_eq!(p.str("a").unwrap().as_deref(), Some("x"));
         assert_eq!(p.str("b").unwrap(), None);
@@ -116,6 +128,9 @@ mod tests {
         assert!(e.details.unwrap().contains("`a`"));
         assert!(p.int("n").is_err());
         assert!(p.str_list("l").is_err());
-        assert_eq!(p.scope().unwrap_err().details.unwrap(), "Unsupported discovery scope: planet");
+        assert_eq!(
+            p.scope().unwrap_err().details.unwrap(),
+            "Unsupported discovery scope: planet"
+        );
     }
 }

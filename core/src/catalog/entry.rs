@@ -223,7 +223,10 @@ impl NodeDescriptor {
     }
 
     /// Sets the endpoints (sorted, deduplicated).
-    pub fn with_endpoints(mut self, endpoints: impl IntoIterator<Item = TransportEndpoint>) -> Self {
+    pub fn with_endpoints(
+        mut self,
+        endpoints: impl IntoIterator<Item = TransportEndpoint>,
+    ) -> Self {
         self.transport_endpoints = endpoints.into_iter().collect();
         self.normalize();
         self

@@ -22,7 +22,9 @@ pub(crate) fn default_ttl() -> f64 {
 
 /// A set of non-empty strings. Accepts a list (nulls and empty strings
 /// dropped), a single string (one element) or null (empty set).
-pub(crate) fn string_set<'de, D>(deserializer: D) -> Result<std::collections::BTreeSet<String>, D::Error>
+pub(crate) fn string_set<'de, D>(
+    deserializer: D,
+) -> Result<std::collections::BTreeSet<String>, D::Error>
 where
     D: Deserializer<'de>,
 {

@@ -304,10 +304,10 @@ impl SetIndex {
         // '/' is the byte after '.'.
         let start = format!("{root}.");
         let end = format!("{root}/");
-        for (_, set) in self
-            .map
-            .range::<str, _>((Bound::Included(start.as_str()), Bound::Excluded(end.as_str())))
-        {
+        for (_, set) in self.map.range::<str, _>((
+            Bound::Included(start.as_str()),
+            Bound::Excluded(end.as_str()),
+        )) {
             runs.push(set.range::<SortKey, _>((lower, Bound::Unbounded)));
         }
         MergeKeys::new(runs)
@@ -316,7 +316,7 @@ impl SetIndex {
 
 /// K-way merge of sorted key runs, dropping duplicates (a topic listed under
 /// two prefixes of the same subtree comes out once).
-pub struct MergeKeys<'a> {
+pub(crate) struct MergeKeys<'a> {
     runs: Vec<btree_set::Range<'a, SortKey>>,
     heap: BinaryHeap<Reverse<(&'a SortKey, usize)>>,
     last: Option<&'a SortKey>,
@@ -383,7 +383,11 @@ mod tests {
     #[test]
     fn service_ports_sort_numerically() {
         let s = |port| {
-            SortKey::of(&ServiceEndpoint::new("svc", "ns", "tcp", port).owned_by("n", "c").into())
+            SortKey::of(
+                &ServiceEndpoint::new("svc", "ns", "tcp", port)
+                    .owned_by("n", "c")
+                    .into(),
+            )
         };
         assert!(s(9) < s(80));
         assert!(s(80) < s(443));
@@ -423,10 +427,15 @@ mod tests {
             Err(SortKeyError::BadComponent)
         );
         let long = "nodes|".to_string() + &"x".repeat(SortKey::MAX_CURSOR_LEN);
-        assert!(matches!(SortKey::parse(&long), Err(SortKeyError::TooLong(_))));
+        assert!(matches!(
+            SortKey::parse(&long),
+            Err(SortKeyError::TooLong(_))
+        ));
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::catalog::testutil::config(256))]
+
         #[test]
         fn parse_never_panics(s in "\\PC{0,64}") {
             let _ = SortKey::parse(&s);

@@ -30,6 +30,8 @@ pub use entry::{
     DEFAULT_TTL_SECONDS, INTERNAL_CONNECTION,
 };
 pub use index::{SortKey, SortKeyError};
-pub use namespace::{name_namespace, topic_matches, topic_pattern_prefix, NamespaceFilter, TopicPattern};
+pub use namespace::{
+    name_namespace, topic_matches, topic_pattern_prefix, NamespaceFilter, TopicPattern,
+};
 pub use scope::{visible_at, Scope, ScopeError};
 pub use store::{Catalog, CatalogError, InNamespace, Upsert};

@@ -204,7 +204,13 @@ mod tests {
 
     #[test]
     fn pattern_forms_mean_the_subtree() {
-        for raw in ["svc.prod.*", "svc.prod.#", " svc.prod ", "svc.prod.", "svc.prod.*.*"] {
+        for raw in [
+            "svc.prod.*",
+            "svc.prod.#",
+            " svc.prod ",
+            "svc.prod.",
+            "svc.prod.*.*",
+        ] {
             let f = NamespaceFilter::parse(raw);
             assert_eq!(f.as_str(), "svc.prod", "{raw}");
             assert!(f.matches("svc.prod"));
@@ -280,6 +286,8 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(crate::catalog::testutil::config(256))]
+
         /// The DP agrees with a straightforward recursive matcher on small inputs.
         #[test]
         fn dp_matches_reference(

@@ -169,9 +169,15 @@ mod tests {
         assert_eq!(Scope::parse_request(Some("   ")), Ok(None));
         assert_eq!(Scope::parse_request(Some(" Zone ")), Ok(Some(Scope::Zone)));
         assert_eq!(Scope::parse_request(Some("CLUSTER")), Ok(Some(Scope::Zone)));
-        assert_eq!(Scope::parse_request(Some("global")), Ok(Some(Scope::Global)));
+        assert_eq!(
+            Scope::parse_request(Some("global")),
+            Ok(Some(Scope::Global))
+        );
         assert_eq!(Scope::parse_request(Some("local")), Ok(Some(Scope::Local)));
-        assert_eq!(Scope::parse_request(Some("region")), Ok(Some(Scope::Region)));
+        assert_eq!(
+            Scope::parse_request(Some("region")),
+            Ok(Some(Scope::Region))
+        );
         let err = Scope::parse_request(Some("planet")).unwrap_err();
         assert_eq!(err.to_string(), "Unsupported discovery scope: planet");
         let err = Scope::parse_request(Some(" Planet ")).unwrap_err();
@@ -197,10 +203,7 @@ mod tests {
 
     #[test]
     fn serde_is_lowercase_and_lenient_helper_never_fails() {
-        assert_eq!(
-            serde_json::to_string(&Scope::Region).unwrap(),
-            "\"region\""
-        );
+        assert_eq!(serde_json::to_string(&Scope::Region).unwrap(), "\"region\"");
         #[derive(Deserialize)]
         struct Holder {
             #[serde(deserialize_with = "lenient", default)]

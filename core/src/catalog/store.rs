@@ -154,7 +154,12 @@ impl Catalog {
     /// `ttl_seconds`), or if it is a function whose name or id is already
     /// bound to a different id or name. Otherwise it is stored (replacing the
     /// old version, whose origin it also takes over).
-    pub fn upsert(&mut self, origin: &str, mut entry: Entry, now: f64) -> Result<Upsert, CatalogError> {
+    pub fn upsert(
+        &mut self,
+        origin: &str,
+        mut entry: Entry,
+        now: f64,
+    ) -> Result<Upsert, CatalogError> {
         entry.normalize();
         let advertised_at = entry.advertised_at();
         let ttl_seconds = entry.ttl_seconds();
@@ -362,7 +367,11 @@ impl Catalog {
     /// Entries of `kind` whose [`Entry::name`] is exactly `name` (function
     /// name, node id, queue name, subscription id, service name, cache role,
     /// cache profile node id), in sort order.
-    pub fn by_name<'a>(&'a self, kind: EntryKind, name: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+    pub fn by_name<'a>(
+        &'a self,
+        kind: EntryKind,
+        name: &str,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
         let map = self.kind_map(kind);
         self.names[kind.index()]
             .get(name)
@@ -428,8 +437,16 @@ impl Catalog {
         self.origins.insert(&origin, &sk);
         self.expiry.insert((Expiry(entry.expires_at()), sk.clone()));
         if let Entry::Function(f) = &entry {
-            bind(&mut self.function_names, &f.identity.name, &f.identity.function_id);
-            bind(&mut self.function_ids, &f.identity.function_id, &f.identity.name);
+            bind(
+                &mut self.function_names,
+                &f.identity.name,
+                &f.identity.function_id,
+            );
+            bind(
+                &mut self.function_ids,
+                &f.identity.function_id,
+                &f.identity.name,
+            );
         }
         self.entries[kind].insert(sk, Stored { origin, entry });
     }
@@ -448,7 +465,8 @@ impl Catalog {
         self.names[kind].remove(entry.name(), sk);
         self.nodes.remove(entry.node_id(), sk);
         self.origins.remove(&stored.origin, sk);
-        self.expiry.remove(&(Expiry(entry.expires_at()), sk.clone()));
+        self.expiry
+            .remove(&(Expiry(entry.expires_at()), sk.clone()));
         if let Entry::Function(f) = entry {
             unbind(&mut self.function_names, &f.identity.name);
             unbind(&mut self.function_ids, &f.identity.function_id);
@@ -472,9 +490,15 @@ impl Catalog {
         let mut ids = 0usize;
         for f in self.iter(EntryKind::Functions) {
             if let Entry::Function(f) = f {
-                let n = self.function_names.get(&f.identity.name).expect("name bound");
+                let n = self
+                    .function_names
+                    .get(&f.identity.name)
+                    .expect("name bound");
                 assert_eq!(n.other, f.identity.function_id);
-                let i = self.function_ids.get(&f.identity.function_id).expect("id bound");
+                let i = self
+                    .function_ids
+                    .get(&f.identity.function_id)
+                    .expect("id bound");
                 assert_eq!(i.other, f.identity.name);
             }
         }

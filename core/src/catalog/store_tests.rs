@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::catalog::entry::*;
-use crate::catalog::testutil::pooled_entry;
+use crate::catalog::testutil::{config, pooled_entry};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -23,13 +23,19 @@ fn rejects_expired_entries() {
     let err = cat.upsert("o", node("n", 0.0, 10.0), 10.5).unwrap_err();
     assert!(matches!(err, CatalogError::Expired { .. }));
     // Exactly at expiry it is still fresh (strict comparison).
-    assert_eq!(cat.upsert("o", node("n", 0.0, 10.0), 10.0), Ok(Upsert::Inserted));
+    assert_eq!(
+        cat.upsert("o", node("n", 0.0, 10.0), 10.0),
+        Ok(Upsert::Inserted)
+    );
 }
 
 #[test]
 fn rejects_stale_updates() {
     let mut cat = Catalog::new();
-    assert_eq!(cat.upsert("o", node("n", 10.0, 30.0), 10.0), Ok(Upsert::Inserted));
+    assert_eq!(
+        cat.upsert("o", node("n", 10.0, 30.0), 10.0),
+        Ok(Upsert::Inserted)
+    );
     // Older.
     assert!(matches!(
         cat.upsert("o", node("n", 9.0, 60.0), 10.0),
@@ -45,8 +51,14 @@ fn rejects_stale_updates() {
         Err(CatalogError::Stale { .. })
     ));
     // Same time, longer TTL wins; newer wins.
-    assert_eq!(cat.upsert("o", node("n", 10.0, 40.0), 10.0), Ok(Upsert::Replaced));
-    assert_eq!(cat.upsert("o2", node("n", 11.0, 5.0), 11.0), Ok(Upsert::Replaced));
+    assert_eq!(
+        cat.upsert("o", node("n", 10.0, 40.0), 10.0),
+        Ok(Upsert::Replaced)
+    );
+    assert_eq!(
+        cat.upsert("o2", node("n", 11.0, 5.0), 11.0),
+        Ok(Upsert::Replaced)
+    );
     assert_eq!(cat.len(), 1);
     let key = EntryKey::Node {
         cluster_id: "c".into(),
@@ -59,7 +71,12 @@ fn rejects_stale_updates() {
 #[test]
 fn rejects_invalid_timing() {
     let mut cat = Catalog::new();
-    for (at, ttl) in [(f64::NAN, 1.0), (1.0, f64::INFINITY), (1.0, -1.0), (f64::MAX, f64::MAX)] {
+    for (at, ttl) in [
+        (f64::NAN, 1.0),
+        (1.0, f64::INFINITY),
+        (1.0, -1.0),
+        (f64::MAX, f64::MAX),
+    ] {
         assert!(matches!(
             cat.upsert("o", node("n", at, ttl), 0.0),
             Err(CatalogError::InvalidTiming { .. })
@@ -71,20 +88,29 @@ fn rejects_invalid_timing() {
 #[test]
 fn function_identity_is_unique_both_ways() {
     let mut cat = Catalog::new();
-    cat.upsert("o", func("svc.quote", "q1", "n1", 1.0), 1.0).unwrap();
+    cat.upsert("o", func("svc.quote", "q1", "n1", 1.0), 1.0)
+        .unwrap();
     // Same identity on another node: fine.
-    cat.upsert("o", func("svc.quote", "q1", "n2", 1.0), 1.0).unwrap();
-    let err = cat.upsert("o", func("svc.quote", "q2", "n3", 1.0), 1.0).unwrap_err();
+    cat.upsert("o", func("svc.quote", "q1", "n2", 1.0), 1.0)
+        .unwrap();
+    let err = cat
+        .upsert("o", func("svc.quote", "q2", "n3", 1.0), 1.0)
+        .unwrap_err();
     assert!(matches!(err, CatalogError::IdentityConflict { .. }));
     assert!(err.to_string().contains("svc.quote"));
-    let err = cat.upsert("o", func("svc.other", "q1", "n3", 1.0), 1.0).unwrap_err();
+    let err = cat
+        .upsert("o", func("svc.other", "q1", "n3", 1.0), 1.0)
+        .unwrap_err();
     assert!(matches!(err, CatalogError::IdentityConflict { .. }));
     // Once the last user of the mapping is gone, the name is free again.
     for n in ["n1", "n2"] {
         let key = func("svc.quote", "q1", n, 1.0).key();
         assert!(cat.remove(&key).is_some());
     }
-    assert_eq!(cat.upsert("o", func("svc.quote", "q2", "n3", 1.0), 1.0), Ok(Upsert::Inserted));
+    assert_eq!(
+        cat.upsert("o", func("svc.quote", "q2", "n3", 1.0), 1.0),
+        Ok(Upsert::Inserted)
+    );
     cat.assert_consistent();
 }
 
@@ -96,14 +122,21 @@ fn remove_is_unconditional_and_allows_re_add() {
     assert!(cat.remove(&key).is_some());
     assert!(cat.remove(&key).is_none());
     // No tombstone: an older version is accepted after removal.
-    assert_eq!(cat.upsert("o", node("n", 5.0, 30.0), 10.0), Ok(Upsert::Inserted));
+    assert_eq!(
+        cat.upsert("o", node("n", 5.0, 30.0), 10.0),
+        Ok(Upsert::Inserted)
+    );
 }
 
 #[test]
 fn topic_reregistration_moves_between_nodes() {
     let mut cat = Catalog::new();
-    let t1: Entry = TopicSubscription::new("s", "n1", "c", ["a.*"]).advertised(1.0, 30.0).into();
-    let t2: Entry = TopicSubscription::new("s", "n2", "c", ["b.#"]).advertised(2.0, 30.0).into();
+    let t1: Entry = TopicSubscription::new("s", "n1", "c", ["a.*"])
+        .advertised(1.0, 30.0)
+        .into();
+    let t2: Entry = TopicSubscription::new("s", "n2", "c", ["b.#"])
+        .advertised(2.0, 30.0)
+        .into();
     cat.upsert("o", t1, 1.0).unwrap();
     assert_eq!(cat.upsert("o", t2, 2.0), Ok(Upsert::Replaced));
     assert_eq!(cat.count(EntryKind::Topics), 1);
@@ -169,7 +202,11 @@ fn namespace_queries_use_the_dot_rule_and_sort_order() {
         .map(|(k, _)| k.clone())
         .unwrap();
     let cursor = SortKey::parse(&first.to_cursor()).unwrap();
-    assert_eq!(cat.in_namespace(EntryKind::Functions, &f, Some(&cursor)).count(), 2);
+    assert_eq!(
+        cat.in_namespace(EntryKind::Functions, &f, Some(&cursor))
+            .count(),
+        2
+    );
     // Empty filter: everything, in sort order.
     let all: Vec<&str> = cat
         .in_namespace(EntryKind::Functions, &NamespaceFilter::all(), None)
@@ -186,7 +223,11 @@ fn namespace_queries_use_the_dot_rule_and_sort_order() {
             "svc.marketing.mail"
         ]
     );
-    assert_eq!(cat.by_name(EntryKind::Functions, "svc.market.quote").count(), 2);
+    assert_eq!(
+        cat.by_name(EntryKind::Functions, "svc.market.quote")
+            .count(),
+        2
+    );
     assert_eq!(cat.by_node("n1").count(), 5);
 }
 
@@ -292,7 +333,7 @@ impl Model {
     }
 
     /// Entries passing `pred`, in sort order.
-    fn sorted<'a>(&'a self, pred: impl Fn(&(String, Entry)) -> bool) -> Vec<&'a Entry> {
+    fn sorted(&self, pred: impl Fn(&(String, Entry)) -> bool) -> Vec<&Entry> {
         let mut v: Vec<&(String, Entry)> = self.items.iter().filter(|i| pred(i)).collect();
         v.sort_by_key(|(_, e)| SortKey::of(e));
         v.into_iter().map(|(_, e)| e).collect()
@@ -320,7 +361,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     let origin = select(vec!["o1", "o2"]).prop_map(str::to_string);
-    let now = select(vec![0.0, 5.0, 10.0, 20.0, 40.0, 60.0]);
+    let now = select(vec![0.0, 5.0, 10.0, 20.0, 40.0, 140.0]);
     prop_oneof![
         6 => (origin.clone(), pooled_entry(), now.clone()).prop_map(|(o, e, n)| Op::Upsert(o, e, n)),
         2 => pooled_entry().prop_map(Op::Remove),
@@ -343,14 +384,21 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
         // Keyset pagination from every position.
         for (i, e) in expected.iter().enumerate() {
             let after = SortKey::of(e);
-            let rest: Vec<&Entry> = cat.range_after(kind, Some(&after)).map(|(_, e)| e).collect();
+            let rest: Vec<&Entry> = cat
+                .range_after(kind, Some(&after))
+                .map(|(_, e)| e)
+                .collect();
             prop_assert_eq!(&rest[..], &expected[i + 1..]);
         }
 
         for raw in FILTERS {
             let filter = NamespaceFilter::parse(raw);
-            let expected_ns = model.sorted(|(_, e)| e.kind() == kind && e.matches_namespace(&filter));
-            let got_ns: Vec<&Entry> = cat.in_namespace(kind, &filter, None).map(|(_, e)| e).collect();
+            let expected_ns =
+                model.sorted(|(_, e)| e.kind() == kind && e.matches_namespace(&filter));
+            let got_ns: Vec<&Entry> = cat
+                .in_namespace(kind, &filter, None)
+                .map(|(_, e)| e)
+                .collect();
             prop_assert_eq!(&got_ns, &expected_ns, "filter {:?}", raw);
             if let Some(mid) = expected_ns.get(expected_ns.len() / 2) {
                 let after = SortKey::of(mid);
@@ -374,13 +422,23 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
         }
     }
     for n in ["n1", "n2", "n3"] {
-        let mut expected: Vec<&Entry> = model.items.iter().map(|(_, e)| e).filter(|e| e.node_id() == n).collect();
+        let mut expected: Vec<&Entry> = model
+            .items
+            .iter()
+            .map(|(_, e)| e)
+            .filter(|e| e.node_id() == n)
+            .collect();
         expected.sort_by_key(|e| SortKey::of(e));
         let got: Vec<&Entry> = cat.by_node(n).collect();
         prop_assert_eq!(got, expected);
     }
     for o in ["o1", "o2"] {
-        let mut expected: Vec<&Entry> = model.items.iter().filter(|(oo, _)| oo == o).map(|(_, e)| e).collect();
+        let mut expected: Vec<&Entry> = model
+            .items
+            .iter()
+            .filter(|(oo, _)| oo == o)
+            .map(|(_, e)| e)
+            .collect();
         expected.sort_by_key(|e| SortKey::of(e));
         let got: Vec<&Entry> = cat.origin_entries(o).collect();
         prop_assert_eq!(got, expected);
@@ -399,7 +457,7 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(128))]
+    #![proptest_config(config(256))]
 
     #[test]
     fn indexes_match_naive_model(ops in proptest::collection::vec(op(), 1..40)) {

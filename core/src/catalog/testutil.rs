@@ -27,7 +27,7 @@ fn tags() -> impl Strategy<Value = Vec<String>> {
     vec(pick(&["t1", "t2", ""]), 0..3)
 }
 
-const NODES: &[&str] = &["n1", "n2", "n3"];
+const NODES: &[&str] = &["n1", "n2"];
 const CLUSTERS: &[&str] = &["c1", "c2"];
 const NAMES: &[&str] = &["a", "a.b", "a.b.c", "a.bc", "ab.x", "b", "a.b.d"];
 const NAMESPACES: &[&str] = &["", "a", "a.b", "ab", "b.c"];
@@ -36,7 +36,7 @@ const NAMESPACES: &[&str] = &["", "a", "a.b", "ab", "b.c"];
 fn timing() -> impl Strategy<Value = (f64, f64)> {
     (
         select(vec![0.0, 10.0, 20.0, 30.0]),
-        select(vec![0.0, 5.0, 30.0]),
+        select(vec![0.0, 5.0, 30.0, 30.0, 100.0]),
     )
 }
 
@@ -45,7 +45,7 @@ pub(crate) fn pooled_entry() -> impl Strategy<Value = Entry> {
     let function = (
         pick(NAMES),
         pick(&["a", "a.b", "x", "y"]),
-        pick(&["1.0.0", "2.0.0", "10.0.0"]),
+        pick(&["1.0.0", "10.0.0"]),
         btree_set(pick(&["r1", "r2"]), 0..2),
         option::of(pick(NAMESPACES)),
         option::of(pick(NAMESPACES)),
@@ -61,7 +61,10 @@ pub(crate) fn pooled_entry() -> impl Strategy<Value = Entry> {
     let queue = pick(NAMES).prop_map(|q| Entry::from(QueueEndpoint::new(q, "", "")));
     let topic = (
         pick(&["s1", "s2", "s3"]),
-        vec(pick(&["a.*", "a.b.#", "#", "b", "a.bc.x", "*.q", "a.b"]), 0..3),
+        vec(
+            pick(&["a.*", "a.b.#", "#", "b", "a.bc.x", "*.q", "a.b"]),
+            0..3,
+        ),
     )
         .prop_map(|(id, patterns)| Entry::from(TopicSubscription::new(id, "", "", patterns)));
     let service = (
@@ -70,7 +73,9 @@ pub(crate) fn pooled_entry() -> impl Strategy<Value = Entry> {
         pick(&["tcp", "udp"]),
         select(vec![53u16, 80]),
     )
-        .prop_map(|(name, ns, proto, port)| Entry::from(ServiceEndpoint::new(name, ns, proto, port)));
+        .prop_map(|(name, ns, proto, port)| {
+            Entry::from(ServiceEndpoint::new(name, ns, proto, port))
+        });
     let cache = pick(&["coordinator", "replica"])
         .prop_map(|role| Entry::from(CacheRoleEntry::new(role, "", "")));
     let profile = Just(()).prop_map(|_| Entry::from(CacheNodeProfile::new("", "")));
@@ -122,26 +127,58 @@ fn text() -> impl Strategy<Value = String> {
     "\\PC{0,12}"
 }
 
-fn finite() -> impl Strategy<Value = f64> {
-    prop_oneof![
-        -1.0e12..1.0e12f64,
-        Just(0.0),
-        Just(120.0),
-        Just(1_795_519_947.796_850_7)
-    ]
+/// Which floats the wild strategies draw.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Floats {
+    /// Any finite value (CBOR carries every f64 exactly).
+    Any,
+    /// Values with at most 13 significant decimal digits. serde_json without
+    /// its `float_roundtrip` feature may misparse long mantissas by an ulp,
+    /// so JSON round trips are tested on these.
+    ShortDecimal,
 }
 
-fn json_scalar() -> impl Strategy<Value = serde_json::Value> {
+fn finite(mode: Floats) -> BoxedStrategy<f64> {
+    match mode {
+        Floats::Any => prop_oneof![
+            -1.0e12..1.0e12f64,
+            Just(0.0),
+            Just(120.0),
+            Just(1_795_519_947.796_850_7)
+        ]
+        .boxed(),
+        Floats::ShortDecimal => prop_oneof![
+            (-1_000_000_000_000i64..1_000_000_000_000i64).prop_map(|m| m as f64 / 1000.0),
+            Just(0.0),
+            Just(120.0),
+        ]
+        .boxed(),
+    }
+}
+
+/// A configuration that keeps regression files next to the test source (the
+/// catalog owns only its own folder).
+pub(crate) fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("regressions"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
+fn json_scalar(mode: Floats) -> impl Strategy<Value = serde_json::Value> {
     prop_oneof![
         any::<bool>().prop_map(serde_json::Value::from),
         any::<i64>().prop_map(serde_json::Value::from),
-        finite().prop_map(serde_json::Value::from),
+        finite(mode).prop_map(serde_json::Value::from),
         text().prop_map(serde_json::Value::from),
     ]
 }
 
-fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    json_scalar().prop_recursive(2, 12, 4, |inner| {
+fn json_value(mode: Floats) -> impl Strategy<Value = serde_json::Value> {
+    json_scalar(mode).prop_recursive(2, 12, 4, |inner| {
         prop_oneof![
             vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
             btree_map(text(), inner, 0..4)
@@ -150,11 +187,11 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
-fn metadata_value() -> impl Strategy<Value = MetadataValue> {
+fn metadata_value(mode: Floats) -> impl Strategy<Value = MetadataValue> {
     prop_oneof![
         any::<bool>().prop_map(MetadataValue::Bool),
         any::<i64>().prop_map(MetadataValue::Int),
-        finite().prop_map(MetadataValue::Float),
+        finite(mode).prop_map(MetadataValue::Float),
         text().prop_map(MetadataValue::Text),
     ]
 }
@@ -165,13 +202,13 @@ fn endpoint() -> impl Strategy<Value = TransportEndpoint> {
 }
 
 /// An entry with arbitrary strings and finite floats, normalised.
-pub(crate) fn wild_entry() -> impl Strategy<Value = Entry> {
+pub(crate) fn wild_entry(mode: Floats) -> impl Strategy<Value = Entry> {
     let set = || btree_set(text(), 0..3);
     let function = (
         (text(), text(), text()),
         set(),
-        option::of(json_value()),
-        option::of(json_value()),
+        option::of(json_value(mode)),
+        option::of(json_value(mode)),
         option::of(text()),
         option::of(text()),
     )
@@ -194,7 +231,11 @@ pub(crate) fn wild_entry() -> impl Strategy<Value = Entry> {
     let queue = (
         text(),
         set(),
-        select(vec![QueueHealth::Healthy, QueueHealth::Degraded, QueueHealth::Unavailable]),
+        select(vec![
+            QueueHealth::Healthy,
+            QueueHealth::Degraded,
+            QueueHealth::Unavailable,
+        ]),
         any::<u64>(),
         btree_map(text(), text(), 0..3),
     )
@@ -212,7 +253,7 @@ pub(crate) fn wild_entry() -> impl Strategy<Value = Entry> {
         (text(), text(), text(), any::<u16>()),
         set(),
         set(),
-        btree_map(text(), metadata_value(), 0..3),
+        btree_map(text(), metadata_value(mode), 0..3),
         any::<u16>(),
         any::<u16>(),
     )
@@ -227,10 +268,10 @@ pub(crate) fn wild_entry() -> impl Strategy<Value = Entry> {
     let cache = text().prop_map(|r| Entry::from(CacheRoleEntry::new(r, "", "")));
     let profile = (
         text(),
-        finite(),
-        finite(),
+        finite(mode),
+        finite(mode),
         any::<u64>(),
-        (finite(), finite(), finite()),
+        (finite(mode), finite(mode), finite(mode)),
     )
         .prop_map(|(region, lat, lon, cap, (u, l, r))| {
             let mut p = CacheNodeProfile::new("", "");
@@ -251,8 +292,8 @@ pub(crate) fn wild_entry() -> impl Strategy<Value = Entry> {
         text(),
         scope(),
         vec(text(), 0..3),
-        finite(),
-        finite(),
+        finite(mode),
+        finite(mode),
     )
         .prop_map(|(mut entry, node, cluster, scope, tags, at, ttl)| {
             set_common(&mut entry, node, cluster, scope, tags, at, ttl);

@@ -145,7 +145,8 @@ impl<'de> Deserialize<'de> for TransportEndpoint {
             .or(url_port)
             .ok_or_else(|| serde::de::Error::custom("transport endpoint without port"))?;
         Ok(TransportEndpoint {
-            connection_type: nonempty(raw.connection_type)
+            connection_type: raw
+                .connection_type
                 .unwrap_or_else(|| INTERNAL_CONNECTION.to_string()),
             protocol,
             host,
@@ -185,14 +186,19 @@ mod tests {
     fn missing_parts_come_from_endpoint() {
         let ep: TransportEndpoint =
             serde_json::from_str(r#"{"endpoint":"wss://node.example:443/path"}"#).unwrap();
-        assert_eq!(ep, TransportEndpoint::new("internal", "wss", "node.example", 443));
+        assert_eq!(
+            ep,
+            TransportEndpoint::new("internal", "wss", "node.example", 443)
+        );
         let ep: TransportEndpoint =
             serde_json::from_str(r#"{"endpoint":"ws://[::1]:9000","connection_type":"x"}"#)
                 .unwrap();
         assert_eq!(ep.host, "::1");
         assert_eq!(ep.endpoint(), "ws://[::1]:9000");
         assert!(serde_json::from_str::<TransportEndpoint>(r#"{"endpoint":"nonsense"}"#).is_err());
-        assert!(serde_json::from_str::<TransportEndpoint>(r#"{"host":"h","protocol":"ws"}"#).is_err());
+        assert!(
+            serde_json::from_str::<TransportEndpoint>(r#"{"host":"h","protocol":"ws"}"#).is_err()
+        );
     }
 
     #[test]

@@ -32,14 +32,35 @@ pub struct Dialer {
 
 impl Dialer {
     /// A dialer whose first retry waits `base_backoff`.
-    pub fn new(base_backoff: Duration, seeds: impl IntoIterator<Item = String>, self_urls: impl IntoIterator<Item = String>) -> Self {
+    pub fn new(
+        base_backoff: Duration,
+        seeds: impl IntoIterator<Item = String>,
+        self_urls: impl IntoIterator<Item = String>,
+    ) -> Self {
         let self_urls: BTreeSet<String> = self_urls.into_iter().collect();
-        let seeds: BTreeSet<String> = seeds.into_iter().filter(|s| !self_urls.contains(s)).collect();
+        let seeds: BTreeSet<String> = seeds
+            .into_iter()
+            .filter(|s| !self_urls.contains(s))
+            .collect();
         let targets = seeds
             .iter()
-            .map(|s| (s.clone(), Target { in_flight: false, failures: 0, next_attempt: Instant::ZERO }))
+            .map(|s| {
+                (
+                    s.clone(),
+                    Target {
+                        in_flight: false,
+                        failures: 0,
+                        next_attempt: Instant::ZERO,
+                    },
+                )
+            })
             .collect();
-        Dialer { base_backoff: base_backoff.max(Duration::from_millis(50)), targets, seeds, self_urls }
+        Dialer {
+            base_backoff: base_backoff.max(Duration::from_millis(50)),
+            targets,
+            seeds,
+            self_urls,
+        }
     }
 
     /// Makes sure `url` is a dial target (a learned peer).
@@ -47,7 +68,11 @@ impl Dialer {
         if self.self_urls.contains(url) {
             return;
         }
-        self.targets.entry(url.to_string()).or_insert(Target { in_flight: false, failures: 0, next_attempt: now });
+        self.targets.entry(url.to_string()).or_insert(Target {
+            in_flight: false,
+            failures: 0,
+            next_attempt: now,
+        });
     }
 
     /// Stops dialling a learned peer (it left). Seeds stay.
@@ -68,8 +93,16 @@ impl Dialer {
     /// returned URL is marked in flight until `succeeded` or `failed`.
     pub fn due(&mut self, now: Instant, connected: impl Fn(&str) -> bool) -> Vec<String> {
         let mut out = Vec::new();
+        let recheck = now + self.base_backoff;
         for (url, t) in self.targets.iter_mut() {
-            if !t.in_flight && t.next_attempt <= now && !connected(url) {
+            if t.in_flight || t.next_attempt > now {
+                continue;
+            }
+            if connected(url) {
+                // Already connected (maybe inbound): look again later rather
+                // than reporting a deadline that is always in the past.
+                t.next_attempt = recheck;
+            } else {
                 t.in_flight = true;
                 out.push(url.clone());
             }
@@ -109,7 +142,11 @@ impl Dialer {
 
     /// The earliest moment a not-in-flight target becomes due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.targets.values().filter(|t| !t.in_flight).map(|t| t.next_attempt).min()
+        self.targets
+            .values()
+            .filter(|t| !t.in_flight)
+            .map(|t| t.next_attempt)
+            .min()
     }
 
     /// Number of dial targets.
@@ -130,7 +167,11 @@ mod tests {
     #[test]
     fn seeds_are_due_at_once_and_back_off_on_failure() {
         let mut rng = NodeRng::new(1);
-        let mut d = Dialer::new(Duration::from_secs(1), ["ws://a:1".to_string()], ["ws://me:1".to_string()]);
+        let mut d = Dialer::new(
+            Duration::from_secs(1),
+            ["ws://a:1".to_string()],
+            ["ws://me:1".to_string()],
+        );
         let t0 = Instant::ZERO;
         assert_eq!(d.due(t0, |_| false), vec!["ws://a:1".to_string()]);
         assert!(d.due(t0, |_| false).is_empty(), "in flight");
@@ -143,11 +184,21 @@ mod tests {
 
     #[test]
     fn self_and_connected_urls_are_not_dialled() {
-        let mut d = Dialer::new(Duration::from_secs(1), ["ws://me:1".to_string(), "ws://b:1".to_string()], ["ws://me:1".to_string()]);
+        let mut d = Dialer::new(
+            Duration::from_secs(1),
+            ["ws://me:1".to_string(), "ws://b:1".to_string()],
+            ["ws://me:1".to_string()],
+        );
         d.want("ws://me:1", Instant::ZERO);
         assert!(d.due(Instant::ZERO, |u| u == "ws://b:1").is_empty());
+        // A connected target is not due again at once (no busy loop).
+        assert!(d.next_deadline().unwrap() > Instant::ZERO);
         d.want("ws://c:1", Instant::ZERO);
-        assert_eq!(d.due(Instant::ZERO, |_| false), vec!["ws://b:1".to_string(), "ws://c:1".to_string()]);
+        let later = Instant::ZERO + Duration::from_secs(2);
+        assert_eq!(
+            d.due(later, |_| false),
+            vec!["ws://b:1".to_string(), "ws://c:1".to_string()]
+        );
         d.is_self("ws://c:1");
         d.forget("ws://b:1");
         assert_eq!(d.len(), 1, "seeds are never forgotten");

@@ -153,7 +153,10 @@ mod tests {
         let mut s = OriginStore::default();
         s.offer(state("a", "i1", 1.0, 1));
         assert!(s.depart("a", "i1", Instant::from_nanos(100)));
-        assert!(!s.depart("a", "i1", Instant::from_nanos(100)), "second GOODBYE is not news");
+        assert!(
+            !s.depart("a", "i1", Instant::from_nanos(100)),
+            "second GOODBYE is not news"
+        );
         assert!(s.get("a").is_none());
         assert_eq!(s.offer(state("a", "i1", 1.0, 5)), Accept::Departed);
         assert!(s.origin_departed("a"));

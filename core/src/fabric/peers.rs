@@ -58,7 +58,11 @@ impl PeerTable {
 
     /// A fabric connection was identified as `node_id`.
     pub fn on_conn(&mut self, node_id: &str, conn: ConnId) {
-        self.peers.entry(node_id.to_string()).or_default().conns.insert(conn);
+        self.peers
+            .entry(node_id.to_string())
+            .or_default()
+            .conns
+            .insert(conn);
     }
 
     /// A connection of `node_id` closed; demotes it to disconnected when it
@@ -75,6 +79,20 @@ impl PeerTable {
                     s.status = "disconnected".into();
                     s.advertised_urls.clear();
                 }
+            }
+        }
+    }
+
+    /// A dial to `node_id` failed: without any open connection it counts as
+    /// disconnected from now (or from its earlier disconnect).
+    pub fn on_dial_failed(&mut self, node_id: &str, now: Instant, wall: f64) {
+        let rec = self.peers.entry(node_id.to_string()).or_default();
+        if rec.conns.is_empty() && !matches!(rec.liveness, Some(Liveness::Disconnected { .. })) {
+            rec.liveness = Some(Liveness::Disconnected { since: now });
+            rec.status_wall = Some(wall);
+            if let Some(s) = rec.status.as_mut() {
+                s.status = "disconnected".into();
+                s.advertised_urls.clear();
             }
         }
     }
@@ -107,12 +125,21 @@ impl PeerTable {
 /// live connection has been quiet long enough to leave `list_peers`.
 ///
 /// `hint` is the expected number of peers (the peer target count).
-pub fn exclude_disconnected(rec: Option<&PeerRecord>, now: Instant, gossip_interval: f64, hint: usize) -> bool {
+pub fn exclude_disconnected(
+    rec: Option<&PeerRecord>,
+    now: Instant,
+    gossip_interval: f64,
+    hint: usize,
+) -> bool {
     let Some(rec) = rec else { return false };
     if !rec.conns.is_empty() {
         return false;
     }
-    let gi = if gossip_interval.is_finite() && gossip_interval > 0.0 { gossip_interval } else { 5.0 };
+    let gi = if gossip_interval.is_finite() && gossip_interval > 0.0 {
+        gossip_interval
+    } else {
+        5.0
+    };
     let stale_after = (gi * 4.0f64.max((hint as f64).sqrt())).max(1.0);
     match rec.liveness {
         None => false,
@@ -187,6 +214,22 @@ mod tests {
     }
 
     #[test]
+    fn failed_dial_demotes_a_peer_that_never_connected() {
+        let mut t = PeerTable::default();
+        t.on_dial_failed("p", at(1.0), 1.0);
+        assert!(!exclude_disconnected(t.get("p"), at(2.0), 0.3, 3));
+        assert!(exclude_disconnected(t.get("p"), at(2.2), 0.3, 3));
+        // A later connection lists it again.
+        t.on_conn("p", 4);
+        assert!(!exclude_disconnected(t.get("p"), at(100.0), 0.3, 3));
+        t.on_dial_failed("p", at(101.0), 101.0);
+        assert!(
+            !exclude_disconnected(t.get("p"), at(200.0), 0.3, 3),
+            "connected peers are never demoted"
+        );
+    }
+
+    #[test]
     fn disconnect_time_is_kept_across_repeated_demotions() {
         let mut t = PeerTable::default();
         t.on_status(status("p"), at(0.0), 0.0);
@@ -197,7 +240,13 @@ mod tests {
         t.on_conn_closed("p", 2, at(2.0), 2.0);
         t.on_conn("p", 3);
         t.on_conn_closed("p", 3, at(5.0), 5.0);
-        assert_eq!(t.get("p").unwrap().liveness, Some(Liveness::Disconnected { since: at(2.0) }));
-        assert_eq!(t.get("p").unwrap().status.as_ref().unwrap().status, "disconnected");
+        assert_eq!(
+            t.get("p").unwrap().liveness,
+            Some(Liveness::Disconnected { since: at(2.0) })
+        );
+        assert_eq!(
+            t.get("p").unwrap().status.as_ref().unwrap().status,
+            "disconnected"
+        );
     }
 }

@@ -235,18 +235,29 @@ pub fn decode(bytes: &[u8]) -> Result<ClientMessage, DecodeFailure> {
         "rpc" => {
             let cmds = match obj.get("cmds") {
                 Some(Value::Array(cmds)) if !cmds.is_empty() => cmds,
-                _ => return Err(reply(&u, "invalid rpc request: `cmds` must be a non-empty array".into())),
+                _ => {
+                    return Err(reply(
+                        &u,
+                        "invalid rpc request: `cmds` must be a non-empty array".into(),
+                    ))
+                }
             };
             let mut out = Vec::with_capacity(cmds.len());
             for (i, cmd) in cmds.iter().enumerate() {
-                out.push(decode_command(cmd).map_err(|d| reply(&u, format!("invalid rpc request: cmds[{i}]: {d}")))?);
+                out.push(
+                    decode_command(cmd)
+                        .map_err(|d| reply(&u, format!("invalid rpc request: cmds[{i}]: {d}")))?,
+                );
             }
             Ok(ClientMessage::Rpc { u, cmds: out })
         }
         "pubsub-subscribe" => {
-            let sub = obj.get("subscription").and_then(Value::as_object).ok_or_else(|| {
-                reply(&u, "pubsub-subscribe needs a `subscription` object".into())
-            })?;
+            let sub = obj
+                .get("subscription")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    reply(&u, "pubsub-subscribe needs a `subscription` object".into())
+                })?;
             let subscription_id = str_field(sub, "subscription_id")
                 .ok_or_else(|| reply(&u, "subscription.subscription_id must be a string".into()))?;
             let mut patterns = Vec::new();
@@ -256,17 +267,32 @@ pub fn decode(bytes: &[u8]) -> Result<ClientMessage, DecodeFailure> {
                         Value::String(s) => patterns.push(s.clone()),
                         Value::Object(o) => match str_field(o, "pattern") {
                             Some(s) => patterns.push(s),
-                            None => return Err(reply(&u, "subscription.patterns[].pattern must be a string".into())),
+                            None => {
+                                return Err(reply(
+                                    &u,
+                                    "subscription.patterns[].pattern must be a string".into(),
+                                ))
+                            }
                         },
-                        _ => return Err(reply(&u, "subscription.patterns must hold objects".into())),
+                        _ => {
+                            return Err(reply(&u, "subscription.patterns must hold objects".into()))
+                        }
                     }
                 }
             }
             if patterns.is_empty() {
                 return Err(reply(&u, "subscription.patterns must not be empty".into()));
             }
-            let get_backlog = sub.get("get_backlog").and_then(Value::as_bool).unwrap_or(false);
-            Ok(ClientMessage::Subscribe(Subscribe { u, subscription_id, patterns, get_backlog }))
+            let get_backlog = sub
+                .get("get_backlog")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            Ok(ClientMessage::Subscribe(Subscribe {
+                u,
+                subscription_id,
+                patterns,
+                get_backlog,
+            }))
         }
         "pubsub-unsubscribe" => {
             let subscription_id = str_field(&obj, "subscription_id")
@@ -274,26 +300,37 @@ pub fn decode(bytes: &[u8]) -> Result<ClientMessage, DecodeFailure> {
             Ok(ClientMessage::Unsubscribe { u, subscription_id })
         }
         "pubsub-publish" => {
-            let msg = obj.get("message").and_then(Value::as_object).ok_or_else(|| {
-                reply(&u, "pubsub-publish needs a `message` object".into())
-            })?;
-            let topic = str_field(msg, "topic").ok_or_else(|| reply(&u, "message.topic must be a string".into()))?;
+            let msg = obj
+                .get("message")
+                .and_then(Value::as_object)
+                .ok_or_else(|| reply(&u, "pubsub-publish needs a `message` object".into()))?;
+            let topic = str_field(msg, "topic")
+                .ok_or_else(|| reply(&u, "message.topic must be a string".into()))?;
             Ok(ClientMessage::Publish {
                 u,
                 topic,
                 payload: msg.get("payload").cloned().unwrap_or(Value::Null),
-                headers: msg.get("headers").and_then(Value::as_object).cloned().unwrap_or_default(),
+                headers: msg
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
                 message_id: str_field(msg, "message_id"),
             })
         }
         "server" => {
-            let body = obj.get("server").and_then(Value::as_object).cloned().ok_or_else(|| {
-                reply(&u, "server message needs a `server` object".into())
-            })?;
+            let body = obj
+                .get("server")
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| reply(&u, "server message needs a `server` object".into()))?;
             let what = str_field(&body, "what").unwrap_or_default();
             Ok(ClientMessage::Server { u, what, body })
         }
-        other => Err(DecodeFailure::Reply { u, error: RpcError::invalid_role(other) }),
+        other => Err(DecodeFailure::Reply {
+            u,
+            error: RpcError::invalid_role(other),
+        }),
     }
 }
 
@@ -309,14 +346,30 @@ fn decode_command(cmd: &Value) -> Result<RpcCommand, String> {
     let args = match c.get("args") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
-        Some(other) => return Err(format!("`args` must be an array, got {}", json_type_name(other))),
+        Some(other) => {
+            return Err(format!(
+                "`args` must be an array, got {}",
+                json_type_name(other)
+            ))
+        }
     };
     let kwargs = match c.get("kwargs") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(k)) => k.clone(),
-        Some(other) => return Err(format!("`kwargs` must be an object, got {}", json_type_name(other))),
+        Some(other) => {
+            return Err(format!(
+                "`kwargs` must be an object, got {}",
+                json_type_name(other)
+            ))
+        }
     };
-    Ok(RpcCommand { name, fun, args, kwargs, target_cluster: str_field(c, "target_cluster") })
+    Ok(RpcCommand {
+        name,
+        fun,
+        args,
+        kwargs,
+        target_cluster: str_field(c, "target_cluster"),
+    })
 }
 
 fn str_field(obj: &Map<String, Value>, key: &str) -> Option<String> {
@@ -441,7 +494,9 @@ mod tests {
     #[test]
     fn kwargs_override_args_payload() {
         let frame = r#"{"role":"rpc","u":"x","cmds":[{"fun":"catalog_query","args":[{"entry_type":"nodes","limit":5}],"kwargs":{"limit":7}}]}"#;
-        let ClientMessage::Rpc { cmds, .. } = decode(frame.as_bytes()).unwrap() else { panic!() };
+        let ClientMessage::Rpc { cmds, .. } = decode(frame.as_bytes()).unwrap() else {
+            panic!()
+        };
         let p = cmds[0].payload().unwrap();
         assert_eq!(p["limit"], 7);
         assert_eq!(p["entry_type"], "nodes");
@@ -464,7 +519,10 @@ mod tests {
     fn bad_frames_close_or_reply() {
         assert!(matches!(decode(b"{not json"), Err(DecodeFailure::Close(_))));
         assert!(matches!(decode(b"[1,2]"), Err(DecodeFailure::Close(_))));
-        assert!(matches!(decode(br#"{"role":"rpc","cmds":[]}"#), Err(DecodeFailure::Close(_))));
+        assert!(matches!(
+            decode(br#"{"role":"rpc","cmds":[]}"#),
+            Err(DecodeFailure::Close(_))
+        ));
         match decode(br#"{"role":"nope","u":"a"}"#) {
             Err(DecodeFailure::Reply { u, error }) => {
                 assert_eq!(u, "a");
@@ -487,7 +545,8 @@ mod tests {
         assert_eq!(v["u"], "u1");
         assert_eq!(v["r"]["echo"], "hi");
         assert!(v["error"].is_null());
-        let e: Value = serde_json::from_slice(&encode_error("u2", &RpcError::not_found("zz"))).unwrap();
+        let e: Value =
+            serde_json::from_slice(&encode_error("u2", &RpcError::not_found("zz"))).unwrap();
         assert_eq!(e["error"]["code"], 1001);
         assert_eq!(e["error"]["details"], "Command not found: zz");
         assert!(e["r"].is_null());
@@ -496,7 +555,9 @@ mod tests {
     #[test]
     fn subscribe_and_ack() {
         let frame = r#"{"role":"pubsub-subscribe","u":"S1","subscription":{"subscription_id":"X","patterns":[{"pattern":"mpreg.discovery.delta.svc","exact_match":true}],"subscriber":"c","created_at":1.0,"get_backlog":false,"backlog_seconds":300}}"#;
-        let ClientMessage::Subscribe(s) = decode(frame.as_bytes()).unwrap() else { panic!() };
+        let ClientMessage::Subscribe(s) = decode(frame.as_bytes()).unwrap() else {
+            panic!()
+        };
         assert_eq!(s.subscription_id, "X");
         assert_eq!(s.patterns, vec!["mpreg.discovery.delta.svc".to_string()]);
         let ack: Value = serde_json::from_slice(&encode_ack("S1", true, None)).unwrap();

@@ -145,7 +145,10 @@ pub enum FabricDecodeError {
 
 /// Encodes a message as a versioned CBOR frame.
 pub fn encode(msg: &FabricMsg) -> Vec<u8> {
-    let frame = FabricFrameRef { v: PROTOCOL_VERSION, msg };
+    let frame = FabricFrameRef {
+        v: PROTOCOL_VERSION,
+        msg,
+    };
     let mut out = Vec::with_capacity(256);
     // Writing into a Vec cannot fail, and every type here is serialisable
     // (no maps with non-string keys, no non-finite-sensitive formats).
@@ -162,7 +165,10 @@ struct FabricFrameRef<'a> {
 /// Decodes a frame, enforcing the size bound first.
 pub fn decode(bytes: &[u8], max: usize) -> Result<FabricFrame, FabricDecodeError> {
     if bytes.len() > max {
-        return Err(FabricDecodeError::TooLarge { size: bytes.len(), max });
+        return Err(FabricDecodeError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
     }
     // Peek at the version first so a future version gets a precise error
     // even if its message set changed.
@@ -170,8 +176,8 @@ pub fn decode(bytes: &[u8], max: usize) -> Result<FabricFrame, FabricDecodeError
     struct VersionOnly {
         v: u16,
     }
-    let head: VersionOnly = ciborium::from_reader(bytes)
-        .map_err(|e| FabricDecodeError::Malformed(e.to_string()))?;
+    let head: VersionOnly =
+        ciborium::from_reader(bytes).map_err(|e| FabricDecodeError::Malformed(e.to_string()))?;
     if head.v != PROTOCOL_VERSION {
         return Err(FabricDecodeError::Version(head.v));
     }
@@ -189,30 +195,61 @@ mod tests {
 
     fn arb_msg() -> impl Strategy<Value = FabricMsg> {
         prop_oneof![
-            (arb_str(), arb_str(), arb_str())
-                .prop_map(|(node_id, cluster_id, instance_id)| FabricMsg::Hello(Hello { node_id, cluster_id, instance_id })),
-            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>(), proptest::collection::vec(arb_str(), 0..4)).prop_map(
-                |(node_id, cluster_id, timestamp, n, funs)| FabricMsg::Status(Status {
-                    node_id: node_id.clone(),
+            (arb_str(), arb_str(), arb_str()).prop_map(|(node_id, cluster_id, instance_id)| {
+                FabricMsg::Hello(Hello {
+                    node_id,
                     cluster_id,
-                    instance_id: "i".into(),
-                    timestamp,
-                    status: "ok".into(),
-                    active_clients: n,
-                    peer_count: n / 2,
-                    funs,
-                    locs: vec![],
-                    advertised_urls: vec![node_id],
-                    region: "local".into(),
-                    metrics: StatusMetrics { messages_processed: n, ..Default::default() },
+                    instance_id,
                 })
+            }),
+            (
+                arb_str(),
+                arb_str(),
+                0.0f64..2e9,
+                any::<u64>(),
+                proptest::collection::vec(arb_str(), 0..4)
+            )
+                .prop_map(|(node_id, cluster_id, timestamp, n, funs)| {
+                    FabricMsg::Status(Status {
+                        node_id: node_id.clone(),
+                        cluster_id,
+                        instance_id: "i".into(),
+                        timestamp,
+                        status: "ok".into(),
+                        active_clients: n,
+                        peer_count: n / 2,
+                        funs,
+                        locs: vec![],
+                        advertised_urls: vec![node_id],
+                        region: "local".into(),
+                        metrics: StatusMetrics {
+                            messages_processed: n,
+                            ..Default::default()
+                        },
+                    })
+                }),
+            (arb_str(), arb_str(), arb_str(), 0.0f64..2e9).prop_map(
+                |(node_id, cluster_id, reason, timestamp)| {
+                    FabricMsg::Goodbye(Goodbye {
+                        node_id,
+                        cluster_id,
+                        instance_id: "i".into(),
+                        reason,
+                        timestamp,
+                    })
+                }
             ),
-            (arb_str(), arb_str(), arb_str(), 0.0f64..2e9).prop_map(|(node_id, cluster_id, reason, timestamp)| {
-                FabricMsg::Goodbye(Goodbye { node_id, cluster_id, instance_id: "i".into(), reason, timestamp })
-            }),
-            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>()).prop_map(|(origin, instance_id, started_at, version)| {
-                FabricMsg::OriginState(OriginState { origin, instance_id, started_at, version, entries: vec![] })
-            }),
+            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>()).prop_map(
+                |(origin, instance_id, started_at, version)| {
+                    FabricMsg::OriginState(OriginState {
+                        origin,
+                        instance_id,
+                        started_at,
+                        version,
+                        entries: vec![],
+                    })
+                }
+            ),
         ]
     }
 
@@ -240,8 +277,15 @@ mod tests {
 
     #[test]
     fn oversized_frame_is_rejected_before_decoding() {
-        let bytes = encode(&FabricMsg::Hello(Hello { node_id: "x".repeat(100), cluster_id: "c".into(), instance_id: "i".into() }));
-        assert!(matches!(decode(&bytes, 10), Err(FabricDecodeError::TooLarge { .. })));
+        let bytes = encode(&FabricMsg::Hello(Hello {
+            node_id: "x".repeat(100),
+            cluster_id: "c".into(),
+            instance_id: "i".into(),
+        }));
+        assert!(matches!(
+            decode(&bytes, 10),
+            Err(FabricDecodeError::TooLarge { .. })
+        ));
     }
 
     #[test]

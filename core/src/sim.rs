@@ -1,0 +1,689 @@
+//! A deterministic simulator: many [`Node`]s, one virtual clock, a seeded
+//! network with latency, jitter, loss and partitions, and crash / restart.
+//!
+//! Everything is driven from one seed: the same seed replays the same run
+//! exactly, which is what makes a failing scenario debuggable (print the
+//! seed, replay it). Built for tests (`cfg(test)`) and for other crates with
+//! the `sim` feature.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::time::Duration;
+
+use crate::io::{Command, ConnId, ConnKind, Frame, Input, Output};
+use crate::rng::NodeRng;
+use crate::time::{Instant, Now};
+use crate::{Node, Settings};
+
+/// Network behaviour.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// One-way base latency.
+    pub latency: Duration,
+    /// Extra random latency, uniform in `[0, jitter]`.
+    pub jitter: Duration,
+    /// Probability a frame is lost (the connection survives, as with a
+    /// lossy relay; a real TCP connection would stall instead).
+    pub loss: f64,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        NetConfig {
+            latency: Duration::from_millis(5),
+            jitter: Duration::from_millis(5),
+            loss: 0.0,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Input(usize, Input),
+    DialResult {
+        node: usize,
+        url: String,
+        target: Option<usize>,
+    },
+}
+
+struct Slot {
+    settings: Settings,
+    node: Option<Node>,
+    /// Bumped at each restart so a restarted node gets a new seed.
+    generation: u64,
+}
+
+/// One end of a simulated connection.
+#[derive(Debug, Clone, Copy)]
+struct End {
+    node: usize,
+    peer: ConnId,
+}
+
+/// The simulated world.
+pub struct Sim {
+    seed: u64,
+    rng: NodeRng,
+    now: Now,
+    net: NetConfig,
+    slots: Vec<Slot>,
+    by_url: HashMap<String, usize>,
+    conns: HashMap<ConnId, End>,
+    /// Connection ends that were told `Closed`: later frames are dropped.
+    dead: BTreeSet<ConnId>,
+    /// Latest scheduled delivery per receiving end: frames on one connection
+    /// arrive in order, as over TCP.
+    last_at: HashMap<ConnId, Instant>,
+    next_conn: ConnId,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    pending: BTreeMap<u64, Delivery>,
+    next_seq: u64,
+    /// Unordered pairs of node indexes that cannot reach each other.
+    partitions: BTreeSet<(usize, usize)>,
+    /// Outputs the harness saw, for invariant checks: (node, output).
+    pub trace: Vec<(usize, String)>,
+    keep_trace: bool,
+}
+
+impl Sim {
+    /// An empty world whose every random choice derives from `seed`.
+    pub fn new(seed: u64, net: NetConfig) -> Sim {
+        Sim {
+            seed,
+            rng: NodeRng::new(seed),
+            now: Now::new(Instant::ZERO, 1_700_000_000.0),
+            net,
+            slots: Vec::new(),
+            by_url: HashMap::new(),
+            conns: HashMap::new(),
+            dead: BTreeSet::new(),
+            last_at: HashMap::new(),
+            next_conn: 1,
+            queue: BinaryHeap::new(),
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            partitions: BTreeSet::new(),
+            trace: Vec::new(),
+            keep_trace: false,
+        }
+    }
+
+    /// The seed this run replays from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Records a one-line trace of every output (for debugging a seed).
+    pub fn keep_trace(&mut self, on: bool) {
+        self.keep_trace = on;
+    }
+
+    /// Current virtual time.
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    /// Adds and starts a node; `settings.host`/`port` name it. Returns its index.
+    pub fn add(&mut self, settings: Settings) -> usize {
+        let idx = self.slots.len();
+        let url = format!("ws://{}:{}", settings.host, settings.port);
+        self.by_url.insert(url, idx);
+        self.slots.push(Slot {
+            settings,
+            node: None,
+            generation: 0,
+        });
+        self.start(idx);
+        idx
+    }
+
+    /// Settings for node `i` of a test cluster: host 127.0.0.1, port 10000+i.
+    pub fn settings(i: usize) -> Settings {
+        Settings {
+            port: 10_000 + i as u16,
+            ..Settings::default()
+        }
+    }
+
+    fn start(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        slot.generation += 1;
+        let seed = self.seed ^ ((idx as u64) << 32) ^ slot.generation;
+        let node = Node::new(slot.settings.clone(), self.now, seed)
+            .unwrap_or_else(|e| panic!("sim settings rejected: {e}"));
+        slot.node = Some(node);
+        self.drain(idx);
+    }
+
+    /// The node at `idx`, if running.
+    pub fn node(&self, idx: usize) -> Option<&Node> {
+        self.slots.get(idx).and_then(|s| s.node.as_ref())
+    }
+
+    /// Mutable access to a node's settings for its next restart.
+    pub fn settings_mut(&mut self, idx: usize) -> &mut Settings {
+        &mut self.slots[idx].settings
+    }
+
+    /// Number of nodes (running or not).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// True when the world has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Kills a node without GOODBYE (kill -9): its connections drop.
+    pub fn crash(&mut self, idx: usize) {
+        self.slots[idx].node = None;
+        self.drop_conns_of(idx);
+    }
+
+    /// Graceful stop: the node sends GOODBYE, then its connections close.
+    pub fn stop(&mut self, idx: usize) {
+        self.input(
+            idx,
+            Input::Command(Command::Shutdown {
+                reason: "graceful_shutdown".into(),
+            }),
+        );
+    }
+
+    /// Restarts a stopped or crashed node (a new instance on the same URL).
+    pub fn restart(&mut self, idx: usize) {
+        if self.slots[idx].node.is_some() {
+            self.crash(idx);
+        }
+        self.start(idx);
+    }
+
+    /// Cuts (or heals) the link between two nodes; existing connections
+    /// between them drop.
+    pub fn partition(&mut self, a: usize, b: usize, cut: bool) {
+        let key = (a.min(b), a.max(b));
+        if cut {
+            self.partitions.insert(key);
+            let doomed: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, e)| {
+                    let other = self.conns.get(&e.peer).map(|p| p.node);
+                    other.is_some_and(|o| (e.node.min(o), e.node.max(o)) == key)
+                })
+                .map(|(c, _)| *c)
+                .collect();
+            for c in doomed {
+                self.close_conn(c);
+            }
+        } else {
+            self.partitions.remove(&key);
+        }
+    }
+
+    fn reachable(&self, a: usize, b: usize) -> bool {
+        !self.partitions.contains(&(a.min(b), a.max(b)))
+    }
+
+    /// Closes every connection of a node that stopped or crashed. Frames it
+    /// sent before still arrive (they are in the kernel's buffers), then the
+    /// other side sees the close.
+    fn drop_conns_of(&mut self, idx: usize) {
+        let mut doomed: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| e.node == idx)
+            .map(|(c, _)| *c)
+            .collect();
+        doomed.sort_unstable();
+        for c in doomed {
+            self.close_conn(c);
+        }
+    }
+
+    fn schedule(&mut self, after: Duration, d: Delivery) {
+        let at = self.now.mono + after;
+        self.schedule_at(at, d);
+    }
+
+    /// Schedules a delivery to connection end `to`, never before an earlier
+    /// delivery to the same end.
+    fn schedule_ordered(&mut self, to: ConnId, after: Duration, d: Delivery) {
+        let mut at = self.now.mono + after;
+        if let Some(last) = self.last_at.get(&to) {
+            at = at.max(*last);
+        }
+        self.last_at.insert(to, at);
+        self.schedule_at(at, d);
+    }
+
+    fn schedule_at(&mut self, at: Instant, d: Delivery) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.queue.push(Reverse((at, seq)));
+        self.pending.insert(seq, d);
+    }
+
+    fn delay(&mut self) -> Duration {
+        let j = self.net.jitter.mul_f64(self.rng.unit_f64());
+        self.net.latency + j
+    }
+
+    /// Feeds an input to a running node and processes its outputs.
+    pub fn input(&mut self, idx: usize, input: Input) {
+        let now = self.now;
+        if let Some(node) = self.slots[idx].node.as_mut() {
+            node.handle(now, input);
+            self.drain(idx);
+        }
+    }
+
+    fn drain(&mut self, idx: usize) {
+        let mut outs = Vec::new();
+        if let Some(node) = self.slots[idx].node.as_mut() {
+            while let Some(o) = node.poll_output() {
+                outs.push(o);
+            }
+        }
+        for out in outs {
+            if self.keep_trace {
+                self.trace.push((idx, format!("{out:?}")));
+            }
+            match out {
+                Output::Send { conn, frame } => self.send(conn, frame),
+                Output::Dial { url, .. } => {
+                    let target = self.by_url.get(&url).copied();
+                    let d = self.delay();
+                    self.schedule(
+                        d * 2,
+                        Delivery::DialResult {
+                            node: idx,
+                            url,
+                            target,
+                        },
+                    );
+                }
+                Output::Close { conn, .. } => self.close_conn(conn),
+                Output::Event(_) => {}
+                Output::Stopped => {
+                    self.slots[idx].node = None;
+                    self.drop_conns_of(idx);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Frame) {
+        let Some(end) = self.conns.get(&conn).copied() else {
+            return;
+        };
+        let Some(peer) = self.conns.get(&end.peer).copied() else {
+            return;
+        };
+        if self.net.loss > 0.0 && self.rng.unit_f64() < self.net.loss {
+            return;
+        }
+        let d = self.delay();
+        self.schedule_ordered(
+            end.peer,
+            d,
+            Delivery::Input(
+                peer.node,
+                Input::Frame {
+                    conn: end.peer,
+                    frame,
+                },
+            ),
+        );
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        let Some(end) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.schedule_ordered(
+            conn,
+            Duration::ZERO,
+            Delivery::Input(end.node, Input::Closed { conn }),
+        );
+        if let Some(peer) = self.conns.remove(&end.peer) {
+            let d = self.delay();
+            self.schedule_ordered(
+                end.peer,
+                d,
+                Delivery::Input(peer.node, Input::Closed { conn: end.peer }),
+            );
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        match d {
+            Delivery::Input(idx, input) => {
+                // Frames for connections that closed meanwhile are dropped,
+                // as a real socket would drop them.
+                match &input {
+                    Input::Frame { conn, .. } if self.dead.contains(conn) => return,
+                    Input::Closed { conn } => {
+                        if !self.dead.insert(*conn) {
+                            return;
+                        }
+                        self.last_at.remove(conn);
+                    }
+                    _ => {}
+                }
+                self.input(idx, input)
+            }
+            Delivery::DialResult { node, url, target } => {
+                let ok =
+                    target.is_some_and(|t| self.slots[t].node.is_some() && self.reachable(node, t));
+                if self.slots[node].node.is_none() {
+                    return;
+                }
+                match (ok, target) {
+                    (true, Some(t)) => {
+                        let a = self.next_conn;
+                        let b = self.next_conn + 1;
+                        self.next_conn += 2;
+                        self.conns.insert(a, End { node, peer: b });
+                        self.conns.insert(b, End { node: t, peer: a });
+                        self.input(
+                            t,
+                            Input::Accepted {
+                                conn: b,
+                                kind: ConnKind::Fabric,
+                                headers: vec![],
+                                peer_addr: None,
+                            },
+                        );
+                        self.input(node, Input::Connected { conn: a, url });
+                    }
+                    _ => self.input(
+                        node,
+                        Input::DialFailed {
+                            url,
+                            error: "connection refused".into(),
+                        },
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Runs the world for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now.mono + d;
+        self.run_until_instant(end);
+    }
+
+    fn next_node_deadline(&self) -> Option<(Instant, usize)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.node
+                    .as_ref()
+                    .and_then(|n| n.poll_timeout())
+                    .map(|t| (t, i))
+            })
+            .min()
+    }
+
+    fn run_until_instant(&mut self, end: Instant) {
+        // Bounded: every step either delivers a queued event or fires a timer
+        // that moves time forward (timers never ask for a deadline in the
+        // past twice: a tick reschedules them).
+        let mut steps: u64 = 0;
+        loop {
+            steps += 1;
+            assert!(steps < 50_000_000, "simulator runaway (seed {})", self.seed);
+            let next_msg = self.queue.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self.next_node_deadline();
+            let (at, is_msg) = match (next_msg, next_timer) {
+                (None, None) => break,
+                (Some(m), None) => (m, true),
+                (None, Some((t, _))) => (t, false),
+                (Some(m), Some((t, _))) => {
+                    if m <= t {
+                        (m, true)
+                    } else {
+                        (t, false)
+                    }
+                }
+            };
+            if at > end {
+                break;
+            }
+            self.advance_to(at);
+            if is_msg {
+                let Some(Reverse((_, seq))) = self.queue.pop() else {
+                    break;
+                };
+                if let Some(d) = self.pending.remove(&seq) {
+                    self.deliver(d);
+                }
+            } else if let Some((_, idx)) = next_timer {
+                self.input(idx, Input::Tick);
+            }
+        }
+        self.advance_to(end);
+    }
+
+    fn advance_to(&mut self, at: Instant) {
+        if at > self.now.mono {
+            let d = at.saturating_duration_since(self.now.mono);
+            self.now = self.now.advanced(d);
+        }
+    }
+
+    /// Runs until `pred` holds (checked after every event) or `limit` of
+    /// virtual time passes; returns whether it held.
+    pub fn run_until(&mut self, limit: Duration, mut pred: impl FnMut(&Sim) -> bool) -> bool {
+        let end = self.now.mono + limit;
+        let step = Duration::from_millis(10);
+        while self.now.mono < end {
+            if pred(self) {
+                return true;
+            }
+            let next = (self.now.mono + step).min(end);
+            self.run_until_instant(next);
+        }
+        pred(self)
+    }
+}
+
+/// Helpers that read a simulated node through its public RPCs.
+impl Sim {
+    /// `list_peers` URLs of node `idx` (empty if it is down).
+    pub fn peers_of(&mut self, idx: usize) -> Vec<String> {
+        let now = self.now;
+        let Some(node) = self.slots[idx].node.as_ref() else {
+            return vec![];
+        };
+        match node.call(now, "list_peers", serde_json::Value::Null) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|p| p.get("url").and_then(|u| u.as_str()).map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// URL of node `idx`.
+    pub fn url(&self, idx: usize) -> String {
+        let s = &self.slots[idx].settings;
+        format!("ws://{}:{}", s.host, s.port)
+    }
+
+    /// Indexes of running nodes.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].node.is_some())
+            .collect()
+    }
+
+    /// True when every running node lists exactly the other running nodes.
+    pub fn converged(&mut self) -> bool {
+        let running = self.running();
+        running.iter().all(|&i| {
+            let mut want: Vec<String> = running
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| self.url(j))
+                .collect();
+            want.sort();
+            self.peers_of(i) == want
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(seed: u64, n: usize, gossip: f64) -> Sim {
+        let mut sim = Sim::new(seed, NetConfig::default());
+        for i in 0..n {
+            let mut s = Sim::settings(i);
+            s.gossip_interval = gossip;
+            if i > 0 {
+                s.peers = vec![Sim::settings(0).host_url()];
+            }
+            sim.add(s);
+        }
+        sim
+    }
+
+    trait HostUrl {
+        fn host_url(&self) -> String;
+    }
+    impl HostUrl for Settings {
+        fn host_url(&self) -> String {
+            format!("ws://{}:{}", self.host, self.port)
+        }
+    }
+
+    #[test]
+    fn three_nodes_through_one_seed_converge() {
+        for seed in 0..5 {
+            let mut sim = cluster(seed, 3, 1.0);
+            assert!(
+                sim.run_until(Duration::from_secs(5), |s| s.clone_converged()),
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_seed_replays_exactly() {
+        let run = |seed| {
+            let mut sim = cluster(seed, 4, 0.5);
+            sim.keep_trace(true);
+            sim.run_for(Duration::from_secs(3));
+            sim.trace.clone()
+        };
+        assert_eq!(run(42), run(42));
+        assert_ne!(run(42), run(43));
+    }
+
+    #[test]
+    fn goodbye_removes_the_peer_everywhere_and_for_good() {
+        let mut sim = cluster(7, 4, 0.5);
+        assert!(sim.run_until(Duration::from_secs(10), |s| s.clone_converged()));
+        let gone = sim.url(3);
+        sim.stop(3);
+        sim.run_for(Duration::from_millis(200));
+        for i in 0..3 {
+            assert!(
+                !sim.peers_of(i).contains(&gone),
+                "node {i} still lists the departed node"
+            );
+        }
+        // Stays gone while stale state could still circulate.
+        for _ in 0..20 {
+            sim.run_for(Duration::from_millis(250));
+            for i in 0..3 {
+                assert!(!sim.peers_of(i).contains(&gone));
+            }
+        }
+    }
+
+    #[test]
+    fn restarted_node_with_new_instance_rejoins() {
+        let mut sim = cluster(9, 3, 0.5);
+        assert!(sim.run_until(Duration::from_secs(10), |s| s.clone_converged()));
+        sim.stop(2);
+        sim.run_for(Duration::from_millis(500));
+        sim.restart(2);
+        assert!(
+            sim.run_until(Duration::from_secs(10), |s| s.clone_converged()),
+            "seed {}",
+            sim.seed()
+        );
+    }
+
+    #[test]
+    fn crashed_node_ages_out_of_list_peers() {
+        let mut sim = cluster(11, 3, 0.3);
+        assert!(sim.run_until(Duration::from_secs(10), |s| s.clone_converged()));
+        sim.crash(2);
+        // No GOODBYE: the disconnected status ages out after stale_after
+        // (max(1, 0.3 × 4) = 1.2 s) on the survivors.
+        assert!(
+            sim.run_until(Duration::from_secs(5), |s| s.clone_converged()),
+            "seed {}",
+            sim.seed()
+        );
+    }
+
+    #[test]
+    fn partition_heals() {
+        let mut sim = cluster(13, 3, 0.5);
+        assert!(sim.run_until(Duration::from_secs(10), |s| s.clone_converged()));
+        sim.partition(0, 2, true);
+        sim.partition(1, 2, true);
+        sim.run_for(Duration::from_secs(5));
+        assert!(
+            !sim.peers_of(0).contains(&sim.url(2)),
+            "isolated node should age out"
+        );
+        sim.partition(0, 2, false);
+        sim.partition(1, 2, false);
+        assert!(
+            sim.run_until(Duration::from_secs(40), |s| s.clone_converged()),
+            "seed {}",
+            sim.seed()
+        );
+    }
+
+    impl Sim {
+        /// `converged` through a shared reference for `run_until` predicates.
+        fn clone_converged(&self) -> bool {
+            let running = self.running();
+            let now = self.now;
+            running.iter().all(|&i| {
+                let mut want: Vec<String> = running
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| self.url(j))
+                    .collect();
+                want.sort();
+                let Some(node) = self.slots[i].node.as_ref() else {
+                    return false;
+                };
+                let got: Vec<String> = match node
+                    .call(now, "list_peers", serde_json::Value::Null)
+                    .ok()
+                {
+                    Some(serde_json::Value::Array(items)) => items
+                        .iter()
+                        .filter_map(|p| p.get("url").and_then(|u| u.as_str()).map(str::to_string))
+                        .collect(),
+                    _ => vec![],
+                };
+                got == want
+            })
+        }
+    }
+}
