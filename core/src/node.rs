@@ -10,7 +10,7 @@ use crate::api::{self, Ctx};
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
 use crate::fabric::dial::Dialer;
-use crate::fabric::origins::{Accept, OriginStore};
+use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::fabric::peers::PeerTable;
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
@@ -19,7 +19,7 @@ use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
 use crate::wire::fabric::{
-    self as fwire, FabricMsg, Goodbye, Hello, OriginState, Status, StatusMetrics,
+    self as fwire, FabricMsg, Goodbye, Hello, Status, StatusMetrics,
 };
 
 /// Who this node is.
@@ -68,20 +68,29 @@ struct Timers {
     prune: Instant,
 }
 
+/// Digests sent per gossip round (scuttlebutt push-pull partners).
+const DIGEST_FANOUT: usize = 2;
+
+/// How long tombstones and departure records are kept: past the life of any
+/// stale copy still in flight (entries expire after one TTL), and at least
+/// the GOODBYE grace.
+fn tombstone_horizon(settings: &Settings) -> Duration {
+    secs(settings.goodbye_reconnect_grace_seconds).max(secs(settings.fabric_catalog_ttl_seconds) * 2)
+}
+
 /// An mpreg-rs node, free of I/O.
 pub struct Node {
     settings: Settings,
     me: Identity,
     rng: NodeRng,
     catalog: Catalog,
-    origins: OriginStore,
+    replica: Replica,
     peers: PeerTable,
     dialer: Dialer,
     conns: HashMap<ConnId, ConnState>,
     subs: Subscriptions,
     out: VecDeque<Output>,
     counters: Counters,
-    own_version: u64,
     timers: Timers,
     stopped: bool,
 }
@@ -107,18 +116,24 @@ impl Node {
         let mut self_urls = vec![node_id.clone()];
         self_urls.extend(settings.advertised_urls.iter().cloned());
         let dialer = Dialer::new(secs(settings.fabric_dial_retry_seconds), seeds, self_urls);
+        let params = ReplicaParams {
+            horizon: tombstone_horizon(&settings),
+            gossip_interval: secs(settings.gossip_interval).max(Duration::from_millis(10)),
+            // Half the frame bound leaves room for the envelope.
+            page_bytes: usize::try_from(settings.fabric_max_frame_bytes / 2).unwrap_or(usize::MAX),
+        };
+        let replica = Replica::new(&me.node_id, &me.instance_id, me.started_at, params);
         let mut node = Node {
             me,
             rng,
             catalog: Catalog::new(),
-            origins: OriginStore::default(),
+            replica,
             peers: PeerTable::default(),
             dialer,
             conns: HashMap::new(),
             subs: Subscriptions::default(),
             out: VecDeque::new(),
             counters: Counters::default(),
-            own_version: 0,
             timers: Timers {
                 status: now.mono,
                 refresh: now.mono,
@@ -127,7 +142,7 @@ impl Node {
             stopped: false,
             settings,
         };
-        node.refresh_own_state(now, false);
+        node.advertise_own(now);
         node.timers.status = now.mono + node.gossip_interval();
         node.timers.prune = now.mono + node.gossip_interval();
         node.pump_dials(now);
@@ -220,7 +235,10 @@ impl Node {
             Input::Closed { conn } => self.on_closed(conn, now),
             Input::Command(Command::Shutdown { reason }) => self.shutdown(now, &reason),
         }
-        self.pump_dials(now);
+        if !self.stopped {
+            self.flush_own_changes();
+            self.pump_dials(now);
+        }
     }
 
     /// The next output, if any. Call until `None` after every `handle`.
@@ -279,14 +297,20 @@ impl Node {
 
     fn on_tick(&mut self, now: Now) {
         if now.mono >= self.timers.status {
+            // One gossip round: heartbeat, STATUS to direct peers, and a
+            // digest to a few random peers (anti-entropy).
+            self.replica.beat();
             let status = FabricMsg::Status(self.own_status(now));
-            for conn in self.fabric_conns() {
-                self.send_fabric(conn, &status);
+            let conns = self.fabric_conns();
+            for conn in &conns {
+                self.send_fabric(*conn, &status);
             }
+            self.gossip_digests();
             self.timers.status = now.mono + self.gossip_interval();
         }
         if now.mono >= self.timers.refresh {
-            self.refresh_own_state(now, true);
+            self.replica.refresh_own(&mut self.catalog, now.wall);
+            self.timers.refresh = now.mono + self.refresh_interval();
         }
         if now.mono >= self.timers.prune {
             self.prune(now);
@@ -294,52 +318,62 @@ impl Node {
         }
     }
 
-    /// Re-advertises this node's entries with a fresh `advertised_at` at the
-    /// next version, and floods the new state when `broadcast`.
-    fn refresh_own_state(&mut self, now: Now, broadcast: bool) {
-        self.own_version += 1;
-        let state = OriginState {
-            origin: self.me.node_id.clone(),
-            instance_id: self.me.instance_id.clone(),
-            started_at: self.me.started_at,
-            version: self.own_version,
-            entries: local::entries(&self.settings, &self.me, now.wall),
-        };
-        self.apply_origin_state(state.clone(), now);
-        if broadcast {
-            let msg = FabricMsg::OriginState(state);
+    /// How often the owner re-announces its entries as fresh: a quarter of
+    /// the catalog TTL, so peers never see them expire while it lives.
+    fn refresh_interval(&self) -> Duration {
+        (secs(self.settings.fabric_catalog_ttl_seconds) / 4).max(Duration::from_millis(100))
+    }
+
+    /// Sends this node's digest to up to [`DIGEST_FANOUT`] random peers.
+    fn gossip_digests(&mut self) {
+        let mut peers: Vec<ConnId> = self.peers.connected().map(|(_, c)| c).collect();
+        let digest = FabricMsg::Digest(self.replica.digest(true));
+        for _ in 0..DIGEST_FANOUT.min(peers.len()) {
+            let i = self.rng.index(peers.len());
+            let conn = peers.swap_remove(i);
+            self.send_fabric(conn, &digest);
+        }
+    }
+
+    /// Puts this node's own entries (descriptor, RPCs, declared entries)
+    /// into the replica at startup.
+    fn advertise_own(&mut self, now: Now) {
+        for entry in local::entries(&self.settings, &self.me, now.wall) {
+            if let Err(e) = self.replica.put_own(&mut self.catalog, entry, now.wall, now.mono) {
+                self.event(Event::Info(format!("own entry rejected: {e}")));
+            }
+        }
+        self.timers.refresh = now.mono + self.refresh_interval();
+    }
+
+    /// Floods own changes made while handling the last input.
+    fn flush_own_changes(&mut self) {
+        if let Some(delta) = self.replica.take_flood() {
+            let msg = FabricMsg::Delta(delta);
             for conn in self.fabric_conns() {
                 self.send_fabric(conn, &msg);
             }
         }
-        // Refresh well inside the TTL so peers never see our entries expire.
-        let ttl = secs(self.settings.fabric_catalog_ttl_seconds);
-        self.timers.refresh = now.mono + (ttl / 4).max(Duration::from_millis(100));
     }
 
     fn prune(&mut self, now: Now) {
         self.catalog.prune_expired(now.wall);
-        self.origins.expire(now.mono);
-        let dead: Vec<String> = self
-            .origins
-            .iter()
-            .filter(|s| {
-                s.origin != self.me.node_id && s.entries.iter().all(|e| e.is_expired(now.wall))
-            })
-            .map(|s| s.origin.clone())
-            .collect();
-        for origin in dead {
-            self.origins.forget(&origin);
-            self.catalog.remove_origin(&origin);
+        self.replica.collect(now.mono);
+        let (suspected, dead) = self.replica.check_liveness(&mut self.catalog, now.mono);
+        for origin in suspected {
+            self.event(Event::Info(format!("peer {origin} suspected: no heartbeat")));
+        }
+        for (origin, _removed) in dead {
+            self.peers.remove(&origin);
             self.dialer.forget(&origin);
+            self.event(Event::PeerDown { node_id: origin, reason: "failed: heartbeat timeout".into() });
         }
     }
 
     fn pump_dials(&mut self, now: Now) {
         let peers = &self.peers;
         let due = self.dialer.due(now.mono, |url| peers.is_connected(url));
-        let timeout =
-            secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
+        let timeout = secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
         for url in due {
             self.out.push_back(Output::Dial { url, timeout });
         }
@@ -348,7 +382,7 @@ impl Node {
     // ---- fabric --------------------------------------------------------
 
     /// First frames on a new fabric connection: who we are, how we are, and
-    /// everything we know (the connect-time state exchange).
+    /// a digest that starts the connect-time state exchange.
     fn greet(&mut self, conn: ConnId, now: Now) {
         let hello = FabricMsg::Hello(Hello {
             node_id: self.me.node_id.clone(),
@@ -358,52 +392,35 @@ impl Node {
         self.send_fabric(conn, &hello);
         let status = FabricMsg::Status(self.own_status(now));
         self.send_fabric(conn, &status);
-        let states: Vec<FabricMsg> = self
-            .origins
-            .iter()
-            .cloned()
-            .map(FabricMsg::OriginState)
-            .collect();
-        for s in states {
-            self.send_fabric(conn, &s);
-        }
+        let digest = FabricMsg::Digest(self.replica.digest(true));
+        self.send_fabric(conn, &digest);
     }
 
     fn on_fabric_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
         let Frame::Binary(bytes) = frame else {
-            self.counters.fabric_frames_rejected += 1;
-            self.event(Event::BadInput {
-                conn: Some(conn),
-                detail: "text frame on a fabric connection".into(),
-            });
-            self.close(conn, 1003, "fabric frames must be binary CBOR");
+            self.reject_fabric(conn, 1003, "fabric frames must be binary CBOR".into());
             return;
         };
-        let decoded = match fwire::decode(
-            &bytes,
-            usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX),
-        ) {
+        let decoded = match fwire::decode(&bytes, usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX)) {
             Ok(f) => f,
             Err(e) => {
-                self.counters.fabric_frames_rejected += 1;
                 let code = match e {
                     fwire::FabricDecodeError::TooLarge { .. } => 1009,
                     _ => 1002,
                 };
-                let detail = e.to_string();
-                self.event(Event::BadInput {
-                    conn: Some(conn),
-                    detail: detail.clone(),
-                });
-                self.close(conn, code, detail);
+                self.reject_fabric(conn, code, e.to_string());
                 return;
             }
         };
         self.counters.server_messages += 1;
+        if let Some(ConnState::Fabric { node_id: Some(id), .. }) = self.conns.get(&conn) {
+            let id = id.clone();
+            self.replica.seen(&id, now.mono);
+        }
         match decoded.msg {
             FabricMsg::Hello(h) => self.on_hello(conn, h, now),
             FabricMsg::Status(s) => {
-                if self.origins.is_departed(&s.node_id, &s.instance_id) {
+                if self.replica.is_departed(&s.node_id, &s.instance_id) {
                     self.close(conn, 1008, "peer is marked departed");
                     return;
                 }
@@ -412,24 +429,35 @@ impl Node {
                 self.peers.on_status(s, now.mono, now.wall);
             }
             FabricMsg::Goodbye(g) => self.on_goodbye(Some(conn), g, now),
-            FabricMsg::OriginState(state) => self.on_origin_state(Some(conn), state, now),
+            FabricMsg::Digest(d) => {
+                let pages = self.replica.on_digest(&mut self.catalog, &d, now.mono);
+                for page in pages {
+                    self.send_fabric(conn, &FabricMsg::Delta(page));
+                }
+                if d.reply {
+                    let back = FabricMsg::Digest(self.replica.digest(false));
+                    self.send_fabric(conn, &back);
+                }
+            }
+            FabricMsg::Delta(delta) => self.on_delta(conn, delta, now),
         }
+    }
+
+    /// Counts a bad fabric frame and closes the connection: a peer that
+    /// sends garbage or speaks another protocol version is not kept.
+    fn reject_fabric(&mut self, conn: ConnId, code: u16, detail: String) {
+        self.counters.fabric_frames_rejected += 1;
+        self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+        self.close(conn, code, detail);
     }
 
     fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Now) {
         if hello.node_id == self.me.node_id {
-            if let Some(ConnState::Fabric {
-                dialed: Some(url), ..
-            }) = self.conns.get(&conn)
-            {
+            if let Some(ConnState::Fabric { dialed: Some(url), .. }) = self.conns.get(&conn) {
                 let url = url.clone();
                 self.dialer.is_self(&url);
             }
             self.close(conn, 1008, "connected to self");
-            return;
-        }
-        if self.origins.is_departed(&hello.node_id, &hello.instance_id) {
-            self.close(conn, 1008, "peer is marked departed");
             return;
         }
         self.identify(conn, &hello.node_id);
@@ -437,16 +465,10 @@ impl Node {
     }
 
     fn identify(&mut self, conn: ConnId, node_id: &str) {
-        if let Some(ConnState::Fabric {
-            node_id: slot @ None,
-            ..
-        }) = self.conns.get_mut(&conn)
-        {
+        if let Some(ConnState::Fabric { node_id: slot @ None, .. }) = self.conns.get_mut(&conn) {
             *slot = Some(node_id.to_string());
             self.peers.on_conn(node_id, conn);
-            self.event(Event::PeerUp {
-                node_id: node_id.to_string(),
-            });
+            self.event(Event::PeerUp { node_id: node_id.to_string() });
         }
     }
 
@@ -454,23 +476,13 @@ impl Node {
         if g.node_id == self.me.node_id {
             return;
         }
-        // Keep the departure past the life of any copy of its state still in
-        // flight: entries expire after one TTL, so two TTLs is safe.
-        let horizon = secs(self.settings.goodbye_reconnect_grace_seconds)
-            .max(secs(self.settings.fabric_catalog_ttl_seconds) * 2);
-        if !self
-            .origins
-            .depart(&g.node_id, &g.instance_id, now.mono + horizon)
-        {
+        let (news, _removed) = self.replica.depart(&mut self.catalog, &g.node_id, &g.instance_id, now.mono);
+        if !news {
             return;
         }
-        self.catalog.remove_origin(&g.node_id);
         self.peers.remove(&g.node_id);
         self.dialer.forget(&g.node_id);
-        self.event(Event::PeerDown {
-            node_id: g.node_id.clone(),
-            reason: g.reason.clone(),
-        });
+        self.event(Event::PeerDown { node_id: g.node_id.clone(), reason: g.reason.clone() });
         let msg = FabricMsg::Goodbye(g);
         for conn in self.fabric_conns() {
             if Some(conn) != from {
@@ -479,40 +491,35 @@ impl Node {
         }
     }
 
-    fn on_origin_state(&mut self, from: Option<ConnId>, state: OriginState, now: Now) {
-        if state.origin == self.me.node_id {
-            // Our own state relayed back (or a previous instance's): we are
-            // the only writer of it.
-            return;
+    fn on_delta(&mut self, from: ConnId, delta: fwire::Delta, now: Now) {
+        let before = self.replica.foreign_writes;
+        let applied = self.replica.on_delta(&mut self.catalog, &delta, now.wall, now.mono);
+        let foreign = self.replica.foreign_writes - before;
+        if foreign > 0 {
+            self.counters.entries_rejected += foreign;
+            self.event(Event::BadInput {
+                conn: Some(from),
+                detail: format!("{foreign} entries in a delta of {} claimed another owner", delta.origin),
+            });
         }
-        match self.origins.offer(state.clone()) {
-            Accept::Newer => {}
-            Accept::Stale | Accept::Departed => return,
+        if applied.gap {
+            // We miss versions between what we hold and this delta: ask the
+            // sender for a repair instead of applying out of order.
+            let digest = FabricMsg::Digest(self.replica.digest(false));
+            self.send_fabric(from, &digest);
         }
-        self.apply_origin_state(state.clone(), now);
-        self.dialer.want(&state.origin, now.mono);
-        let msg = FabricMsg::OriginState(state);
-        for conn in self.fabric_conns() {
-            if Some(conn) != from {
-                self.send_fabric(conn, &msg);
-            }
+        if applied.new_instance {
+            self.event(Event::Info(format!("peer {} restarted (instance {})", delta.origin, delta.instance_id)));
         }
-    }
-
-    /// Replaces everything `state.origin` owned in the catalog by `state`.
-    /// Entries that claim another owner are dropped: only owners write.
-    fn apply_origin_state(&mut self, state: OriginState, now: Now) {
-        if state.origin == self.me.node_id {
-            self.origins.offer(state.clone());
+        if applied.applied > 0 || applied.relay {
+            self.dialer.want(&delta.origin, now.mono);
         }
-        self.catalog.remove_origin(&state.origin);
-        for entry in state.entries {
-            if entry.node_id() != state.origin {
-                self.counters.entries_rejected += 1;
-                continue;
-            }
-            if self.catalog.upsert(&state.origin, entry, now.wall).is_err() {
-                self.counters.entries_rejected += 1;
+        if applied.relay {
+            let msg = FabricMsg::Delta(delta);
+            for conn in self.fabric_conns() {
+                if conn != from {
+                    self.send_fabric(conn, &msg);
+                }
             }
         }
     }
@@ -738,7 +745,7 @@ impl Node {
             me: &self.me,
             catalog: &self.catalog,
             peers: &self.peers,
-            origins: &self.origins,
+            origins: &self.replica,
             own_status: &own_status,
             now,
         };

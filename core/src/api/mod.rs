@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::catalog::store::Catalog;
 use crate::config::Settings;
-use crate::fabric::origins::OriginStore;
+use crate::fabric::replica::Replica;
 use crate::fabric::peers::PeerTable;
 use crate::node::Identity;
 use crate::time::Now;
@@ -42,7 +42,7 @@ pub struct Ctx<'a> {
     /// Peer records (STATUS, connections).
     pub peers: &'a PeerTable,
     /// Origin states and departures.
-    pub origins: &'a OriginStore,
+    pub origins: &'a Replica,
     /// This node's own current STATUS (for its own `load`).
     pub own_status: &'a Status,
     /// The time of the request.

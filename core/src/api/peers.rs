@@ -42,7 +42,7 @@ pub fn list_peers(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, 
     let hint = nodes.len();
     let mut out: Vec<(String, Value)> = Vec::new();
     for n in nodes {
-        if ctx.origins.origin_departed(&n.node_id) {
+        if ctx.origins.origin_gone(&n.node_id) {
             continue;
         }
         if cluster_filter.as_ref().is_some_and(|c| *c != n.cluster_id) {

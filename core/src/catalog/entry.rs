@@ -970,6 +970,16 @@ impl Entry {
         on_entry!(self, e => e.advertised_at)
     }
 
+    /// Moves `advertised_at` forward to `at` (never back): the owner's
+    /// periodic refresh, applied by every holder of the entry.
+    pub fn refresh(&mut self, at: f64) {
+        on_entry!(self, e => {
+            if at.is_finite() && at > e.advertised_at {
+                e.advertised_at = at;
+            }
+        })
+    }
+
     /// Lifetime after `advertised_at`.
     pub fn ttl_seconds(&self) -> f64 {
         on_entry!(self, e => e.ttl_seconds)

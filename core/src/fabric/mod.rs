@@ -4,10 +4,11 @@
 //!   `list_peers` gating rule.
 //! - [`dial`]: which peer URLs to dial and when (seeds first, then every node
 //!   descriptor learned from gossip, with exponential backoff).
-//! - [`origins`]: the versioned per-origin state store: each node owns its
-//!   entries, publishes them at a monotonically increasing version, and every
-//!   other node keeps and relays the newest version it has seen.
+//! - [`replica`]: the versioned per-origin state: each node owns its
+//!   entries and versions every change; deltas flood, digests repair, and
+//!   tombstones keep departed state from coming back.
 
 pub mod dial;
-pub mod origins;
+pub mod dial_policy;
 pub mod peers;
+pub mod replica;

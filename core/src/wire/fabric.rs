@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::entry::Entry;
+use crate::catalog::entry::{Entry, EntryKey};
 
 /// The WebSocket subprotocol that marks a connection as fabric, not client.
 pub const SUBPROTOCOL: &str = "mpreg-fabric.v1";
@@ -34,8 +34,10 @@ pub enum FabricMsg {
     Status(Status),
     /// Graceful departure (MPREG's GOODBYE).
     Goodbye(Goodbye),
-    /// The full advertised state of one origin node.
-    OriginState(OriginState),
+    /// Anti-entropy summary: what the sender knows of every origin.
+    Digest(Digest),
+    /// Versioned changes of one origin's entries.
+    Delta(Delta),
 }
 
 /// Identifies the sending node.
@@ -107,21 +109,72 @@ pub struct Goodbye {
     pub timestamp: f64,
 }
 
-/// Everything one origin advertises, at one version. Only the origin writes
-/// its state; everyone else stores and relays the newest version they saw.
+/// What a node knows about one origin, in a [`Digest`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct OriginState {
-    /// Owner node id.
+pub struct DigestEntry {
+    /// Origin node id.
     pub origin: String,
-    /// Owner instance id.
+    /// Origin instance.
     pub instance_id: String,
-    /// Wall time the owner instance started; orders two instances of the
-    /// same node id so an old instance's state never replaces a newer one's.
+    /// Wall time the instance started (orders two instances of one node).
     pub started_at: f64,
-    /// Monotonic per-instance version; higher replaces lower.
+    /// Highest heartbeat seen from this instance.
+    pub heartbeat: u64,
+    /// Highest version held contiguously (every change up to it applied).
+    pub max_version: u64,
+    /// Newest owner refresh time seen (entries are fresh up to it).
+    pub refreshed_at: f64,
+}
+
+/// Scuttlebutt digest: the sender's view of every origin it knows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Digest {
+    /// One entry per origin (the sender itself included).
+    pub entries: Vec<DigestEntry>,
+    /// True when the receiver should answer with its own digest (the first
+    /// leg of an exchange); false for the answer, which ends the exchange.
+    pub reply: bool,
+}
+
+/// One versioned change of an origin's entry set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// The origin's version at which this change happened.
     pub version: u64,
-    /// The owner's catalog entries (its node descriptor among them).
-    pub entries: Vec<Entry>,
+    /// Which entry.
+    pub key: EntryKey,
+    /// The entry, or `None` for a removal (tombstone).
+    pub entry: Option<Entry>,
+}
+
+/// Changes of one origin covering the version range `(floor, complete_to]`
+/// completely: every key whose current version lies in the range is in
+/// `changes`. A receiver that holds the origin up to at least `floor` can
+/// apply it without a gap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Origin node id.
+    pub origin: String,
+    /// Origin instance.
+    pub instance_id: String,
+    /// Wall time the instance started.
+    pub started_at: f64,
+    /// Sender's latest heartbeat for the origin.
+    pub heartbeat: u64,
+    /// Owner refresh time: the origin's entries are fresh as of this time.
+    pub refreshed_at: f64,
+    /// The receiver must drop what it holds of this origin first (the
+    /// sender no longer has the tombstones needed for an incremental repair).
+    pub reset: bool,
+    /// Lower bound (exclusive) of the covered version range.
+    pub floor: u64,
+    /// Upper bound (inclusive) of the covered version range.
+    pub complete_to: u64,
+    /// The changes, in version order.
+    pub changes: Vec<Change>,
+    /// True for fresh changes being flooded (receivers relay them once);
+    /// false for a repair answering a digest (not relayed).
+    pub flood: bool,
 }
 
 /// Why a fabric frame was rejected.
@@ -239,14 +292,38 @@ mod tests {
                     })
                 }
             ),
-            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>()).prop_map(
-                |(origin, instance_id, started_at, version)| {
-                    FabricMsg::OriginState(OriginState {
-                        origin,
+            (arb_str(), arb_str(), 0.0f64..2e9, any::<u64>(), any::<bool>()).prop_map(
+                |(origin, instance_id, started_at, version, flood)| {
+                    FabricMsg::Delta(Delta {
+                        origin: origin.clone(),
                         instance_id,
                         started_at,
-                        version,
-                        entries: vec![],
+                        heartbeat: version / 3,
+                        refreshed_at: started_at,
+                        reset: flood,
+                        floor: version / 2,
+                        complete_to: version,
+                        changes: vec![Change {
+                            version,
+                            key: EntryKey::Topic { subscription_id: origin },
+                            entry: None,
+                        }],
+                        flood,
+                    })
+                }
+            ),
+            (arb_str(), arb_str(), any::<u64>(), any::<bool>()).prop_map(
+                |(origin, instance_id, v, reply)| {
+                    FabricMsg::Digest(Digest {
+                        entries: vec![DigestEntry {
+                            origin,
+                            instance_id,
+                            started_at: 1.5,
+                            heartbeat: v,
+                            max_version: v / 2,
+                            refreshed_at: 2.5,
+                        }],
+                        reply,
                     })
                 }
             ),

@@ -1,0 +1,676 @@
+//! Versioned per-origin state: the catalog dissemination protocol
+//! (DESIGN.md §4, in the spirit of chitchat's scuttlebutt).
+//!
+//! - Every entry has an owner, its *origin* (node id + instance id). Only the
+//!   owner changes its entries; each change gets the next value of the
+//!   origin's version counter.
+//! - A receiver holds every origin *contiguously* up to a `max_version`: a
+//!   [`Delta`] covering `(floor, complete_to]` is applied only when
+//!   `floor <= max_version`, so a lost message can never leave a silent hole.
+//!   A gap triggers a repair (the caller sends a digest to the sender).
+//! - Fresh changes are flooded once per node; duplicates are dropped by
+//!   version (dedup by `(origin, version)`).
+//! - Periodic digests (scuttlebutt) repair anything missed, in bounded pages.
+//! - Removals are versioned tombstones, kept for a horizon. A peer so far
+//!   behind that the tombstones it would need were collected gets a reset.
+//! - Departed (GOODBYE) and failed `(origin, instance)` pairs are remembered
+//!   for a horizon, so stale copies in flight cannot resurrect them. A failed
+//!   node that is in fact alive comes back as soon as a *newer* heartbeat of
+//!   it arrives; a departed one never does.
+//! - Liveness: heartbeats ride the digests and deltas. An origin whose
+//!   heartbeat stops advancing is suspected, then declared dead, after
+//!   timeouts scaled by `log2` of the cluster size and the gossip interval.
+//!
+//! The catalog holds the live entries (the index every reader uses); this
+//! module holds the versions and tombstones next to it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::catalog::entry::{Entry, EntryKey};
+use crate::catalog::store::Catalog;
+use crate::time::Instant;
+use crate::wire::fabric::{Change, Delta, Digest, DigestEntry};
+
+/// The version slot of one key.
+#[derive(Debug, Clone)]
+struct Slot {
+    version: u64,
+    live: bool,
+    /// When the key became a tombstone (local clock), for collection.
+    dead_since: Option<Instant>,
+}
+
+/// Versions and tombstones of one origin.
+#[derive(Debug, Clone, Default)]
+struct Versions {
+    max_version: u64,
+    /// Versions at or below this may have had tombstones collected.
+    gc_floor: u64,
+    slots: BTreeMap<EntryKey, Slot>,
+    by_version: BTreeMap<u64, EntryKey>,
+}
+
+impl Versions {
+    fn set(&mut self, key: EntryKey, version: u64, live: bool, now: Instant) {
+        if let Some(old) = self.slots.get(&key) {
+            self.by_version.remove(&old.version);
+        }
+        self.by_version.insert(version, key.clone());
+        self.slots.insert(key, Slot { version, live, dead_since: (!live).then_some(now) });
+        self.max_version = self.max_version.max(version);
+    }
+
+    fn live_keys(&self) -> impl Iterator<Item = &EntryKey> {
+        self.slots.iter().filter(|(_, s)| s.live).map(|(k, _)| k)
+    }
+
+    /// Drops tombstones older than `horizon`; returns how many.
+    fn collect(&mut self, now: Instant, horizon: Duration) -> usize {
+        let doomed: Vec<(EntryKey, u64)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.dead_since.is_some_and(|t| now.saturating_duration_since(t) >= horizon))
+            .map(|(k, s)| (k.clone(), s.version))
+            .collect();
+        for (k, v) in &doomed {
+            self.slots.remove(k);
+            self.by_version.remove(v);
+            self.gc_floor = self.gc_floor.max(*v);
+        }
+        doomed.len()
+    }
+}
+
+/// A remote origin as this node knows it.
+#[derive(Debug, Clone)]
+struct View {
+    instance_id: String,
+    started_at: f64,
+    heartbeat: u64,
+    refreshed_at: f64,
+    /// Local time of the last sign of life (heartbeat advanced, or a frame
+    /// on a direct connection).
+    last_seen: Instant,
+    suspect: bool,
+    versions: Versions,
+}
+
+/// Why an origin instance is remembered as gone.
+#[derive(Debug, Clone, Copy)]
+struct DeadRecord {
+    until: Instant,
+    /// Heartbeat at the time of death; only a newer one revives it.
+    /// `u64::MAX` for a GOODBYE (never revived).
+    heartbeat: u64,
+}
+
+/// The result of applying a delta.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Applied {
+    /// Changes applied (new versions).
+    pub applied: usize,
+    /// The delta started past what we hold: ask the sender for a repair.
+    pub gap: bool,
+    /// The delta brought something new (changes, heartbeat or refresh) and
+    /// was a flood: relay it to the other peers.
+    pub relay: bool,
+    /// A new instance of the origin replaced an older one.
+    pub new_instance: bool,
+    /// Catalog keys added or replaced.
+    pub upserted: Vec<EntryKey>,
+    /// Catalog entries removed.
+    pub removed: Vec<Entry>,
+}
+
+/// Tunables of the replica.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaParams {
+    /// How long tombstones and dead records are kept.
+    pub horizon: Duration,
+    /// Gossip interval (failure-detector unit).
+    pub gossip_interval: Duration,
+    /// Soft size budget of one delta page, in bytes.
+    pub page_bytes: usize,
+}
+
+/// Failure-detector timeouts for a cluster of `n` known nodes: suspicion
+/// after `gi × (3 + 2·⌈log2 n⌉)`, death after twice that. Dissemination
+/// over the partial mesh takes O(log n) rounds, so the timeout grows with
+/// it rather than being inflated statically.
+pub fn failure_timeouts(n: usize, gi: Duration) -> (Duration, Duration) {
+    let rounds = (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()) as u32;
+    let suspect = gi.saturating_mul(3 + 2 * rounds);
+    (suspect, suspect.saturating_mul(2))
+}
+
+/// This node's replica of every origin's versions.
+#[derive(Debug)]
+pub struct Replica {
+    me: String,
+    instance_id: String,
+    started_at: f64,
+    heartbeat: u64,
+    refreshed_at: f64,
+    own: Versions,
+    /// Own changes not flooded yet.
+    pending: Vec<Change>,
+    pending_floor: Option<u64>,
+    refresh_pending: bool,
+    views: BTreeMap<String, View>,
+    dead: HashMap<(String, String), DeadRecord>,
+    params: ReplicaParams,
+    /// Entries in received deltas that claimed another owner.
+    pub foreign_writes: u64,
+}
+
+impl Replica {
+    /// A replica for node `me`, instance `instance_id` started at wall time
+    /// `started_at`.
+    pub fn new(me: &str, instance_id: &str, started_at: f64, params: ReplicaParams) -> Replica {
+        Replica {
+            me: me.to_string(),
+            instance_id: instance_id.to_string(),
+            started_at,
+            heartbeat: 0,
+            refreshed_at: started_at,
+            own: Versions::default(),
+            pending: Vec::new(),
+            pending_floor: None,
+            refresh_pending: false,
+            views: BTreeMap::new(),
+            dead: HashMap::new(),
+            params,
+            foreign_writes: 0,
+        }
+    }
+
+    // ---- own state -----------------------------------------------------
+
+    /// Adds or replaces one of this node's own entries.
+    pub fn put_own(&mut self, catalog: &mut Catalog, entry: Entry, wall: f64, now: Instant) -> Result<(), String> {
+        let key = entry.key();
+        catalog.remove(&key);
+        catalog.upsert(&self.me, entry.clone(), wall).map_err(|e| e.to_string())?;
+        self.bump_own(key, Some(entry), now);
+        Ok(())
+    }
+
+    /// Removes one of this node's own entries (a versioned tombstone).
+    pub fn remove_own(&mut self, catalog: &mut Catalog, key: &EntryKey, now: Instant) -> Option<Entry> {
+        if !self.own.slots.get(key).is_some_and(|s| s.live) {
+            return None;
+        }
+        let removed = if catalog.origin_of(key) == Some(self.me.as_str()) { catalog.remove(key) } else { None };
+        self.bump_own(key.clone(), None, now);
+        removed
+    }
+
+    /// The live keys this node owns.
+    pub fn own_keys(&self) -> Vec<EntryKey> {
+        self.own.live_keys().cloned().collect()
+    }
+
+    fn bump_own(&mut self, key: EntryKey, entry: Option<Entry>, now: Instant) {
+        if self.pending_floor.is_none() {
+            self.pending_floor = Some(self.own.max_version);
+        }
+        let version = self.own.max_version + 1;
+        self.own.set(key.clone(), version, entry.is_some(), now);
+        // A key changed twice before a flush keeps only its last change, so
+        // the pending delta stays "complete" for its range.
+        self.pending.retain(|c| c.key != key);
+        self.pending.push(Change { version, key, entry });
+    }
+
+    /// The owner's refresh: every own entry is fresh as of `wall`.
+    pub fn refresh_own(&mut self, catalog: &mut Catalog, wall: f64) {
+        if !(wall.is_finite() && wall > self.refreshed_at) {
+            return;
+        }
+        self.refreshed_at = wall;
+        refresh_entries(catalog, &self.me, &self.own, wall);
+        self.refresh_pending = true;
+    }
+
+    /// One gossip round passed: advance the own heartbeat.
+    pub fn beat(&mut self) {
+        self.heartbeat += 1;
+    }
+
+    /// The own changes since the last flush as one flood delta, if any.
+    pub fn take_flood(&mut self) -> Option<Delta> {
+        if self.pending.is_empty() && !self.refresh_pending {
+            return None;
+        }
+        let floor = self.pending_floor.take().unwrap_or(self.own.max_version);
+        let changes = std::mem::take(&mut self.pending);
+        self.refresh_pending = false;
+        Some(Delta {
+            origin: self.me.clone(),
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at,
+            heartbeat: self.heartbeat,
+            refreshed_at: self.refreshed_at,
+            reset: false,
+            floor,
+            complete_to: self.own.max_version,
+            changes,
+            flood: true,
+        })
+    }
+
+    // ---- digests -------------------------------------------------------
+
+    /// This node's digest of every origin it holds.
+    pub fn digest(&self, reply: bool) -> Digest {
+        let mut entries = Vec::with_capacity(self.views.len() + 1);
+        entries.push(DigestEntry {
+            origin: self.me.clone(),
+            instance_id: self.instance_id.clone(),
+            started_at: self.started_at,
+            heartbeat: self.heartbeat,
+            max_version: self.own.max_version,
+            refreshed_at: self.refreshed_at,
+        });
+        for (origin, v) in &self.views {
+            entries.push(DigestEntry {
+                origin: origin.clone(),
+                instance_id: v.instance_id.clone(),
+                started_at: v.started_at,
+                heartbeat: v.heartbeat,
+                max_version: v.versions.max_version,
+                refreshed_at: v.refreshed_at,
+            });
+        }
+        Digest { entries, reply }
+    }
+
+    /// Handles a peer's digest: learns heartbeats and refreshes from it,
+    /// and returns the repair deltas the peer is missing (paged).
+    pub fn on_digest(&mut self, catalog: &mut Catalog, digest: &Digest, now: Instant) -> Vec<Delta> {
+        let theirs: HashMap<&str, &DigestEntry> = digest.entries.iter().map(|e| (e.origin.as_str(), e)).collect();
+        // Learn liveness from their view of origins we share.
+        for e in &digest.entries {
+            self.observe(catalog, e, now);
+        }
+        let mut out = Vec::new();
+        // Our own state.
+        let mine = theirs.get(self.me.as_str());
+        let behind = match mine {
+            None => Some(0),
+            Some(t) if t.instance_id != self.instance_id => Some(0),
+            Some(t) if t.max_version < self.own.max_version => Some(t.max_version),
+            _ => None,
+        };
+        if let Some(from) = behind {
+            let reset = from > 0 && from < self.own.gc_floor || (from == 0 && self.own.gc_floor > 0);
+            out.extend(self.pages(catalog, None, from, reset));
+        }
+        let origins: Vec<String> = self.views.keys().cloned().collect();
+        for origin in origins {
+            let Some(v) = self.views.get(&origin) else { continue };
+            let from = match theirs.get(origin.as_str()) {
+                None => Some(0),
+                Some(t) if t.instance_id != v.instance_id => {
+                    // Send ours only if ours is the newer instance.
+                    newer_instance(&v.instance_id, v.started_at, &t.instance_id, t.started_at).then_some(0)
+                }
+                Some(t) if t.max_version < v.versions.max_version => Some(t.max_version),
+                _ => None,
+            };
+            if let Some(from) = from {
+                let reset = from < v.versions.gc_floor;
+                out.extend(self.pages(catalog, Some(&origin), if reset { 0 } else { from }, reset));
+            }
+        }
+        out
+    }
+
+    /// Updates heartbeat / refresh of a shared origin from a digest entry.
+    fn observe(&mut self, catalog: &mut Catalog, e: &DigestEntry, now: Instant) {
+        if e.origin == self.me {
+            return;
+        }
+        if let Some(dead) = self.dead.get(&(e.origin.clone(), e.instance_id.clone())) {
+            if e.heartbeat <= dead.heartbeat {
+                return;
+            }
+        }
+        let Some(v) = self.views.get_mut(&e.origin) else { return };
+        if v.instance_id != e.instance_id {
+            return;
+        }
+        if e.heartbeat > v.heartbeat {
+            v.heartbeat = e.heartbeat;
+            v.last_seen = now;
+            v.suspect = false;
+        }
+        if e.refreshed_at.is_finite() && e.refreshed_at > v.refreshed_at {
+            v.refreshed_at = e.refreshed_at;
+            refresh_entries(catalog, &e.origin, &v.versions, e.refreshed_at);
+        }
+    }
+
+    /// Repair pages of `origin` (None = own) covering `(from, max]`.
+    fn pages(&self, catalog: &Catalog, origin: Option<&str>, from: u64, reset: bool) -> Vec<Delta> {
+        let (name, instance, started_at, heartbeat, refreshed_at, versions) = match origin {
+            None => (self.me.as_str(), self.instance_id.as_str(), self.started_at, self.heartbeat, self.refreshed_at, &self.own),
+            Some(o) => match self.views.get(o) {
+                Some(v) => (o, v.instance_id.as_str(), v.started_at, v.heartbeat, v.refreshed_at, &v.versions),
+                None => return vec![],
+            },
+        };
+        let mut pages = Vec::new();
+        let mut floor = from;
+        let mut changes: Vec<Change> = Vec::new();
+        let mut bytes = 0usize;
+        let budget = self.params.page_bytes.max(1024);
+        let mut first = true;
+        for (version, key) in versions.by_version.range(from + 1..) {
+            let Some(slot) = versions.slots.get(key) else { continue };
+            // A reset carries only live entries: the receiver starts empty.
+            let entry = if slot.live { catalog.get(key).cloned() } else { None };
+            if reset && entry.is_none() {
+                continue;
+            }
+            let change = Change { version: *version, key: key.clone(), entry };
+            let size = encoded_len(&change);
+            if !changes.is_empty() && bytes + size > budget {
+                let complete_to = changes.last().map(|c| c.version).unwrap_or(floor);
+                pages.push(Delta {
+                    origin: name.to_string(),
+                    instance_id: instance.to_string(),
+                    started_at,
+                    heartbeat,
+                    refreshed_at,
+                    reset: reset && first,
+                    floor,
+                    complete_to,
+                    changes: std::mem::take(&mut changes),
+                    flood: false,
+                });
+                first = false;
+                floor = complete_to;
+                bytes = 0;
+            }
+            bytes += size;
+            changes.push(change);
+        }
+        if !changes.is_empty() || pages.is_empty() {
+            pages.push(Delta {
+                origin: name.to_string(),
+                instance_id: instance.to_string(),
+                started_at,
+                heartbeat,
+                refreshed_at,
+                reset: reset && first,
+                floor,
+                complete_to: versions.max_version,
+                changes,
+                flood: false,
+            });
+        } else if let Some(last) = pages.last_mut() {
+            last.complete_to = versions.max_version;
+        }
+        pages
+    }
+
+    // ---- deltas --------------------------------------------------------
+
+    /// Applies a delta from a peer.
+    pub fn on_delta(&mut self, catalog: &mut Catalog, delta: &Delta, wall: f64, now: Instant) -> Applied {
+        let mut out = Applied::default();
+        if delta.origin == self.me || delta.complete_to < delta.floor {
+            return out;
+        }
+        if let Some(dead) = self.dead.get(&(delta.origin.clone(), delta.instance_id.clone())) {
+            if delta.heartbeat <= dead.heartbeat {
+                return out;
+            }
+            // A failed node that is alive after all: forget its death.
+            self.dead.remove(&(delta.origin.clone(), delta.instance_id.clone()));
+        }
+        // Instance handling.
+        let replace = match self.views.get(&delta.origin) {
+            None => true,
+            Some(v) if v.instance_id == delta.instance_id => false,
+            Some(v) => {
+                if !newer_instance(&delta.instance_id, delta.started_at, &v.instance_id, v.started_at) {
+                    return out;
+                }
+                true
+            }
+        };
+        if replace {
+            if let Some(old) = self.views.remove(&delta.origin) {
+                out.new_instance = true;
+                out.removed.extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
+                // The old instance is gone for good: the new one replaced it.
+                self.dead.insert(
+                    (delta.origin.clone(), old.instance_id.clone()),
+                    DeadRecord { until: now + self.params.horizon, heartbeat: u64::MAX },
+                );
+            }
+            self.views.insert(
+                delta.origin.clone(),
+                View {
+                    instance_id: delta.instance_id.clone(),
+                    started_at: delta.started_at,
+                    heartbeat: 0,
+                    refreshed_at: 0.0,
+                    last_seen: now,
+                    suspect: false,
+                    versions: Versions::default(),
+                },
+            );
+        }
+        let Some(view) = self.views.get_mut(&delta.origin) else { return out };
+        if delta.reset {
+            out.removed.extend(drop_origin_entries(catalog, &delta.origin, &view.versions));
+            view.versions = Versions::default();
+        }
+        if delta.heartbeat > view.heartbeat {
+            view.heartbeat = delta.heartbeat;
+            view.last_seen = now;
+            view.suspect = false;
+            out.relay = delta.flood;
+        }
+        if delta.floor > view.versions.max_version {
+            out.gap = true;
+            return out;
+        }
+        for change in &delta.changes {
+            if change.version <= view.versions.max_version && !delta.reset {
+                continue;
+            }
+            if let Some(entry) = &change.entry {
+                if entry.node_id() != delta.origin || entry.key() != change.key {
+                    // Only owners write their entries.
+                    self.foreign_writes += 1;
+                    continue;
+                }
+            }
+            match &change.entry {
+                Some(entry) => {
+                    let mut entry = entry.clone();
+                    entry.refresh(delta.refreshed_at.max(view.refreshed_at));
+                    if catalog.origin_of(&change.key).is_some_and(|o| o != delta.origin) {
+                        // Another origin holds this key (a topic id clash):
+                        // the newer advertisement wins, as in MPREG.
+                    }
+                    catalog.remove(&change.key);
+                    if catalog.upsert(&delta.origin, entry, wall).is_ok() {
+                        out.upserted.push(change.key.clone());
+                    }
+                    view.versions.set(change.key.clone(), change.version, true, now);
+                }
+                None => {
+                    if catalog.origin_of(&change.key) == Some(delta.origin.as_str()) {
+                        if let Some(e) = catalog.remove(&change.key) {
+                            out.removed.push(e);
+                        }
+                    }
+                    view.versions.set(change.key.clone(), change.version, false, now);
+                }
+            }
+            out.applied += 1;
+        }
+        if delta.complete_to > view.versions.max_version {
+            view.versions.max_version = delta.complete_to;
+            out.relay = delta.flood;
+        }
+        if out.applied > 0 {
+            out.relay = delta.flood;
+        }
+        if delta.refreshed_at.is_finite() && delta.refreshed_at > view.refreshed_at {
+            view.refreshed_at = delta.refreshed_at;
+            refresh_entries(catalog, &delta.origin, &view.versions, delta.refreshed_at);
+            out.relay = delta.flood;
+        }
+        out
+    }
+
+    // ---- liveness and departures ---------------------------------------
+
+    /// A frame arrived directly from `origin`: it is alive.
+    pub fn seen(&mut self, origin: &str, now: Instant) {
+        if let Some(v) = self.views.get_mut(origin) {
+            v.last_seen = now;
+            v.suspect = false;
+        }
+    }
+
+    /// Records a GOODBYE: drops the instance's entries and remembers it for
+    /// the horizon. True when this was news (relay the GOODBYE).
+    pub fn depart(&mut self, catalog: &mut Catalog, origin: &str, instance: &str, now: Instant) -> (bool, Vec<Entry>) {
+        let key = (origin.to_string(), instance.to_string());
+        let news = !self.dead.get(&key).is_some_and(|d| d.heartbeat == u64::MAX);
+        self.dead.insert(key, DeadRecord { until: now + self.params.horizon, heartbeat: u64::MAX });
+        let mut removed = Vec::new();
+        if self.views.get(origin).is_some_and(|v| v.instance_id == instance) {
+            if let Some(v) = self.views.remove(origin) {
+                removed = drop_origin_entries(catalog, origin, &v.versions);
+            }
+        }
+        (news, removed)
+    }
+
+    /// Runs the failure detector over every remote origin; returns the
+    /// origins newly suspected and newly declared dead (with the entries
+    /// their death removed).
+    pub fn check_liveness(&mut self, catalog: &mut Catalog, now: Instant) -> (Vec<String>, Vec<(String, Vec<Entry>)>) {
+        let (suspect_after, dead_after) = failure_timeouts(self.views.len() + 1, self.params.gossip_interval);
+        let mut suspected = Vec::new();
+        let mut dead = Vec::new();
+        for (origin, v) in self.views.iter_mut() {
+            let quiet = now.saturating_duration_since(v.last_seen);
+            if quiet >= dead_after {
+                dead.push(origin.clone());
+            } else if quiet >= suspect_after && !v.suspect {
+                v.suspect = true;
+                suspected.push(origin.clone());
+            }
+        }
+        let mut out = Vec::new();
+        for origin in dead {
+            if let Some(v) = self.views.remove(&origin) {
+                self.dead.insert(
+                    (origin.clone(), v.instance_id.clone()),
+                    DeadRecord { until: now + self.params.horizon, heartbeat: v.heartbeat },
+                );
+                out.push((origin.clone(), drop_origin_entries(catalog, &origin, &v.versions)));
+            }
+        }
+        (suspected, out)
+    }
+
+    /// Collects old tombstones and dead records.
+    pub fn collect(&mut self, now: Instant) {
+        let horizon = self.params.horizon;
+        self.own.collect(now, horizon);
+        for v in self.views.values_mut() {
+            v.versions.collect(now, horizon);
+        }
+        self.dead.retain(|_, d| d.until > now);
+    }
+
+    /// True when `(origin, instance)` departed or was declared dead.
+    pub fn is_gone(&self, origin: &str, instance: &str) -> bool {
+        self.dead.contains_key(&(origin.to_string(), instance.to_string()))
+    }
+
+    /// True when `(origin, instance)` said GOODBYE (within the horizon).
+    pub fn is_departed(&self, origin: &str, instance: &str) -> bool {
+        self.dead
+            .get(&(origin.to_string(), instance.to_string()))
+            .is_some_and(|d| d.heartbeat == u64::MAX)
+    }
+
+    /// True when `origin` has no live view and some instance of it is gone.
+    pub fn origin_gone(&self, origin: &str) -> bool {
+        !self.views.contains_key(origin) && self.dead.keys().any(|(o, _)| o == origin)
+    }
+
+    /// True when `origin` is currently suspected.
+    pub fn is_suspect(&self, origin: &str) -> bool {
+        self.views.get(origin).is_some_and(|v| v.suspect)
+    }
+
+    /// Number of remote origins held.
+    pub fn origin_count(&self) -> usize {
+        self.views.len()
+    }
+
+    /// Remote origin ids.
+    pub fn origins(&self) -> impl Iterator<Item = &str> {
+        self.views.keys().map(String::as_str)
+    }
+
+    /// This node's own max version.
+    pub fn own_version(&self) -> u64 {
+        self.own.max_version
+    }
+}
+
+/// True when instance `a` (started at `a_start`) is newer than `b`.
+fn newer_instance(a: &str, a_start: f64, b: &str, b_start: f64) -> bool {
+    a_start > b_start || (a_start == b_start && a > b)
+}
+
+/// Moves every live entry of `origin` to `advertised_at >= at`.
+fn refresh_entries(catalog: &mut Catalog, origin: &str, versions: &Versions, at: f64) {
+    for key in versions.live_keys() {
+        if catalog.origin_of(key) != Some(origin) {
+            continue;
+        }
+        if let Some(mut entry) = catalog.get(key).cloned() {
+            if entry.advertised_at() >= at {
+                continue;
+            }
+            entry.refresh(at);
+            catalog.remove(key);
+            let _ = catalog.upsert(origin, entry, at);
+        }
+    }
+}
+
+/// Removes every catalog entry `origin` owns per `versions`.
+fn drop_origin_entries(catalog: &mut Catalog, origin: &str, versions: &Versions) -> Vec<Entry> {
+    let mut removed = Vec::new();
+    for key in versions.live_keys() {
+        if catalog.origin_of(key) == Some(origin) {
+            if let Some(e) = catalog.remove(key) {
+                removed.push(e);
+            }
+        }
+    }
+    removed
+}
+
+fn encoded_len(change: &Change) -> usize {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for these types.
+    let _ = ciborium::into_writer(change, &mut buf);
+    buf.len()
+}
