@@ -44,7 +44,8 @@ pub struct ServerArgs {
     /// TOML settings file (an MPREG settings file with an [mpreg] table works too).
     #[arg(long, value_name = "FILE")]
     config: Option<String>,
-    /// Runtime: tokio (standard). The mio runtime is not available yet.
+    /// Runtime: tokio (standard, the default) or mio (one hand-rolled event
+    /// loop; setting `runtime`).
     #[arg(long)]
     runtime: Option<String>,
 }
@@ -102,28 +103,34 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         tracing::warn!("{w}");
     }
     let settings = loaded.settings;
-    if settings.runtime != "tokio" {
-        return Err(format!(
-            "runtime `{}` is not available in this build yet; use --runtime tokio",
-            settings.runtime
-        ));
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
     let host = settings.host.clone();
-    rt.block_on(mpreg_tokio::run(
-        settings,
-        seed(),
-        mpreg_tokio::Shutdown::new(),
-        |addr| {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
-            let _ = out.flush();
-        },
-    ))
-    .map_err(|e| e.to_string())
+    let on_ready = move |addr: std::net::SocketAddr| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
+        let _ = out.flush();
+    };
+    match settings.runtime.as_str() {
+        "tokio" => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
+            rt.block_on(mpreg_tokio::run(
+                settings,
+                seed(),
+                mpreg_tokio::Shutdown::new(),
+                on_ready,
+            ))
+            .map_err(|e| e.to_string())
+        }
+        mpreg_mio::RUNTIME_NAME => {
+            mpreg_mio::run(settings, seed(), mpreg_mio::Shutdown::new(), on_ready)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "runtime `{other}` is not available in this build; use --runtime tokio or --runtime mio"
+        )),
+    }
 }
 
 /// A seed for the node's RNG. The node is deterministic given its seed; the

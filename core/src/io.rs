@@ -155,6 +155,14 @@ pub enum Event {
     },
     /// A free-form informational line.
     Info(String),
+    /// A diagnostic line of a debug scope (`peer_dial`, `peer_snapshot`),
+    /// emitted only when that scope is enabled in `log_debug_scopes`.
+    Diag {
+        /// The scope.
+        scope: &'static str,
+        /// The line (e.g. `[DIAG_PEER_DIAL] node=... loop targets=...`).
+        line: String,
+    },
 }
 
 /// Everything a node asks its runtime to do.

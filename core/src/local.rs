@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::api::rpc_spec;
 use crate::api::RPC_NAMES;
 use crate::catalog::entry::{
     Entry, FunctionEndpoint, FunctionIdentity, MetadataValue, NodeDescriptor, QueueEndpoint,
@@ -71,13 +72,15 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
     out.push(Entry::Node(desc));
 
     for name in RPC_NAMES {
-        let f = FunctionEndpoint::new(
+        let mut f = FunctionEndpoint::new(
             FunctionIdentity::new(*name, *name, BUILTIN_VERSION),
             node.clone(),
             cluster.clone(),
         )
         .with_scope(Scope::Zone)
         .advertised(wall, ttl);
+        // As a stock MPREG node does: every command carries its spec summary.
+        rpc_spec::attach_summary(&mut f, None);
         out.push(Entry::Function(f));
     }
     for decl in &settings.functions {
@@ -95,6 +98,7 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
         .with_tags(decl.tags.iter().cloned())
         .advertised(wall, ttl);
         f.normalize();
+        rpc_spec::attach_summary(&mut f, decl.summary.as_deref());
         out.push(Entry::Function(f));
     }
     for decl in &settings.services {

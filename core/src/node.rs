@@ -1,26 +1,26 @@
 //! The node: composition of catalog, fabric and API behind the one
 //! `handle` / `poll_output` / `poll_timeout` contract (see the crate docs).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::api::{self, Ctx};
+use crate::catalog::entry::EntryKind;
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
 use crate::fabric::dial::Dialer;
-use crate::fabric::replica::{Replica, ReplicaParams};
+use crate::fabric::dial_policy;
 use crate::fabric::peers::PeerTable;
+use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
 use crate::pubsub::Subscriptions;
 use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
-use crate::wire::fabric::{
-    self as fwire, FabricMsg, Goodbye, Hello, Status, StatusMetrics,
-};
+use crate::wire::fabric::{self as fwire, FabricMsg, Goodbye, Hello, Status, StatusMetrics};
 
 /// Who this node is.
 #[derive(Debug, Clone)]
@@ -75,7 +75,8 @@ const DIGEST_FANOUT: usize = 2;
 /// stale copy still in flight (entries expire after one TTL), and at least
 /// the GOODBYE grace.
 fn tombstone_horizon(settings: &Settings) -> Duration {
-    secs(settings.goodbye_reconnect_grace_seconds).max(secs(settings.fabric_catalog_ttl_seconds) * 2)
+    secs(settings.goodbye_reconnect_grace_seconds)
+        .max(secs(settings.fabric_catalog_ttl_seconds) * 2)
 }
 
 /// An mpreg-rs node, free of I/O.
@@ -87,6 +88,8 @@ pub struct Node {
     replica: Replica,
     peers: PeerTable,
     dialer: Dialer,
+    /// Live outbound connection per dialled URL.
+    outbound: BTreeMap<String, ConnId>,
     conns: HashMap<ConnId, ConnState>,
     subs: Subscriptions,
     out: VecDeque<Output>,
@@ -115,7 +118,7 @@ impl Node {
         seeds.extend(settings.connect.iter().cloned());
         let mut self_urls = vec![node_id.clone()];
         self_urls.extend(settings.advertised_urls.iter().cloned());
-        let dialer = Dialer::new(secs(settings.fabric_dial_retry_seconds), seeds, self_urls);
+        let dialer = Dialer::new(&node_id, settings.gossip_interval, seeds, self_urls);
         let params = ReplicaParams {
             horizon: tombstone_horizon(&settings),
             gossip_interval: secs(settings.gossip_interval).max(Duration::from_millis(10)),
@@ -130,6 +133,7 @@ impl Node {
             replica,
             peers: PeerTable::default(),
             dialer,
+            outbound: BTreeMap::new(),
             conns: HashMap::new(),
             subs: Subscriptions::default(),
             out: VecDeque::new(),
@@ -145,7 +149,7 @@ impl Node {
         node.advertise_own(now);
         node.timers.status = now.mono + node.gossip_interval();
         node.timers.prune = now.mono + node.gossip_interval();
-        node.pump_dials(now);
+        node.reconcile(now);
         Ok(node)
     }
 
@@ -157,6 +161,16 @@ impl Node {
     /// The effective (normalised) settings.
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The replicated fabric state (for diagnostics and invariant checks).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// The catalog (read-only).
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// Counters for monitoring.
@@ -206,7 +220,8 @@ impl Node {
                 }
             },
             Input::Connected { conn, url } => {
-                self.dialer.succeeded(&url);
+                self.dialer.succeeded(&url, now.mono);
+                self.outbound.insert(url.clone(), conn);
                 self.conns.insert(
                     conn,
                     ConnState::Fabric {
@@ -218,11 +233,13 @@ impl Node {
             }
             Input::DialFailed { url, error } => {
                 self.event(Event::Info(format!("dial {url} failed: {error}")));
-                self.dialer.failed(&url, now.mono, &mut self.rng);
-                // MPREG's dial-failure demotion: a peer we cannot reach and
-                // have no connection to starts ageing out of `list_peers`,
-                // even if it never sent a STATUS.
-                self.peers.on_dial_failed(&url, now.mono, now.wall);
+                let targets = self.dialer.failed(&url, now.mono);
+                // MPREG's dial-failure demotion (full-mesh clusters only): a
+                // peer we cannot reach and have no connection to starts
+                // ageing out of `list_peers`, even if it never sent STATUS.
+                if targets <= dial_policy::INBOUND_VIEW_MIN_TARGETS {
+                    self.peers.on_dial_failed(&url, now.mono, now.wall);
+                }
             }
             Input::Frame { conn, frame } => match self.conns.get(&conn) {
                 Some(ConnState::Client) => self.on_client_frame(conn, frame, now),
@@ -237,7 +254,6 @@ impl Node {
         }
         if !self.stopped {
             self.flush_own_changes();
-            self.pump_dials(now);
         }
     }
 
@@ -253,9 +269,7 @@ impl Node {
         }
         let t = self.timers;
         let mut next = t.status.min(t.refresh).min(t.prune);
-        if let Some(d) = self.dialer.next_deadline() {
-            next = next.min(d);
-        }
+        next = next.min(self.dialer.next_deadline());
         Some(next)
     }
 
@@ -273,6 +287,14 @@ impl Node {
 
     fn send_fabric(&mut self, conn: ConnId, msg: &FabricMsg) {
         self.send(conn, Frame::Binary(fwire::encode(msg)));
+    }
+
+    /// Sends one message to many connections, encoding it once.
+    fn send_fabric_many(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &FabricMsg) {
+        let bytes = fwire::encode(msg);
+        for conn in conns {
+            self.send(conn, Frame::Binary(bytes.clone()));
+        }
     }
 
     fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {
@@ -300,11 +322,11 @@ impl Node {
             // One gossip round: heartbeat, STATUS to direct peers, and a
             // digest to a few random peers (anti-entropy).
             self.replica.beat();
+            // STATUS goes to our outbound links, as in MPREG; peers that
+            // dialled us send theirs the other way.
             let status = FabricMsg::Status(self.own_status(now));
-            let conns = self.fabric_conns();
-            for conn in &conns {
-                self.send_fabric(*conn, &status);
-            }
+            let conns: Vec<ConnId> = self.outbound.values().copied().collect();
+            self.send_fabric_many(conns, &status);
             self.gossip_digests();
             self.timers.status = now.mono + self.gossip_interval();
         }
@@ -315,6 +337,9 @@ impl Node {
         if now.mono >= self.timers.prune {
             self.prune(now);
             self.timers.prune = now.mono + self.gossip_interval();
+        }
+        if self.dialer.tick_due(now.mono) {
+            self.reconcile(now);
         }
     }
 
@@ -339,7 +364,10 @@ impl Node {
     /// into the replica at startup.
     fn advertise_own(&mut self, now: Now) {
         for entry in local::entries(&self.settings, &self.me, now.wall) {
-            if let Err(e) = self.replica.put_own(&mut self.catalog, entry, now.wall, now.mono) {
+            if let Err(e) = self
+                .replica
+                .put_own(&mut self.catalog, entry, now.wall, now.mono)
+            {
                 self.event(Event::Info(format!("own entry rejected: {e}")));
             }
         }
@@ -350,9 +378,8 @@ impl Node {
     fn flush_own_changes(&mut self) {
         if let Some(delta) = self.replica.take_flood() {
             let msg = FabricMsg::Delta(delta);
-            for conn in self.fabric_conns() {
-                self.send_fabric(conn, &msg);
-            }
+            let conns = self.fabric_conns();
+            self.send_fabric_many(conns, &msg);
         }
     }
 
@@ -361,21 +388,77 @@ impl Node {
         self.replica.collect(now.mono);
         let (suspected, dead) = self.replica.check_liveness(&mut self.catalog, now.mono);
         for origin in suspected {
-            self.event(Event::Info(format!("peer {origin} suspected: no heartbeat")));
+            self.event(Event::Info(format!(
+                "peer {origin} suspected: no heartbeat"
+            )));
         }
         for (origin, _removed) in dead {
             self.peers.remove(&origin);
-            self.dialer.forget(&origin);
-            self.event(Event::PeerDown { node_id: origin, reason: "failed: heartbeat timeout".into() });
+            self.event(Event::PeerDown {
+                node_id: origin,
+                reason: "failed: heartbeat timeout".into(),
+            });
         }
     }
 
-    fn pump_dials(&mut self, now: Now) {
-        let peers = &self.peers;
-        let due = self.dialer.due(now.mono, |url| peers.is_connected(url));
-        let timeout = secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
-        for url in due {
+    /// One reconcile tick of the adaptive dial scheduler (`fabric.md` §3).
+    fn reconcile(&mut self, now: Now) {
+        let catalog = &self.catalog;
+        let replica = &self.replica;
+        let mut candidates: Vec<(String, bool)> = Vec::new();
+        let grace = secs(self.settings.goodbye_reconnect_grace_seconds);
+        for seed in self.dialer.seeds() {
+            if !replica.departed_within(seed, now.mono, grace) {
+                candidates.push((seed.to_string(), false));
+            }
+        }
+        let mut directory = 1usize;
+        for e in catalog.iter(EntryKind::Nodes) {
+            if e.node_id() == self.me.node_id {
+                continue;
+            }
+            directory += 1;
+            candidates.push((e.node_id().to_string(), false));
+        }
+        let servers = {
+            let mut ids: BTreeSet<&str> = BTreeSet::new();
+            for e in catalog.iter(EntryKind::Functions) {
+                ids.insert(e.node_id());
+            }
+            ids.insert(self.me.node_id.as_str());
+            ids.len()
+        };
+        let mut seen = BTreeSet::new();
+        candidates.retain(|(u, _)| seen.insert(u.clone()));
+        let t = candidates.len();
+        // Below 20 targets only our own outbound links count (each pair
+        // ends up linked both ways, as in MPREG); from 20 on inbound links
+        // count too.
+        let inbound_counts = dial_policy::uses_inbound_view(t);
+        for (url, connected) in candidates.iter_mut() {
+            *connected = self.outbound.contains_key(url.as_str())
+                || (inbound_counts && self.peers.is_connected(url));
+        }
+        let dr = dial_policy::discovery_ratio(t, directory, servers);
+        let selected = self.dialer.tick(now.mono, &candidates, dr);
+        let timeout =
+            secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
+        for url in selected {
             self.out.push_back(Output::Dial { url, timeout });
+        }
+        if self
+            .settings
+            .log_debug_scopes
+            .iter()
+            .any(|s| s == "peer_dial")
+        {
+            if let Some(plan) = self.dialer.last_plan() {
+                let line = plan.diag_line(&self.me.node_id, &self.settings.name);
+                self.event(Event::Diag {
+                    scope: "peer_dial",
+                    line,
+                });
+            }
         }
     }
 
@@ -401,7 +484,10 @@ impl Node {
             self.reject_fabric(conn, 1003, "fabric frames must be binary CBOR".into());
             return;
         };
-        let decoded = match fwire::decode(&bytes, usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX)) {
+        let decoded = match fwire::decode(
+            &bytes,
+            usize::try_from(self.settings.fabric_max_frame_bytes).unwrap_or(usize::MAX),
+        ) {
             Ok(f) => f,
             Err(e) => {
                 let code = match e {
@@ -413,19 +499,21 @@ impl Node {
             }
         };
         self.counters.server_messages += 1;
-        if let Some(ConnState::Fabric { node_id: Some(id), .. }) = self.conns.get(&conn) {
+        if let Some(ConnState::Fabric {
+            node_id: Some(id), ..
+        }) = self.conns.get(&conn)
+        {
             let id = id.clone();
             self.replica.seen(&id, now.mono);
         }
         match decoded.msg {
-            FabricMsg::Hello(h) => self.on_hello(conn, h, now),
+            FabricMsg::Hello(h) => self.on_hello(conn, h),
             FabricMsg::Status(s) => {
                 if self.replica.is_departed(&s.node_id, &s.instance_id) {
                     self.close(conn, 1008, "peer is marked departed");
                     return;
                 }
                 self.identify(conn, &s.node_id);
-                self.dialer.want(&s.node_id, now.mono);
                 self.peers.on_status(s, now.mono, now.wall);
             }
             FabricMsg::Goodbye(g) => self.on_goodbye(Some(conn), g, now),
@@ -447,13 +535,19 @@ impl Node {
     /// sends garbage or speaks another protocol version is not kept.
     fn reject_fabric(&mut self, conn: ConnId, code: u16, detail: String) {
         self.counters.fabric_frames_rejected += 1;
-        self.event(Event::BadInput { conn: Some(conn), detail: detail.clone() });
+        self.event(Event::BadInput {
+            conn: Some(conn),
+            detail: detail.clone(),
+        });
         self.close(conn, code, detail);
     }
 
-    fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Now) {
+    fn on_hello(&mut self, conn: ConnId, hello: Hello) {
         if hello.node_id == self.me.node_id {
-            if let Some(ConnState::Fabric { dialed: Some(url), .. }) = self.conns.get(&conn) {
+            if let Some(ConnState::Fabric {
+                dialed: Some(url), ..
+            }) = self.conns.get(&conn)
+            {
                 let url = url.clone();
                 self.dialer.is_self(&url);
             }
@@ -461,14 +555,19 @@ impl Node {
             return;
         }
         self.identify(conn, &hello.node_id);
-        self.dialer.want(&hello.node_id, now.mono);
     }
 
     fn identify(&mut self, conn: ConnId, node_id: &str) {
-        if let Some(ConnState::Fabric { node_id: slot @ None, .. }) = self.conns.get_mut(&conn) {
+        if let Some(ConnState::Fabric {
+            node_id: slot @ None,
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
             *slot = Some(node_id.to_string());
             self.peers.on_conn(node_id, conn);
-            self.event(Event::PeerUp { node_id: node_id.to_string() });
+            self.event(Event::PeerUp {
+                node_id: node_id.to_string(),
+            });
         }
     }
 
@@ -476,30 +575,40 @@ impl Node {
         if g.node_id == self.me.node_id {
             return;
         }
-        let (news, _removed) = self.replica.depart(&mut self.catalog, &g.node_id, &g.instance_id, now.mono);
+        let (news, _removed) =
+            self.replica
+                .depart(&mut self.catalog, &g.node_id, &g.instance_id, now.mono);
         if !news {
             return;
         }
         self.peers.remove(&g.node_id);
-        self.dialer.forget(&g.node_id);
-        self.event(Event::PeerDown { node_id: g.node_id.clone(), reason: g.reason.clone() });
+        self.event(Event::PeerDown {
+            node_id: g.node_id.clone(),
+            reason: g.reason.clone(),
+        });
         let msg = FabricMsg::Goodbye(g);
-        for conn in self.fabric_conns() {
-            if Some(conn) != from {
-                self.send_fabric(conn, &msg);
-            }
-        }
+        let conns: Vec<ConnId> = self
+            .fabric_conns()
+            .into_iter()
+            .filter(|c| Some(*c) != from)
+            .collect();
+        self.send_fabric_many(conns, &msg);
     }
 
     fn on_delta(&mut self, from: ConnId, delta: fwire::Delta, now: Now) {
         let before = self.replica.foreign_writes;
-        let applied = self.replica.on_delta(&mut self.catalog, &delta, now.wall, now.mono);
+        let applied = self
+            .replica
+            .on_delta(&mut self.catalog, &delta, now.wall, now.mono);
         let foreign = self.replica.foreign_writes - before;
         if foreign > 0 {
             self.counters.entries_rejected += foreign;
             self.event(Event::BadInput {
                 conn: Some(from),
-                detail: format!("{foreign} entries in a delta of {} claimed another owner", delta.origin),
+                detail: format!(
+                    "{foreign} entries in a delta of {} claimed another owner",
+                    delta.origin
+                ),
             });
         }
         if applied.gap {
@@ -509,18 +618,19 @@ impl Node {
             self.send_fabric(from, &digest);
         }
         if applied.new_instance {
-            self.event(Event::Info(format!("peer {} restarted (instance {})", delta.origin, delta.instance_id)));
-        }
-        if applied.applied > 0 || applied.relay {
-            self.dialer.want(&delta.origin, now.mono);
+            self.event(Event::Info(format!(
+                "peer {} restarted (instance {})",
+                delta.origin, delta.instance_id
+            )));
         }
         if applied.relay {
             let msg = FabricMsg::Delta(delta);
-            for conn in self.fabric_conns() {
-                if conn != from {
-                    self.send_fabric(conn, &msg);
-                }
-            }
+            let conns: Vec<ConnId> = self
+                .fabric_conns()
+                .into_iter()
+                .filter(|c| *c != from)
+                .collect();
+            self.send_fabric_many(conns, &msg);
         }
     }
 
@@ -537,11 +647,12 @@ impl Node {
                             node_id: node_id.clone(),
                             reason: "connection closed".into(),
                         });
-                        self.dialer.disconnected(&node_id, now.mono);
                     }
                 }
                 if let Some(url) = dialed {
-                    self.dialer.disconnected(&url, now.mono);
+                    if self.outbound.get(&url) == Some(&conn) {
+                        self.outbound.remove(&url);
+                    }
                 }
             }
             None => {}
@@ -556,9 +667,8 @@ impl Node {
             reason: reason.to_string(),
             timestamp: now.wall,
         });
-        for conn in self.fabric_conns() {
-            self.send_fabric(conn, &goodbye);
-        }
+        let conns = self.fabric_conns();
+        self.send_fabric_many(conns, &goodbye);
         let mut all: Vec<ConnId> = self.conns.keys().copied().collect();
         all.sort_unstable();
         for conn in all {

@@ -24,7 +24,8 @@ impl NodeRng {
         (u128::from(self.next_u64()) << 64) | u128::from(self.next_u64())
     }
 
-    /// A float in `[0, 1)`.
+    /// A float in `[0, 1)` (the simulator's loss and jitter draws).
+    #[cfg(any(test, feature = "sim"))]
     pub fn unit_f64(&mut self) -> f64 {
         // 53 random mantissa bits: the standard exact construction.
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64

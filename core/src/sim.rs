@@ -25,6 +25,8 @@ pub struct NetConfig {
     /// Probability a frame is lost (the connection survives, as with a
     /// lossy relay; a real TCP connection would stall instead).
     pub loss: f64,
+    /// Probability a frame is delivered twice.
+    pub duplicate: f64,
 }
 
 impl Default for NetConfig {
@@ -33,6 +35,7 @@ impl Default for NetConfig {
             latency: Duration::from_millis(5),
             jitter: Duration::from_millis(5),
             loss: 0.0,
+            duplicate: 0.0,
         }
     }
 }
@@ -84,6 +87,11 @@ pub struct Sim {
     /// Outputs the harness saw, for invariant checks: (node, output).
     pub trace: Vec<(usize, String)>,
     keep_trace: bool,
+    /// Per (node, origin): the newest instance start time seen, to check
+    /// that instances never go backwards.
+    seen_instances: HashMap<(usize, String), f64>,
+    /// First invariant violation, if any.
+    violation: Option<String>,
 }
 
 impl Sim {
@@ -106,6 +114,8 @@ impl Sim {
             partitions: BTreeSet::new(),
             trace: Vec::new(),
             keep_trace: false,
+            seen_instances: HashMap::new(),
+            violation: None,
         }
     }
 
@@ -271,13 +281,58 @@ impl Sim {
         self.net.latency + j
     }
 
-    /// Feeds an input to a running node and processes its outputs.
+    /// Feeds an input to a running node, processes its outputs and checks
+    /// the safety invariants of that node.
     pub fn input(&mut self, idx: usize, input: Input) {
         let now = self.now;
         if let Some(node) = self.slots[idx].node.as_mut() {
             node.handle(now, input);
             self.drain(idx);
+            self.check(idx);
         }
+    }
+
+    fn check(&mut self, idx: usize) {
+        if self.violation.is_some() {
+            return;
+        }
+        let Some(node) = self.slots[idx].node.as_ref() else {
+            return;
+        };
+        if let Err(e) = node.replica().check_invariants(node.catalog()) {
+            self.violation = Some(format!("t={:?} {e}", self.now.mono));
+            return;
+        }
+        let origins: Vec<(String, f64)> = node
+            .replica()
+            .origins()
+            .filter_map(|o| {
+                node.replica()
+                    .view_instance(o)
+                    .map(|(_, t)| (o.to_string(), t))
+            })
+            .collect();
+        for (origin, started) in origins {
+            let slot = self
+                .seen_instances
+                .entry((idx, origin.clone()))
+                .or_insert(started);
+            if started < *slot {
+                self.violation = Some(format!(
+                    "t={:?} node {idx}: instance of {origin} went backwards",
+                    self.now.mono
+                ));
+                return;
+            }
+            *slot = started;
+        }
+    }
+
+    /// The first safety violation seen, with the seed to replay it.
+    pub fn violation(&self) -> Option<String> {
+        self.violation
+            .as_ref()
+            .map(|v| format!("seed {}: {v}", self.seed))
     }
 
     fn drain(&mut self, idx: usize) {
@@ -289,7 +344,32 @@ impl Sim {
         }
         for out in outs {
             if self.keep_trace {
-                self.trace.push((idx, format!("{out:?}")));
+                let line = match &out {
+                    Output::Send {
+                        frame: Frame::Binary(b),
+                        ..
+                    } => match crate::wire::fabric::decode(b, usize::MAX) {
+                        Ok(f) => format!(
+                            "Send {} {}",
+                            b.len(),
+                            match f.msg {
+                                crate::wire::fabric::FabricMsg::Hello(_) => "hello".to_string(),
+                                crate::wire::fabric::FabricMsg::Status(_) => "status".to_string(),
+                                crate::wire::fabric::FabricMsg::Goodbye(_) => "goodbye".to_string(),
+                                crate::wire::fabric::FabricMsg::Digest(d) =>
+                                    format!("digest{}", if d.reply { "" } else { "-reply" }),
+                                crate::wire::fabric::FabricMsg::Delta(d) => format!(
+                                    "delta-{}-{}",
+                                    if d.flood { "flood" } else { "repair" },
+                                    d.changes.len().min(1)
+                                ),
+                            }
+                        ),
+                        Err(_) => "Send ?".into(),
+                    },
+                    other => format!("{other:?}"),
+                };
+                self.trace.push((idx, line));
             }
             match out {
                 Output::Send { conn, frame } => self.send(conn, frame),
@@ -324,6 +404,14 @@ impl Sim {
         };
         if self.net.loss > 0.0 && self.rng.unit_f64() < self.net.loss {
             return;
+        }
+        if self.net.duplicate > 0.0 && self.rng.unit_f64() < self.net.duplicate {
+            let d = self.delay();
+            let dup = Input::Frame {
+                conn: end.peer,
+                frame: frame.clone(),
+            };
+            self.schedule_ordered(end.peer, d, Delivery::Input(peer.node, dup));
         }
         let d = self.delay();
         self.schedule_ordered(
@@ -493,8 +581,79 @@ impl Sim {
     }
 }
 
+/// How the nodes of a test cluster seed each other (`fabric.md` §2.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// Node i connects to i−1.
+    LinearChain,
+    /// Every node connects to node 0.
+    StarHub,
+    /// Node 0 connects to N−1; node i connects to i−1.
+    Ring,
+    /// Three hubs chained 0←1←2; node i ≥ 3 connects to hub i % 3.
+    MultiHub,
+}
+
+impl Topology {
+    /// The seed node index of node `i` in a cluster of `n`.
+    pub fn seed_of(self, i: usize, n: usize) -> Option<usize> {
+        match self {
+            Topology::LinearChain => i.checked_sub(1),
+            Topology::StarHub => (i > 0).then_some(0),
+            Topology::Ring => {
+                Some(if i == 0 { n.saturating_sub(1) } else { i - 1 }).filter(|&s| s != i)
+            }
+            Topology::MultiHub => match i {
+                0 => None,
+                1 | 2 => Some(i - 1),
+                _ => Some(i % 3),
+            },
+        }
+    }
+}
+
+/// Settings of node `i` of a test cluster of `n` seeded per `topology`.
+pub fn cluster_settings(i: usize, n: usize, topology: Topology, gossip_interval: f64) -> Settings {
+    let mut s = Sim::settings(i);
+    s.gossip_interval = gossip_interval;
+    s.cluster_id = format!("test-cluster-{n}");
+    s.resources = vec![format!("node-{i}"), "test-resource".into()];
+    if let Some(seed) = topology.seed_of(i, n) {
+        let seed_settings = Sim::settings(seed);
+        s.connect = Some(format!(
+            "ws://{}:{}",
+            seed_settings.host, seed_settings.port
+        ));
+    }
+    s
+}
+
 /// Helpers that read a simulated node through its public RPCs.
 impl Sim {
+    /// MPREG's discovery metric: the number of *other* nodes with unexpired
+    /// function entries in node `idx`'s catalog.
+    pub fn discovered(&self, idx: usize) -> usize {
+        let Some(node) = self.slots[idx].node.as_ref() else {
+            return 0;
+        };
+        let wall = self.now.wall;
+        let me = self.url(idx);
+        let servers: BTreeSet<&str> = node
+            .catalog()
+            .iter(crate::catalog::entry::EntryKind::Functions)
+            .filter(|e| !e.is_expired(wall) && e.node_id() != me)
+            .map(|e| e.node_id())
+            .collect();
+        servers.len()
+    }
+
+    /// True when every running node has discovered every other running node.
+    pub fn all_discovered(&self) -> bool {
+        let running = self.running();
+        let want = running.len().saturating_sub(1);
+        running.iter().all(|&i| self.discovered(i) == want)
+    }
+
     /// `list_peers` URLs of node `idx` (empty if it is down).
     pub fn peers_of(&mut self, idx: usize) -> Vec<String> {
         let now = self.now;
@@ -521,6 +680,35 @@ impl Sim {
         (0..self.slots.len())
             .filter(|i| self.slots[*i].node.is_some())
             .collect()
+    }
+
+    /// `list_peers` URLs of node `idx` without needing `&mut`.
+    pub fn clone_peers(&self, idx: usize) -> Vec<String> {
+        let now = self.now;
+        let Some(node) = self.slots[idx].node.as_ref() else {
+            return vec![];
+        };
+        match node.call(now, "list_peers", serde_json::Value::Null) {
+            Ok(serde_json::Value::Array(items)) => items
+                .iter()
+                .filter_map(|p| p.get("url").and_then(|u| u.as_str()).map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// True when every running node lists exactly the other running nodes.
+    pub fn converged_ref(&self) -> bool {
+        let running = self.running();
+        running.iter().all(|&i| {
+            let mut want: Vec<String> = running
+                .iter()
+                .filter(|&&j| j != i)
+                .map(|&j| self.url(j))
+                .collect();
+            want.sort();
+            self.clone_peers(i) == want
+        })
     }
 
     /// True when every running node lists exactly the other running nodes.

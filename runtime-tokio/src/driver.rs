@@ -255,6 +255,7 @@ fn log_event(e: NodeEvent) {
         NodeEvent::PeerUp { node_id } => tracing::info!(%node_id, "peer up"),
         NodeEvent::PeerDown { node_id, reason } => tracing::info!(%node_id, %reason, "peer down"),
         NodeEvent::Info(line) => tracing::debug!("{line}"),
+        NodeEvent::Diag { scope, line } => tracing::info!(scope, "{line}"),
     }
 }
 

@@ -19,13 +19,11 @@ use serde_json::{json, Value};
 
 /// RPCs the node does not serve yet: they must answer error 1001.
 const NOT_YET_IMPLEMENTED: &[&str] = &[
-    "cluster_map_v2",
     "namespace_status",
     "summary_query",
     "resolver_cache_stats",
     "discovery_access_audit",
     "summary_watch",
-    "catalog_watch",
 ];
 
 /// The capture directory: `$MPREG_SHARED_DIR/reference/mpreg_wire` (or
@@ -198,14 +196,7 @@ fn not_found_problems(reply: &Value, u: &str, fun: &str) -> Vec<String> {
 /// `(capture file or raw_probe case name, shape_diff path)`. Each one must
 /// still occur where it applies, so closing a gap makes the test fail until
 /// its line is removed here.
-const KNOWN_SHAPE_GAPS: &[(&str, &str)] = &[
-    // A stock Python node (rpc_spec_gossip_mode = "summary") attaches an
-    // RpcSpecSummary and its digest to every registered command's function
-    // entry; both are optional in client_protocol.md §2.4 and mpreg-rs does
-    // not generate RPC specs for its built-in commands yet.
-    ("kwargs_style_catalog_query", "$.r.q.items[0].rpc_summary"),
-    ("kwargs_style_catalog_query", "$.r.q.items[0].spec_digest"),
-];
+const KNOWN_SHAPE_GAPS: &[(&str, &str)] = &[];
 
 /// The capture / case a result line belongs to: the file name, or the
 /// raw_probe case name without its `deflate:` / `None:` prefix.
@@ -364,6 +355,12 @@ fn not_yet_implemented_list_is_current() {
         "list_peers",
         "cluster_map",
         "catalog_query",
+        "cluster_map_v2",
+        "catalog_watch",
+        "rpc_list",
+        "rpc_describe",
+        "rpc_describe_local",
+        "rpc_report",
     ] {
         let args = if fun == "catalog_query" {
             json!([{"entry_type": "nodes"}])

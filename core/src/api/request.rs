@@ -18,6 +18,11 @@ impl<'a> Payload<'a> {
         Payload { fun, map }
     }
 
+    /// The RPC name, for error messages.
+    pub fn fun(&self) -> &str {
+        self.fun
+    }
+
     fn wrong(&self, key: &str, expected: &str, got: &Value) -> RpcError {
         RpcError::failed(format!(
             "{}: `{key}` must be {expected}, got {}",
@@ -56,6 +61,22 @@ impl<'a> Payload<'a> {
                 .map(Some)
                 .map_err(|_| self.wrong(key, "an integer", &Value::String(s.clone()))),
             Some(other) => Err(self.wrong(key, "an integer", other)),
+        }
+    }
+
+    /// An optional number (a numeric string is accepted, as an integer is).
+    pub fn float(&self, key: &str) -> Result<Option<f64>, RpcError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong(key, "a number", &Value::Number(n.clone()))),
+            Some(Value::String(s)) => match s.trim().parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Some(f)),
+                _ => Err(self.wrong(key, "a number", &Value::String(s.clone()))),
+            },
+            Some(other) => Err(self.wrong(key, "a number", other)),
         }
     }
 
@@ -114,6 +135,10 @@ mod tests {
         assert_eq!(p.int("n").unwrap(), Some(5));
         assert_eq!(p.int("s").unwrap(), Some(7));
         assert_eq!(p.int("f").unwrap(), Some(2));
+        assert_eq!(p.float("f").unwrap(), Some(2.0));
+        assert_eq!(p.float("s").unwrap(), Some(7.0));
+        assert_eq!(p.float("missing").unwrap(), None);
+        assert_eq!(p.fun(), "catalog_query");
         assert_eq!(p.str_list("l").unwrap(), vec!["p", "q"]);
         assert_eq!(p.str_list("one").unwrap(), vec!["t"]);
         assert_eq!(p.scope().unwrap(), Some(Scope::Zone));
@@ -127,6 +152,7 @@ mod tests {
         assert_eq!(e.code, 1003);
         assert!(e.details.unwrap().contains("`a`"));
         assert!(p.int("n").is_err());
+        assert!(p.float("n").is_err());
         assert!(p.str_list("l").is_err());
         assert_eq!(
             p.scope().unwrap_err().details.unwrap(),

@@ -1,220 +1,261 @@
-//! Outbound dial scheduling: which peer URLs to dial and when.
+//! The peer-dial scheduler: MPREG's adaptive reconcile loop
+//! (`reference/fabric.md` §3) on top of the pure policy in
+//! [`super::dial_policy`].
 //!
-//! Seeds (`peers`, `connect`) are dialled from the start and retried forever
-//! with capped exponential backoff and jitter; URLs learned from gossiped
-//! node descriptors are dialled the same way while they are not connected.
-//! A URL that turned out to be this node itself is never dialled again.
+//! Every reconcile tick the node hands in the candidate list (seeds, then
+//! every known node) with which of them are connected; the scheduler picks
+//! which to dial under the discovery-aware `desired_connected` /
+//! `exploration_slots` budget, tracks dials in flight (a peer never has two
+//! at once), and keeps per-URL backoff state. The tick's figures are kept
+//! for the `[DIAG_PEER_DIAL]` line and the saturation counter.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
-use crate::rng::NodeRng;
+use super::dial_policy::{plan_tick, Candidate, PeerDialState, TickPlan};
 use crate::time::Instant;
-
-/// Longest wait between two attempts on one URL.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-#[derive(Debug, Clone)]
-struct Target {
-    in_flight: bool,
-    failures: u32,
-    next_attempt: Instant,
-}
 
 /// The dial plan of one node.
 #[derive(Debug)]
 pub struct Dialer {
-    base_backoff: Duration,
-    targets: BTreeMap<String, Target>,
+    local_url: String,
+    gossip_interval: f64,
     seeds: BTreeSet<String>,
     self_urls: BTreeSet<String>,
+    states: BTreeMap<String, PeerDialState>,
+    /// URL → (T, c) of the tick that started its dial.
+    in_flight: BTreeMap<String, (usize, f64)>,
+    next_tick: Instant,
+    last_plan: Option<TickPlan>,
+    saturated_ticks: u64,
 }
 
 impl Dialer {
-    /// A dialer whose first retry waits `base_backoff`.
+    /// A dialer for `local_url` with these seeds; `self_urls` are never
+    /// dialled (this node's own URLs).
     pub fn new(
-        base_backoff: Duration,
+        local_url: &str,
+        gossip_interval: f64,
         seeds: impl IntoIterator<Item = String>,
         self_urls: impl IntoIterator<Item = String>,
     ) -> Self {
         let self_urls: BTreeSet<String> = self_urls.into_iter().collect();
-        let seeds: BTreeSet<String> = seeds
+        let seeds = seeds
             .into_iter()
             .filter(|s| !self_urls.contains(s))
             .collect();
-        let targets = seeds
-            .iter()
-            .map(|s| {
-                (
-                    s.clone(),
-                    Target {
-                        in_flight: false,
-                        failures: 0,
-                        next_attempt: Instant::ZERO,
-                    },
-                )
-            })
-            .collect();
         Dialer {
-            base_backoff: base_backoff.max(Duration::from_millis(50)),
-            targets,
+            local_url: local_url.to_string(),
+            gossip_interval,
             seeds,
             self_urls,
+            states: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            next_tick: Instant::ZERO,
+            last_plan: None,
+            saturated_ticks: 0,
         }
     }
 
-    /// Makes sure `url` is a dial target (a learned peer).
-    pub fn want(&mut self, url: &str, now: Instant) {
-        if self.self_urls.contains(url) {
-            return;
-        }
-        self.targets.entry(url.to_string()).or_insert(Target {
-            in_flight: false,
-            failures: 0,
-            next_attempt: now,
-        });
+    /// The seed URLs, sorted.
+    pub fn seeds(&self) -> impl Iterator<Item = &str> {
+        self.seeds.iter().map(String::as_str)
     }
 
-    /// Stops dialling a learned peer (it left). Seeds stay.
-    pub fn forget(&mut self, url: &str) {
-        if !self.seeds.contains(url) {
-            self.targets.remove(url);
-        }
+    /// True for a URL that is this node itself.
+    pub fn is_self_url(&self, url: &str) -> bool {
+        self.self_urls.contains(url)
     }
 
     /// The URL answered as this node itself: never dial it again.
     pub fn is_self(&mut self, url: &str) {
         self.self_urls.insert(url.to_string());
         self.seeds.remove(url);
-        self.targets.remove(url);
+        self.states.remove(url);
     }
 
-    /// URLs due for a dial now, given which URLs are already connected; each
-    /// returned URL is marked in flight until `succeeded` or `failed`.
-    pub fn due(&mut self, now: Instant, connected: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut out = Vec::new();
-        let recheck = now + self.base_backoff;
-        for (url, t) in self.targets.iter_mut() {
-            if t.in_flight || t.next_attempt > now {
-                continue;
-            }
-            if connected(url) {
-                // Already connected (maybe inbound): look again later rather
-                // than reporting a deadline that is always in the past.
-                t.next_attempt = recheck;
-            } else {
-                t.in_flight = true;
-                out.push(url.clone());
+    /// True when a reconcile tick is due.
+    pub fn tick_due(&self, now: Instant) -> bool {
+        now >= self.next_tick
+    }
+
+    /// When the next reconcile tick is due.
+    pub fn next_deadline(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Runs one reconcile tick. `candidates` are `(url, connected)` in §3.1
+    /// order (seeds sorted by URL, then directory nodes sorted by cluster
+    /// and node id), self and departed peers excluded. Returns the URLs to
+    /// dial now.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        candidates: &[(String, bool)],
+        discovery_ratio: f64,
+    ) -> Vec<String> {
+        let fresh = PeerDialState::new();
+        for (url, _) in candidates {
+            if !self.states.contains_key(url) && !self.self_urls.contains(url) {
+                self.states.insert(url.clone(), fresh);
             }
         }
-        out
+        let list: Vec<Candidate<'_>> = candidates
+            .iter()
+            .filter(|(url, _)| !self.self_urls.contains(url))
+            .filter_map(|(url, connected)| {
+                self.states.get(url).map(|state| Candidate {
+                    url,
+                    is_seed: self.seeds.contains(url),
+                    state,
+                    connected: *connected,
+                })
+            })
+            .collect();
+        let in_flight = &self.in_flight;
+        let plan = plan_tick(
+            &self.local_url,
+            &list,
+            discovery_ratio,
+            self.gossip_interval,
+            now,
+            |u| in_flight.contains_key(u),
+        );
+        for url in &plan.live {
+            if let Some(s) = self.states.get_mut(url) {
+                s.record_success(now);
+            }
+        }
+        let c = plan.connected_ratio;
+        for url in &plan.selected {
+            if let Some(s) = self.states.get_mut(url) {
+                s.record_attempt(now);
+            }
+            self.in_flight.insert(url.clone(), (plan.targets, c));
+        }
+        if plan.saturated() {
+            self.saturated_ticks += 1;
+        }
+        // Forget state of URLs that are no longer candidates nor dialling.
+        let keep: BTreeSet<&str> = candidates.iter().map(|(u, _)| u.as_str()).collect();
+        let in_flight = &self.in_flight;
+        self.states
+            .retain(|u, _| keep.contains(u.as_str()) || in_flight.contains_key(u));
+        self.next_tick = now + plan.interval;
+        let selected = plan.selected.clone();
+        self.last_plan = Some(plan);
+        selected
     }
 
     /// The dial to `url` connected.
-    pub fn succeeded(&mut self, url: &str) {
-        if let Some(t) = self.targets.get_mut(url) {
-            t.in_flight = false;
-            t.failures = 0;
+    pub fn succeeded(&mut self, url: &str, now: Instant) {
+        self.in_flight.remove(url);
+        if let Some(s) = self.states.get_mut(url) {
+            s.record_success(now);
         }
     }
 
-    /// The dial to `url` failed, or its connection closed: schedule a retry.
-    pub fn failed(&mut self, url: &str, now: Instant, rng: &mut NodeRng) {
-        let base = self.base_backoff;
-        if let Some(t) = self.targets.get_mut(url) {
-            t.in_flight = false;
-            t.failures = t.failures.saturating_add(1);
-            let exp = base.saturating_mul(1u32 << t.failures.min(10).saturating_sub(1));
-            let wait = exp.min(MAX_BACKOFF);
-            // Up to 25 % jitter so a restarted seed is not hit by every node at once.
-            let jitter = wait.mul_f64(0.25 * rng.unit_f64());
-            t.next_attempt = now + wait + jitter;
+    /// The dial to `url` failed: back off with the T and c of its tick.
+    /// Returns the peer target count of that tick (for the dial-failure
+    /// demotion rule).
+    pub fn failed(&mut self, url: &str, now: Instant) -> usize {
+        let (t, c) = self
+            .in_flight
+            .remove(url)
+            .unwrap_or((self.states.len(), 0.0));
+        let is_seed = self.seeds.contains(url);
+        if let Some(s) = self.states.get_mut(url) {
+            s.record_dial_failure(now, url, is_seed, t, c, self.gossip_interval);
         }
+        t
     }
 
-    /// A connection to `url` closed: dial it again after the base backoff.
-    pub fn disconnected(&mut self, url: &str, now: Instant) {
-        if let Some(t) = self.targets.get_mut(url) {
-            t.in_flight = false;
-            t.next_attempt = now + self.base_backoff;
-        }
+    /// The figures of the last tick (for the diagnostic line).
+    pub fn last_plan(&self) -> Option<&TickPlan> {
+        self.last_plan.as_ref()
     }
 
-    /// The earliest moment a not-in-flight target becomes due.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.targets
-            .values()
-            .filter(|t| !t.in_flight)
-            .map(|t| t.next_attempt)
-            .min()
+    /// Ticks that wanted to dial but were held back by `desired_connected`.
+    pub fn saturated_ticks(&self) -> u64 {
+        self.saturated_ticks
     }
 
-    /// Number of dial targets.
-    pub fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    /// True when there is nothing to dial.
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+    /// Dials in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn cands(urls: &[(&str, bool)]) -> Vec<(String, bool)> {
+        urls.iter().map(|(u, c)| (u.to_string(), *c)).collect()
+    }
 
     #[test]
-    fn seeds_are_due_at_once_and_back_off_on_failure() {
-        let mut rng = NodeRng::new(1);
+    fn small_cluster_dials_every_unconnected_peer_once() {
         let mut d = Dialer::new(
-            Duration::from_secs(1),
+            "ws://me:1",
+            1.0,
             ["ws://a:1".to_string()],
             ["ws://me:1".to_string()],
         );
         let t0 = Instant::ZERO;
-        assert_eq!(d.due(t0, |_| false), vec!["ws://a:1".to_string()]);
-        assert!(d.due(t0, |_| false).is_empty(), "in flight");
-        d.failed("ws://a:1", t0, &mut rng);
-        let next = d.next_deadline().unwrap();
-        assert!(next >= t0 + Duration::from_secs(1) && next <= t0 + Duration::from_millis(1250));
-        d.failed("ws://a:1", next, &mut rng);
-        assert!(d.next_deadline().unwrap() >= next + Duration::from_secs(2));
+        let c = cands(&[
+            ("ws://a:1", false),
+            ("ws://b:1", true),
+            ("ws://c:1", false),
+            ("ws://me:1", false),
+        ]);
+        let mut sel = d.tick(t0, &c, 1.0);
+        sel.sort();
+        assert_eq!(sel, vec!["ws://a:1".to_string(), "ws://c:1".to_string()]);
+        // In flight: not dialled again on the next tick.
+        let t1 = d.next_deadline();
+        assert!(t1 > t0);
+        assert!(d.tick(t1, &c, 1.0).is_empty());
+        assert_eq!(d.in_flight(), 2);
     }
 
     #[test]
-    fn self_and_connected_urls_are_not_dialled() {
+    fn failures_back_off_and_success_resets() {
         let mut d = Dialer::new(
-            Duration::from_secs(1),
-            ["ws://me:1".to_string(), "ws://b:1".to_string()],
+            "ws://me:1",
+            1.0,
+            std::iter::empty(),
             ["ws://me:1".to_string()],
         );
-        d.want("ws://me:1", Instant::ZERO);
-        assert!(d.due(Instant::ZERO, |u| u == "ws://b:1").is_empty());
-        // A connected target is not due again at once (no busy loop).
-        assert!(d.next_deadline().unwrap() > Instant::ZERO);
-        d.want("ws://c:1", Instant::ZERO);
-        let later = Instant::ZERO + Duration::from_secs(2);
-        assert_eq!(
-            d.due(later, |_| false),
-            vec!["ws://b:1".to_string(), "ws://c:1".to_string()]
-        );
-        d.is_self("ws://c:1");
-        d.forget("ws://b:1");
-        assert_eq!(d.len(), 1, "seeds are never forgotten");
+        let c = cands(&[("ws://a:1", false)]);
+        assert_eq!(d.tick(Instant::ZERO, &c, 1.0), vec!["ws://a:1".to_string()]);
+        let now = Instant::ZERO + Duration::from_millis(100);
+        assert_eq!(d.failed("ws://a:1", now), 1);
+        // Not due again before the backoff elapses.
+        let soon = now + Duration::from_millis(50);
+        assert!(d.tick(soon, &c, 1.0).is_empty());
+        let later = now + Duration::from_secs(10);
+        assert_eq!(d.tick(later, &c, 1.0), vec!["ws://a:1".to_string()]);
+        d.succeeded("ws://a:1", later);
+        assert_eq!(d.in_flight(), 0);
     }
 
     #[test]
-    fn backoff_is_capped() {
-        let mut rng = NodeRng::new(2);
-        let mut d = Dialer::new(Duration::from_secs(1), ["ws://a:1".to_string()], []);
-        let mut now = Instant::ZERO;
-        for _ in 0..40 {
-            d.due(now, |_| false);
-            d.failed("ws://a:1", now, &mut rng);
-            let next = d.next_deadline().unwrap();
-            assert!(next.saturating_duration_since(now) <= MAX_BACKOFF.mul_f64(1.25));
-            now = next;
-        }
+    fn self_urls_are_never_dialled() {
+        let mut d = Dialer::new(
+            "ws://me:1",
+            1.0,
+            ["ws://alias:1".to_string()],
+            ["ws://me:1".to_string()],
+        );
+        d.is_self("ws://alias:1");
+        assert!(d
+            .tick(
+                Instant::ZERO,
+                &cands(&[("ws://alias:1", false), ("ws://me:1", false)]),
+                1.0
+            )
+            .is_empty());
+        assert_eq!(d.seeds().count(), 0);
     }
 }

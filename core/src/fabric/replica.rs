@@ -57,7 +57,14 @@ impl Versions {
             self.by_version.remove(&old.version);
         }
         self.by_version.insert(version, key.clone());
-        self.slots.insert(key, Slot { version, live, dead_since: (!live).then_some(now) });
+        self.slots.insert(
+            key,
+            Slot {
+                version,
+                live,
+                dead_since: (!live).then_some(now),
+            },
+        );
         self.max_version = self.max_version.max(version);
     }
 
@@ -70,7 +77,10 @@ impl Versions {
         let doomed: Vec<(EntryKey, u64)> = self
             .slots
             .iter()
-            .filter(|(_, s)| s.dead_since.is_some_and(|t| now.saturating_duration_since(t) >= horizon))
+            .filter(|(_, s)| {
+                s.dead_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= horizon)
+            })
             .map(|(k, s)| (k.clone(), s.version))
             .collect();
         for (k, v) in &doomed {
@@ -99,6 +109,8 @@ struct View {
 /// Why an origin instance is remembered as gone.
 #[derive(Debug, Clone, Copy)]
 struct DeadRecord {
+    /// When the departure or death was recorded.
+    at: Instant,
     until: Instant,
     /// Heartbeat at the time of death; only a newer one revives it.
     /// `u64::MAX` for a GOODBYE (never revived).
@@ -139,7 +151,7 @@ pub struct ReplicaParams {
 /// over the partial mesh takes O(log n) rounds, so the timeout grows with
 /// it rather than being inflated statically.
 pub fn failure_timeouts(n: usize, gi: Duration) -> (Duration, Duration) {
-    let rounds = (usize::BITS - n.max(2).saturating_sub(1).leading_zeros()) as u32;
+    let rounds = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
     let suspect = gi.saturating_mul(3 + 2 * rounds);
     (suspect, suspect.saturating_mul(2))
 }
@@ -188,20 +200,37 @@ impl Replica {
     // ---- own state -----------------------------------------------------
 
     /// Adds or replaces one of this node's own entries.
-    pub fn put_own(&mut self, catalog: &mut Catalog, entry: Entry, wall: f64, now: Instant) -> Result<(), String> {
+    pub fn put_own(
+        &mut self,
+        catalog: &mut Catalog,
+        entry: Entry,
+        wall: f64,
+        now: Instant,
+    ) -> Result<(), String> {
         let key = entry.key();
         catalog.remove(&key);
-        catalog.upsert(&self.me, entry.clone(), wall).map_err(|e| e.to_string())?;
+        catalog
+            .upsert(&self.me, entry.clone(), wall)
+            .map_err(|e| e.to_string())?;
         self.bump_own(key, Some(entry), now);
         Ok(())
     }
 
     /// Removes one of this node's own entries (a versioned tombstone).
-    pub fn remove_own(&mut self, catalog: &mut Catalog, key: &EntryKey, now: Instant) -> Option<Entry> {
+    pub fn remove_own(
+        &mut self,
+        catalog: &mut Catalog,
+        key: &EntryKey,
+        now: Instant,
+    ) -> Option<Entry> {
         if !self.own.slots.get(key).is_some_and(|s| s.live) {
             return None;
         }
-        let removed = if catalog.origin_of(key) == Some(self.me.as_str()) { catalog.remove(key) } else { None };
+        let removed = if catalog.origin_of(key) == Some(self.me.as_str()) {
+            catalog.remove(key)
+        } else {
+            None
+        };
         self.bump_own(key.clone(), None, now);
         removed
     }
@@ -220,7 +249,11 @@ impl Replica {
         // A key changed twice before a flush keeps only its last change, so
         // the pending delta stays "complete" for its range.
         self.pending.retain(|c| c.key != key);
-        self.pending.push(Change { version, key, entry });
+        self.pending.push(Change {
+            version,
+            key,
+            entry,
+        });
     }
 
     /// The owner's refresh: every own entry is fresh as of `wall`.
@@ -288,8 +321,17 @@ impl Replica {
 
     /// Handles a peer's digest: learns heartbeats and refreshes from it,
     /// and returns the repair deltas the peer is missing (paged).
-    pub fn on_digest(&mut self, catalog: &mut Catalog, digest: &Digest, now: Instant) -> Vec<Delta> {
-        let theirs: HashMap<&str, &DigestEntry> = digest.entries.iter().map(|e| (e.origin.as_str(), e)).collect();
+    pub fn on_digest(
+        &mut self,
+        catalog: &mut Catalog,
+        digest: &Digest,
+        now: Instant,
+    ) -> Vec<Delta> {
+        let theirs: HashMap<&str, &DigestEntry> = digest
+            .entries
+            .iter()
+            .map(|e| (e.origin.as_str(), e))
+            .collect();
         // Learn liveness from their view of origins we share.
         for e in &digest.entries {
             self.observe(catalog, e, now);
@@ -304,17 +346,21 @@ impl Replica {
             _ => None,
         };
         if let Some(from) = behind {
-            let reset = from > 0 && from < self.own.gc_floor || (from == 0 && self.own.gc_floor > 0);
+            let reset =
+                from > 0 && from < self.own.gc_floor || (from == 0 && self.own.gc_floor > 0);
             out.extend(self.pages(catalog, None, from, reset));
         }
         let origins: Vec<String> = self.views.keys().cloned().collect();
         for origin in origins {
-            let Some(v) = self.views.get(&origin) else { continue };
+            let Some(v) = self.views.get(&origin) else {
+                continue;
+            };
             let from = match theirs.get(origin.as_str()) {
                 None => Some(0),
                 Some(t) if t.instance_id != v.instance_id => {
                     // Send ours only if ours is the newer instance.
-                    newer_instance(&v.instance_id, v.started_at, &t.instance_id, t.started_at).then_some(0)
+                    newer_instance(&v.instance_id, v.started_at, &t.instance_id, t.started_at)
+                        .then_some(0)
                 }
                 Some(t) if t.max_version < v.versions.max_version => Some(t.max_version),
                 _ => None,
@@ -337,7 +383,9 @@ impl Replica {
                 return;
             }
         }
-        let Some(v) = self.views.get_mut(&e.origin) else { return };
+        let Some(v) = self.views.get_mut(&e.origin) else {
+            return;
+        };
         if v.instance_id != e.instance_id {
             return;
         }
@@ -355,9 +403,23 @@ impl Replica {
     /// Repair pages of `origin` (None = own) covering `(from, max]`.
     fn pages(&self, catalog: &Catalog, origin: Option<&str>, from: u64, reset: bool) -> Vec<Delta> {
         let (name, instance, started_at, heartbeat, refreshed_at, versions) = match origin {
-            None => (self.me.as_str(), self.instance_id.as_str(), self.started_at, self.heartbeat, self.refreshed_at, &self.own),
+            None => (
+                self.me.as_str(),
+                self.instance_id.as_str(),
+                self.started_at,
+                self.heartbeat,
+                self.refreshed_at,
+                &self.own,
+            ),
             Some(o) => match self.views.get(o) {
-                Some(v) => (o, v.instance_id.as_str(), v.started_at, v.heartbeat, v.refreshed_at, &v.versions),
+                Some(v) => (
+                    o,
+                    v.instance_id.as_str(),
+                    v.started_at,
+                    v.heartbeat,
+                    v.refreshed_at,
+                    &v.versions,
+                ),
                 None => return vec![],
             },
         };
@@ -368,13 +430,23 @@ impl Replica {
         let budget = self.params.page_bytes.max(1024);
         let mut first = true;
         for (version, key) in versions.by_version.range(from + 1..) {
-            let Some(slot) = versions.slots.get(key) else { continue };
+            let Some(slot) = versions.slots.get(key) else {
+                continue;
+            };
             // A reset carries only live entries: the receiver starts empty.
-            let entry = if slot.live { catalog.get(key).cloned() } else { None };
+            let entry = if slot.live {
+                catalog.get(key).cloned()
+            } else {
+                None
+            };
             if reset && entry.is_none() {
                 continue;
             }
-            let change = Change { version: *version, key: key.clone(), entry };
+            let change = Change {
+                version: *version,
+                key: key.clone(),
+                entry,
+            };
             let size = encoded_len(&change);
             if !changes.is_empty() && bytes + size > budget {
                 let complete_to = changes.last().map(|c| c.version).unwrap_or(floor);
@@ -419,24 +491,39 @@ impl Replica {
     // ---- deltas --------------------------------------------------------
 
     /// Applies a delta from a peer.
-    pub fn on_delta(&mut self, catalog: &mut Catalog, delta: &Delta, wall: f64, now: Instant) -> Applied {
+    pub fn on_delta(
+        &mut self,
+        catalog: &mut Catalog,
+        delta: &Delta,
+        wall: f64,
+        now: Instant,
+    ) -> Applied {
         let mut out = Applied::default();
         if delta.origin == self.me || delta.complete_to < delta.floor {
             return out;
         }
-        if let Some(dead) = self.dead.get(&(delta.origin.clone(), delta.instance_id.clone())) {
+        if let Some(dead) = self
+            .dead
+            .get(&(delta.origin.clone(), delta.instance_id.clone()))
+        {
             if delta.heartbeat <= dead.heartbeat {
                 return out;
             }
             // A failed node that is alive after all: forget its death.
-            self.dead.remove(&(delta.origin.clone(), delta.instance_id.clone()));
+            self.dead
+                .remove(&(delta.origin.clone(), delta.instance_id.clone()));
         }
         // Instance handling.
         let replace = match self.views.get(&delta.origin) {
             None => true,
             Some(v) if v.instance_id == delta.instance_id => false,
             Some(v) => {
-                if !newer_instance(&delta.instance_id, delta.started_at, &v.instance_id, v.started_at) {
+                if !newer_instance(
+                    &delta.instance_id,
+                    delta.started_at,
+                    &v.instance_id,
+                    v.started_at,
+                ) {
                     return out;
                 }
                 true
@@ -445,11 +532,16 @@ impl Replica {
         if replace {
             if let Some(old) = self.views.remove(&delta.origin) {
                 out.new_instance = true;
-                out.removed.extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
+                out.removed
+                    .extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
                 // The old instance is gone for good: the new one replaced it.
                 self.dead.insert(
                     (delta.origin.clone(), old.instance_id.clone()),
-                    DeadRecord { until: now + self.params.horizon, heartbeat: u64::MAX },
+                    DeadRecord {
+                        at: now,
+                        until: now + self.params.horizon,
+                        heartbeat: u64::MAX,
+                    },
                 );
             }
             self.views.insert(
@@ -465,9 +557,12 @@ impl Replica {
                 },
             );
         }
-        let Some(view) = self.views.get_mut(&delta.origin) else { return out };
+        let Some(view) = self.views.get_mut(&delta.origin) else {
+            return out;
+        };
         if delta.reset {
-            out.removed.extend(drop_origin_entries(catalog, &delta.origin, &view.versions));
+            out.removed
+                .extend(drop_origin_entries(catalog, &delta.origin, &view.versions));
             view.versions = Versions::default();
         }
         if delta.heartbeat > view.heartbeat {
@@ -495,7 +590,10 @@ impl Replica {
                 Some(entry) => {
                     let mut entry = entry.clone();
                     entry.refresh(delta.refreshed_at.max(view.refreshed_at));
-                    if catalog.origin_of(&change.key).is_some_and(|o| o != delta.origin) {
+                    if catalog
+                        .origin_of(&change.key)
+                        .is_some_and(|o| o != delta.origin)
+                    {
                         // Another origin holds this key (a topic id clash):
                         // the newer advertisement wins, as in MPREG.
                     }
@@ -503,7 +601,8 @@ impl Replica {
                     if catalog.upsert(&delta.origin, entry, wall).is_ok() {
                         out.upserted.push(change.key.clone());
                     }
-                    view.versions.set(change.key.clone(), change.version, true, now);
+                    view.versions
+                        .set(change.key.clone(), change.version, true, now);
                 }
                 None => {
                     if catalog.origin_of(&change.key) == Some(delta.origin.as_str()) {
@@ -511,7 +610,8 @@ impl Replica {
                             out.removed.push(e);
                         }
                     }
-                    view.versions.set(change.key.clone(), change.version, false, now);
+                    view.versions
+                        .set(change.key.clone(), change.version, false, now);
                 }
             }
             out.applied += 1;
@@ -543,12 +643,29 @@ impl Replica {
 
     /// Records a GOODBYE: drops the instance's entries and remembers it for
     /// the horizon. True when this was news (relay the GOODBYE).
-    pub fn depart(&mut self, catalog: &mut Catalog, origin: &str, instance: &str, now: Instant) -> (bool, Vec<Entry>) {
+    pub fn depart(
+        &mut self,
+        catalog: &mut Catalog,
+        origin: &str,
+        instance: &str,
+        now: Instant,
+    ) -> (bool, Vec<Entry>) {
         let key = (origin.to_string(), instance.to_string());
-        let news = !self.dead.get(&key).is_some_and(|d| d.heartbeat == u64::MAX);
-        self.dead.insert(key, DeadRecord { until: now + self.params.horizon, heartbeat: u64::MAX });
+        let news = self.dead.get(&key).is_none_or(|d| d.heartbeat != u64::MAX);
+        self.dead.insert(
+            key,
+            DeadRecord {
+                at: now,
+                until: now + self.params.horizon,
+                heartbeat: u64::MAX,
+            },
+        );
         let mut removed = Vec::new();
-        if self.views.get(origin).is_some_and(|v| v.instance_id == instance) {
+        if self
+            .views
+            .get(origin)
+            .is_some_and(|v| v.instance_id == instance)
+        {
             if let Some(v) = self.views.remove(origin) {
                 removed = drop_origin_entries(catalog, origin, &v.versions);
             }
@@ -559,8 +676,13 @@ impl Replica {
     /// Runs the failure detector over every remote origin; returns the
     /// origins newly suspected and newly declared dead (with the entries
     /// their death removed).
-    pub fn check_liveness(&mut self, catalog: &mut Catalog, now: Instant) -> (Vec<String>, Vec<(String, Vec<Entry>)>) {
-        let (suspect_after, dead_after) = failure_timeouts(self.views.len() + 1, self.params.gossip_interval);
+    pub fn check_liveness(
+        &mut self,
+        catalog: &mut Catalog,
+        now: Instant,
+    ) -> (Vec<String>, Vec<(String, Vec<Entry>)>) {
+        let (suspect_after, dead_after) =
+            failure_timeouts(self.views.len() + 1, self.params.gossip_interval);
         let mut suspected = Vec::new();
         let mut dead = Vec::new();
         for (origin, v) in self.views.iter_mut() {
@@ -577,9 +699,16 @@ impl Replica {
             if let Some(v) = self.views.remove(&origin) {
                 self.dead.insert(
                     (origin.clone(), v.instance_id.clone()),
-                    DeadRecord { until: now + self.params.horizon, heartbeat: v.heartbeat },
+                    DeadRecord {
+                        at: now,
+                        until: now + self.params.horizon,
+                        heartbeat: v.heartbeat,
+                    },
                 );
-                out.push((origin.clone(), drop_origin_entries(catalog, &origin, &v.versions)));
+                out.push((
+                    origin.clone(),
+                    drop_origin_entries(catalog, &origin, &v.versions),
+                ));
             }
         }
         (suspected, out)
@@ -597,7 +726,8 @@ impl Replica {
 
     /// True when `(origin, instance)` departed or was declared dead.
     pub fn is_gone(&self, origin: &str, instance: &str) -> bool {
-        self.dead.contains_key(&(origin.to_string(), instance.to_string()))
+        self.dead
+            .contains_key(&(origin.to_string(), instance.to_string()))
     }
 
     /// True when `(origin, instance)` said GOODBYE (within the horizon).
@@ -605,6 +735,15 @@ impl Replica {
         self.dead
             .get(&(origin.to_string(), instance.to_string()))
             .is_some_and(|d| d.heartbeat == u64::MAX)
+    }
+
+    /// True when some instance of `origin` said GOODBYE less than `grace`
+    /// ago: seeds are not redialled during that window (MPREG's
+    /// `goodbye_reconnect_grace_seconds`), after it a restarted seed is.
+    pub fn departed_within(&self, origin: &str, now: Instant, grace: Duration) -> bool {
+        self.dead.iter().any(|((o, _), d)| {
+            o == origin && d.heartbeat == u64::MAX && now.saturating_duration_since(d.at) < grace
+        })
     }
 
     /// True when `origin` has no live view and some instance of it is gone.
@@ -625,6 +764,44 @@ impl Replica {
     /// Remote origin ids.
     pub fn origins(&self) -> impl Iterator<Item = &str> {
         self.views.keys().map(String::as_str)
+    }
+
+    /// The instance (id, start time) held for a remote origin.
+    pub fn view_instance(&self, origin: &str) -> Option<(&str, f64)> {
+        self.views
+            .get(origin)
+            .map(|v| (v.instance_id.as_str(), v.started_at))
+    }
+
+    /// Checks the replica's safety invariants against the catalog: no
+    /// departed `(origin, instance)` is held again, and no entry of an
+    /// origin without a live view remains in the catalog. Used by the
+    /// simulator after every step.
+    pub fn check_invariants(&self, catalog: &Catalog) -> Result<(), String> {
+        for ((origin, instance), d) in &self.dead {
+            if d.heartbeat != u64::MAX {
+                continue;
+            }
+            if self
+                .views
+                .get(origin)
+                .is_some_and(|v| &v.instance_id == instance)
+            {
+                return Err(format!(
+                    "{}: departed {origin} instance {instance} reappeared",
+                    self.me
+                ));
+            }
+        }
+        for origin in catalog.origins() {
+            if origin != self.me && !self.views.contains_key(origin) {
+                return Err(format!(
+                    "{}: catalog holds entries of {origin}, which has no live view",
+                    self.me
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// This node's own max version.
