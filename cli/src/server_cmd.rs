@@ -94,6 +94,7 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         ),
         None => None,
     };
+    let debug_scopes = debug_scopes_from_env();
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("MPREG_"))
         .collect();
@@ -102,7 +103,12 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
-    let settings = loaded.settings;
+    let mut settings = loaded.settings;
+    for scope in debug_scopes {
+        if !settings.log_debug_scopes.iter().any(|s| *s == scope) {
+            settings.log_debug_scopes.push(scope);
+        }
+    }
     let host = settings.host.clone();
     let on_ready = move |addr: std::net::SocketAddr| {
         let mut out = std::io::stdout().lock();
@@ -146,4 +152,25 @@ fn seed() -> u64 {
     );
     h.write_u32(std::process::id());
     h.finish()
+}
+
+/// MPREG's diagnostic switches (`MPREG_DEBUG_PEER_DIAL=1`,
+/// `MPREG_DEBUG_PEER_SNAPSHOT=1`, ...) as debug scopes: each enabled
+/// `MPREG_DEBUG_<SCOPE>` adds `<scope>` (lower-cased) to `log_debug_scopes`.
+fn debug_scopes_from_env() -> Vec<String> {
+    let on = |v: &str| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on" | "enabled" | "debug"
+        )
+    };
+    let mut scopes: Vec<String> = std::env::vars()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("MPREG_DEBUG_")
+                .filter(|_| on(&v))
+                .map(str::to_ascii_lowercase)
+        })
+        .collect();
+    scopes.sort();
+    scopes
 }

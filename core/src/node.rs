@@ -193,7 +193,7 @@ impl Node {
             kwargs: Map::new(),
             target_cluster: None,
         };
-        let mut results = self.run_rpc(std::slice::from_ref(&cmd), now)?;
+        let mut results = self.run_rpc(std::slice::from_ref(&cmd), now, &mut Vec::new())?;
         Ok(results.remove(fun).unwrap_or(Value::Null))
     }
 
@@ -399,6 +399,12 @@ impl Node {
                 reason: "failed: heartbeat timeout".into(),
             });
         }
+    }
+
+    /// True when debug scope `scope` (`peer_dial`, `peer_snapshot`) is
+    /// enabled in `log_debug_scopes`.
+    fn debug_scope(&self, scope: &str) -> bool {
+        self.settings.log_debug_scopes.iter().any(|s| s == scope)
     }
 
     /// One reconcile tick of the adaptive dial scheduler (`fabric.md` §3).
@@ -610,6 +616,9 @@ impl Node {
                     delta.origin
                 ),
             });
+            // Only owners write their entries; a peer relaying forged
+            // ownership is not kept.
+            self.close(from, 1008, "delta claims entries of another origin");
         }
         if applied.gap {
             // We miss versions between what we hold and this delta: ask the
@@ -752,7 +761,14 @@ impl Node {
     fn on_client_message(&mut self, conn: ConnId, msg: ClientMessage, now: Now) {
         match msg {
             ClientMessage::Rpc { u, cmds } => {
-                let reply = self.run_rpc(&cmds, now);
+                let mut diag = Vec::new();
+                let reply = self.run_rpc(&cmds, now, &mut diag);
+                for line in diag {
+                    self.event(Event::Diag {
+                        scope: "peer_snapshot",
+                        line,
+                    });
+                }
                 let bytes = match reply {
                     Ok(results) => client::encode_result(&u, results),
                     Err(e) => {
@@ -844,10 +860,13 @@ impl Node {
         }
     }
 
+    /// Runs the commands of one request. Diagnostic lines of enabled debug
+    /// scopes are appended to `diag` for the caller to emit.
     fn run_rpc(
         &self,
         cmds: &[client::RpcCommand],
         now: Now,
+        diag: &mut Vec<String>,
     ) -> Result<Map<String, Value>, RpcError> {
         let own_status = self.own_status(now);
         let ctx = Ctx {
@@ -870,7 +889,19 @@ impl Node {
                     });
                 }
             }
-            let value = api::dispatch(&ctx, cmd)?;
+            let value = if cmd.fun == "list_peers" && self.debug_scope("peer_snapshot") {
+                let mut lines = Vec::new();
+                let v = api::list_peers_explained(&ctx, &cmd.payload()?, &mut |url, action| {
+                    lines.push(format!(
+                        "[DIAG_PEER_SNAPSHOT] node={} peer={url} action={action}",
+                        self.me.node_id
+                    ));
+                })?;
+                diag.extend(lines);
+                v
+            } else {
+                api::dispatch(&ctx, cmd)?
+            };
             results.insert(cmd.name.clone(), value);
         }
         Ok(results)

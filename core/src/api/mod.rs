@@ -27,6 +27,7 @@ use crate::wire::client::{RpcCommand, RpcError};
 use crate::wire::fabric::Status;
 
 pub use catalog_query::{clamp_limit, PageToken, DEFAULT_LIMIT, MAX_LIMIT};
+pub use peers::list_peers_explained;
 
 /// The RPCs this node serves; also advertised as its function entries, as a
 /// stock MPREG node advertises its registered commands.

@@ -16,6 +16,18 @@ use crate::wire::fabric::Status;
 /// `list_peers`: every known, live, non-departed node except this one,
 /// sorted by URL, as MPREG's PeerSnapshot objects (a JSON array).
 pub fn list_peers(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, RpcError> {
+    list_peers_explained(ctx, payload, &mut |_, _| {})
+}
+
+/// `list_peers`, reporting the gating decision for every known peer to
+/// `explain(url, action)` (`included`, `excluded_departed`,
+/// `excluded_cluster`, `excluded_stale_disconnected`, `excluded_stale_ok`):
+/// the `MPREG_DEBUG_PEER_SNAPSHOT` diagnostics.
+pub fn list_peers_explained(
+    ctx: &Ctx<'_>,
+    payload: &Map<String, Value>,
+    explain: &mut dyn FnMut(&str, &'static str),
+) -> Result<Value, RpcError> {
     let p = Payload::new("list_peers", payload);
     let scope = p.scope()?;
     let requested_cluster = p.str("cluster_id")?;
@@ -43,15 +55,23 @@ pub fn list_peers(ctx: &Ctx<'_>, payload: &Map<String, Value>) -> Result<Value, 
     let mut out: Vec<(String, Value)> = Vec::new();
     for n in nodes {
         if ctx.origins.origin_gone(&n.node_id) {
+            explain(&n.node_id, "excluded_departed");
             continue;
         }
         if cluster_filter.as_ref().is_some_and(|c| *c != n.cluster_id) {
+            explain(&n.node_id, "excluded_cluster");
             continue;
         }
         let rec = ctx.peers.get(&n.node_id);
         if exclude_disconnected(rec, ctx.now.mono, ctx.settings.gossip_interval, hint) {
+            let action = match rec.and_then(|r| r.liveness.as_ref()) {
+                Some(Liveness::Disconnected { .. }) => "excluded_stale_disconnected",
+                _ => "excluded_stale_ok",
+            };
+            explain(&n.node_id, action);
             continue;
         }
+        explain(&n.node_id, "included");
         out.push((n.node_id.clone(), peer_snapshot(ctx, n)));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));

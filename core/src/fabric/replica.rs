@@ -346,9 +346,10 @@ impl Replica {
             _ => None,
         };
         if let Some(from) = behind {
-            let reset =
-                from > 0 && from < self.own.gc_floor || (from == 0 && self.own.gc_floor > 0);
-            out.extend(self.pages(catalog, None, from, reset));
+            // Tombstones the peer would need were collected: send everything
+            // live and have it drop what it held.
+            let reset = from < self.own.gc_floor;
+            out.extend(self.pages(catalog, None, if reset { 0 } else { from }, reset));
         }
         let origins: Vec<String> = self.views.keys().cloned().collect();
         for origin in origins {
@@ -850,4 +851,279 @@ fn encoded_len(change: &Change) -> usize {
     // Encoding into a Vec cannot fail for these types.
     let _ = ciborium::into_writer(change, &mut buf);
     buf.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::entry::{FunctionEndpoint, FunctionIdentity};
+    use proptest::prelude::*;
+
+    const WALL: f64 = 1_000_000.0;
+
+    fn params(page_bytes: usize) -> ReplicaParams {
+        ReplicaParams {
+            horizon: Duration::from_secs(60),
+            gossip_interval: Duration::from_secs(1),
+            page_bytes,
+        }
+    }
+
+    fn at(secs: u64) -> Instant {
+        Instant::ZERO + Duration::from_secs(secs)
+    }
+
+    fn func(node: &str, i: usize) -> Entry {
+        Entry::from(
+            FunctionEndpoint::new(
+                FunctionIdentity::new(format!("svc.f{i}"), format!("svc.f{i}"), "1.0.0"),
+                node,
+                "c",
+            )
+            .advertised(WALL, 120.0),
+        )
+    }
+
+    struct Side {
+        r: Replica,
+        c: Catalog,
+    }
+
+    fn side(name: &str, instance: &str) -> Side {
+        Side {
+            r: Replica::new(name, instance, WALL, params(64 * 1024)),
+            c: Catalog::new(),
+        }
+    }
+
+    fn names(c: &Catalog, origin: &str) -> Vec<String> {
+        let mut v: Vec<String> = c
+            .origin_entries(origin)
+            .map(|e| e.name().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A full push-pull exchange from `a` to `b` and back.
+    fn sync(a: &mut Side, b: &mut Side, now: Instant) {
+        let d = a.r.digest(true);
+        for page in b.r.on_digest(&mut b.c, &d, now) {
+            a.r.on_delta(&mut a.c, &page, WALL, now);
+        }
+        let back = b.r.digest(false);
+        for page in a.r.on_digest(&mut a.c, &back, now) {
+            b.r.on_delta(&mut b.c, &page, WALL, now);
+        }
+    }
+
+    #[test]
+    fn floods_apply_once_and_duplicates_are_dropped() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        for i in 0..3 {
+            a.r.put_own(&mut a.c, func("A", i), WALL, at(0)).unwrap();
+        }
+        let delta = a.r.take_flood().unwrap();
+        assert_eq!(
+            (delta.floor, delta.complete_to, delta.changes.len()),
+            (0, 3, 3)
+        );
+        let first = b.r.on_delta(&mut b.c, &delta, WALL, at(0));
+        assert_eq!(first.applied, 3);
+        assert!(first.relay);
+        let again = b.r.on_delta(&mut b.c, &delta, WALL, at(0));
+        assert_eq!(again.applied, 0);
+        assert!(!again.relay, "a duplicate is not relayed again");
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0", "svc.f1", "svc.f2"]);
+    }
+
+    #[test]
+    fn a_gap_is_detected_and_repaired_by_digest() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        let lost = a.r.take_flood().unwrap();
+        a.r.put_own(&mut a.c, func("A", 1), WALL, at(0)).unwrap();
+        let second = a.r.take_flood().unwrap();
+        let _ = lost;
+        let applied = b.r.on_delta(&mut b.c, &second, WALL, at(0));
+        assert!(applied.gap, "version 2 without version 1 is a gap");
+        assert_eq!(applied.applied, 0);
+        sync(&mut b, &mut a, at(1));
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0", "svc.f1"]);
+    }
+
+    #[test]
+    fn repair_is_paged_and_pages_chain() {
+        let mut a = Side {
+            r: Replica::new("A", "a1", WALL, params(1024)),
+            c: Catalog::new(),
+        };
+        let mut b = side("B", "b1");
+        for i in 0..40 {
+            a.r.put_own(&mut a.c, func("A", i), WALL, at(0)).unwrap();
+        }
+        let pages = a.r.on_digest(&mut a.c, &b.r.digest(true), at(0));
+        assert!(
+            pages.len() > 3,
+            "40 entries in 1 KiB pages need several pages, got {}",
+            pages.len()
+        );
+        for w in pages.windows(2) {
+            assert_eq!(
+                w[0].complete_to, w[1].floor,
+                "pages cover contiguous ranges"
+            );
+        }
+        for p in &pages {
+            assert!(!b.r.on_delta(&mut b.c, p, WALL, at(0)).gap);
+        }
+        assert_eq!(b.c.origin_entries("A").count(), 40);
+    }
+
+    #[test]
+    fn removals_propagate_and_collected_tombstones_force_a_reset() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        let mut c = side("C", "c1");
+        for i in 0..3 {
+            a.r.put_own(&mut a.c, func("A", i), WALL, at(0)).unwrap();
+        }
+        sync(&mut b, &mut a, at(0));
+        sync(&mut c, &mut a, at(0));
+        // C misses the removal; B sees it.
+        a.r.remove_own(&mut a.c, &func("A", 1).key(), at(1));
+        let removal = a.r.take_flood().unwrap();
+        b.r.on_delta(&mut b.c, &removal, WALL, at(1));
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0", "svc.f2"]);
+        // Long after, A has collected the tombstone: C can only be reset.
+        a.r.collect(at(1000));
+        sync(&mut c, &mut a, at(1000));
+        assert_eq!(
+            names(&c.c, "A"),
+            vec!["svc.f0", "svc.f2"],
+            "reset removed the entry C still held"
+        );
+    }
+
+    #[test]
+    fn a_departed_instance_is_never_resurrected_but_a_new_one_is_welcome() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        a.r.beat();
+        let stale = a.r.take_flood().unwrap();
+        b.r.on_delta(&mut b.c, &stale, WALL, at(0));
+        let (news, removed) = b.r.depart(&mut b.c, "A", "a1", at(1));
+        assert!(news);
+        assert_eq!(removed.len(), 1);
+        let mut later = stale.clone();
+        later.heartbeat = 1_000;
+        assert_eq!(b.r.on_delta(&mut b.c, &later, WALL, at(2)).applied, 0);
+        assert!(names(&b.c, "A").is_empty());
+        b.r.check_invariants(&b.c).unwrap();
+        // A restart is a new instance with a later start.
+        let mut a2 = Side {
+            r: Replica::new("A", "a2", WALL + 10.0, params(64 * 1024)),
+            c: Catalog::new(),
+        };
+        a2.r.put_own(&mut a2.c, func("A", 5), WALL, at(3)).unwrap();
+        let fresh = a2.r.take_flood().unwrap();
+        assert_eq!(b.r.on_delta(&mut b.c, &fresh, WALL, at(3)).applied, 1);
+        assert_eq!(names(&b.c, "A"), vec!["svc.f5"]);
+    }
+
+    #[test]
+    fn failed_nodes_die_after_the_scaled_timeout_and_revive_on_a_newer_heartbeat() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        a.r.beat();
+        b.r.on_delta(&mut b.c, &a.r.take_flood().unwrap(), WALL, at(0));
+        let (suspect, dead) = failure_timeouts(2, Duration::from_secs(1));
+        assert_eq!(
+            (suspect, dead),
+            (Duration::from_secs(5), Duration::from_secs(10))
+        );
+        let (s, d) = b.r.check_liveness(&mut b.c, at(6));
+        assert_eq!((s, d.len()), (vec!["A".to_string()], 0));
+        let (_, d) = b.r.check_liveness(&mut b.c, at(11));
+        assert_eq!(d.len(), 1);
+        assert!(names(&b.c, "A").is_empty());
+        // A was only partitioned away: its next heartbeat brings it back.
+        a.r.beat();
+        sync(&mut b, &mut a, at(12));
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0"]);
+    }
+
+    #[test]
+    fn timeouts_grow_with_log_of_cluster_size() {
+        let gi = Duration::from_secs(1);
+        let (s3, _) = failure_timeouts(3, gi);
+        let (s1000, _) = failure_timeouts(1000, gi);
+        assert_eq!(s3, Duration::from_secs(7));
+        assert_eq!(s1000, Duration::from_secs(23));
+    }
+
+    #[test]
+    fn entries_claiming_another_owner_are_rejected() {
+        let mut b = side("B", "b1");
+        let forged = Delta {
+            origin: "A".into(),
+            instance_id: "a1".into(),
+            started_at: WALL,
+            heartbeat: 1,
+            refreshed_at: WALL,
+            reset: false,
+            floor: 0,
+            complete_to: 1,
+            changes: vec![Change {
+                version: 1,
+                key: func("C", 0).key(),
+                entry: Some(func("C", 0)),
+            }],
+            flood: true,
+        };
+        assert_eq!(b.r.on_delta(&mut b.c, &forged, WALL, at(0)).applied, 0);
+        assert_eq!(b.r.foreign_writes, 1);
+        assert!(b.c.is_empty());
+    }
+
+    proptest! {
+        /// Whatever subset of floods arrives, in whatever order and however
+        /// often, one digest exchange converges B to exactly A's entries.
+        #[test]
+        fn delivery_order_loss_and_duplication_converge(
+            ops in proptest::collection::vec((0usize..12, any::<bool>()), 1..40),
+            deliveries in proptest::collection::vec((0usize..64, any::<bool>()), 0..80),
+        ) {
+            let mut a = side("A", "a1");
+            let mut b = side("B", "b1");
+            let mut floods = Vec::new();
+            for (i, (id, put)) in ops.iter().enumerate() {
+                if *put {
+                    a.r.put_own(&mut a.c, func("A", *id), WALL + i as f64, at(0)).unwrap();
+                } else {
+                    a.r.remove_own(&mut a.c, &func("A", *id).key(), at(0));
+                }
+                if let Some(d) = a.r.take_flood() {
+                    floods.push(d);
+                }
+            }
+            if !floods.is_empty() {
+                for (pick, twice) in &deliveries {
+                    let d = &floods[pick % floods.len()];
+                    b.r.on_delta(&mut b.c, d, WALL, at(0));
+                    if *twice {
+                        b.r.on_delta(&mut b.c, d, WALL, at(0));
+                    }
+                    b.r.check_invariants(&b.c).unwrap();
+                }
+            }
+            sync(&mut b, &mut a, at(1));
+            prop_assert_eq!(names(&b.c, "A"), names(&a.c, "A"));
+            b.r.check_invariants(&b.c).unwrap();
+        }
+    }
 }
