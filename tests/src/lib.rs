@@ -40,6 +40,14 @@ const LOOPBACK: &str = "127.0.0.1";
 // Locating / building the binary
 // ---------------------------------------------------------------------------
 
+/// The runtime every node of this test run uses, from `MPREG_TEST_RUNTIME`
+/// (`tokio` when unset).
+pub fn test_runtime() -> Option<String> {
+    std::env::var("MPREG_TEST_RUNTIME")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+}
+
 /// The workspace root (the parent of this package's directory).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -267,6 +275,13 @@ impl Node {
             .map(|s| s.as_ref().to_os_string())
             .collect();
         cmd.args(&extra);
+        // The black-box suite runs once per runtime: `MPREG_TEST_RUNTIME=mio`
+        // starts every node on the mio runtime (an explicit `--runtime` in
+        // `extra` still wins, for mixed clusters).
+        let explicit = extra.iter().any(|a| a == "--runtime");
+        if let (false, Some(runtime)) = (explicit, test_runtime()) {
+            cmd.args(["--runtime", runtime.as_str()]);
+        }
         // The node reads MPREG_* variables as settings: keep the test
         // environment (MPREG_BIN, MPREG_SHARED_DIR, ...) out of it.
         for (key, _) in std::env::vars_os() {
