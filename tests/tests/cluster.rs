@@ -392,3 +392,54 @@ fn catalog_query_pages_by_namespace() {
         "svc.marketing"
     );
 }
+
+/// A bad setting stops `mpreg server` at start with one line naming the key
+/// and the problem, and a non-zero exit code: from a file, the environment
+/// and a flag.
+#[test]
+fn server_rejects_bad_settings_with_one_clear_line() {
+    let dir = mpreg_tests::unique_temp_dir("badcfg");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "gossip_intervl = 1\n").unwrap();
+    let run = |args: &[&str], env: Option<(&str, &str)>| {
+        let mut cmd = std::process::Command::new(mpreg_tests::mpreg_bin());
+        cmd.arg("server")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MPREG_") {
+                cmd.env_remove(k);
+            }
+        }
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run mpreg");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        )
+    };
+    let cfg_arg = cfg.to_string_lossy().to_string();
+    let cases: Vec<(Vec<&str>, Option<(&str, &str)>, &str)> = vec![
+        (vec!["--config", cfg_arg.as_str()], None, "`gossip_intervl`"),
+        (
+            vec![],
+            Some(("MPREG_GOSSIP_INTERVAL", "fast")),
+            "`gossip_interval`",
+        ),
+        (vec!["--runtime", "quantum"], None, "`runtime`"),
+        (vec!["--scope", "planet"], None, "`scope`"),
+    ];
+    for (args, env, key) in cases {
+        let (ok, stderr) = run(&args, env);
+        assert!(!ok, "{args:?} {env:?} should fail");
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "one line expected, got: {stderr}"
+        );
+        assert!(stderr.contains(key), "{stderr} should name {key}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
