@@ -1,0 +1,390 @@
+//! Commands that read the node's monitoring HTTP endpoints
+//! (`client_protocol.md` §4): `mpreg report ...`, `mpreg monitor ...`,
+//! `mpreg discovery lag` and `mpreg discovery status`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{json, Map, Value};
+
+use crate::common::{parse_seconds, print_json, CliError};
+use crate::render::{self, Table};
+
+/// Flags of every command that reads the monitoring endpoint.
+#[derive(Args, Debug, Clone)]
+pub struct MonArgs {
+    /// Monitoring endpoint URL, e.g. http://127.0.0.1:9101 (env
+    /// MPREG_MONITORING_URL; the node prints it as MPREG_MONITORING_URL=).
+    #[arg(long, env = "MPREG_MONITORING_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Seconds to wait for each HTTP response.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub timeout: f64,
+    /// Print the raw JSON (stable field names) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl MonArgs {
+    fn base(&self) -> Result<String, CliError> {
+        let url = match self.url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => u,
+            _ => {
+                return Err(CliError::Usage(
+                    "Provide --url or set MPREG_MONITORING_URL.".into(),
+                ))
+            }
+        };
+        if url.starts_with("ws://") || url.starts_with("wss://") {
+            return Err(CliError::Usage(format!(
+                "{url} is a WebSocket URL; this command reads the node's monitoring HTTP \
+                 endpoint: give its http:// URL (printed as MPREG_MONITORING_URL=)"
+            )));
+        }
+        Ok(url.trim_end_matches('/').to_string())
+    }
+
+    /// GETs `path` and returns the JSON body of a 200 answer.
+    pub fn get(&self, path: &str) -> Result<Value, CliError> {
+        let url = format!("{}{path}", self.base()?);
+        let timeout = Duration::from_secs_f64(self.timeout);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.get(&url).call().map_err(|e| match e {
+            ureq::Error::Timeout(_) => {
+                CliError::Failed(format!("no answer from {url} within {timeout:?}"))
+            }
+            ureq::Error::Io(io) => CliError::Failed(format!("cannot reach {url}: {io}")),
+            other => CliError::Failed(format!("GET {url} failed: {other}")),
+        })?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| CliError::Failed(format!("cannot read the answer of {url}: {e}")))?;
+        let parsed: Option<Value> = serde_json::from_str(&body).ok();
+        if status != 200 {
+            let message = parsed
+                .as_ref()
+                .and_then(|v| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| body.chars().take(200).collect());
+            let hint = if status == 404 {
+                " (the node does not serve this endpoint)"
+            } else {
+                ""
+            };
+            return Err(CliError::Failed(format!(
+                "GET {url} answered HTTP {status}{hint}: {message}"
+            )));
+        }
+        let value =
+            parsed.ok_or_else(|| CliError::Failed(format!("GET {url} did not answer JSON")))?;
+        if value.get("status").and_then(Value::as_str) == Some("error") {
+            return Err(CliError::Failed(format!(
+                "GET {url} reported an error: {}",
+                render::field(&value, "message")
+            )));
+        }
+        Ok(value)
+    }
+}
+
+/// Output format of the `report` commands (MPREG's `--output`).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// A table for people.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `mpreg report` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Per-namespace summary export health (GET /discovery/summary):
+    /// namespace, exports, summaries, last export count and time, sorted by
+    /// summaries exported.
+    ///
+    /// Runbook: "Summary Export Lag" (which namespaces stopped exporting).
+    NamespaceHealth {
+        #[command(flatten)]
+        mon: MonArgs,
+        /// table or json.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+        /// Only namespaces starting with this prefix.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Most rows shown.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Delta and summary export lag (GET /discovery/lag): resolver and
+    /// export enabled, `delta_lag_seconds`, `summary_export_lag_seconds`,
+    /// last delta and export times.
+    ///
+    /// Runbook: "Summary Export Lag" (`summary_export_lag_seconds`
+    /// increasing). Same data as `mpreg discovery lag`.
+    ExportLag {
+        #[command(flatten)]
+        mon: MonArgs,
+        /// table or json.
+        #[arg(long, value_enum, default_value = "table")]
+        output: Output,
+    },
+}
+
+/// `mpreg monitor` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MonitorCommand {
+    /// DNS gateway state and counters (GET /dns/metrics): ports, zones,
+    /// queries, NXDOMAIN and error responses, latency.
+    ///
+    /// Runbook: "DNS Interoperability".
+    Dns {
+        #[command(flatten)]
+        mon: MonArgs,
+    },
+    /// Poll the DNS gateway metrics every --interval seconds until Ctrl-C
+    /// (or --count polls).
+    ///
+    /// Runbook: "DNS Interoperability".
+    DnsWatch {
+        #[command(flatten)]
+        mon: MonArgs,
+        /// Seconds between polls.
+        #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+        interval: f64,
+        /// Stop after this many polls.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
+    },
+}
+
+/// Runs a report command.
+pub fn run_report(cmd: ReportCommand) -> Result<(), CliError> {
+    match cmd {
+        ReportCommand::NamespaceHealth {
+            mon,
+            output,
+            namespace,
+            limit,
+        } => {
+            let body = mon.get("/discovery/summary")?;
+            let export = body.get("summary_export").cloned().unwrap_or(json!({}));
+            let mut entries: Vec<Value> = export
+                .get("per_namespace")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| {
+                    let ns = e.get("namespace").and_then(Value::as_str).unwrap_or("");
+                    !ns.is_empty() && namespace.as_deref().is_none_or(|p| ns.starts_with(p))
+                })
+                .collect();
+            let exported = |e: &Value| e.get("summaries_exported").and_then(Value::as_i64);
+            entries.sort_by(|a, b| {
+                exported(b)
+                    .unwrap_or(0)
+                    .cmp(&exported(a).unwrap_or(0))
+                    .then_with(|| render::field(a, "namespace").cmp(&render::field(b, "namespace")))
+            });
+            if let Some(n) = limit {
+                entries.truncate(n);
+            }
+            if output == Output::Json || mon.json {
+                print_json(&json!({"summary_export": export, "namespaces": entries}));
+                return Ok(());
+            }
+            if entries.is_empty() {
+                println!("No namespace exports.");
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "NAMESPACE",
+                "EXPORTS",
+                "SUMMARIES",
+                "LAST EXPORT COUNT",
+                "LAST EXPORT AT",
+            ]);
+            for e in &entries {
+                t.row(vec![
+                    render::field(e, "namespace"),
+                    render::field(e, "exports_total"),
+                    render::field(e, "summaries_exported"),
+                    render::field(e, "last_export_count"),
+                    time_field(e, "last_export_at"),
+                ]);
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+        ReportCommand::ExportLag { mut mon, output } => {
+            mon.json |= output == Output::Json;
+            lag(&mon)
+        }
+    }
+}
+
+/// `discovery lag` / `report export-lag`: GET /discovery/lag.
+pub fn lag(mon: &MonArgs) -> Result<(), CliError> {
+    let body = mon.get("/discovery/lag")?;
+    let lag = body.get("lag").cloned().unwrap_or(json!({}));
+    if mon.json {
+        print_json(&lag);
+        return Ok(());
+    }
+    print!("{}", lag_table(&lag));
+    Ok(())
+}
+
+/// The table of a DiscoveryLagStatus.
+pub fn lag_table(lag: &Value) -> String {
+    let mut t = Table::new(&["FIELD", "VALUE"]);
+    let seconds = |k: &str| {
+        lag.get(k)
+            .and_then(Value::as_f64)
+            .map(|s| format!("{s:.3}"))
+            .unwrap_or_else(|| "n/a".into())
+    };
+    t.row(vec![
+        "resolver_enabled".into(),
+        render::field(lag, "resolver_enabled"),
+    ]);
+    t.row(vec![
+        "summary_export_enabled".into(),
+        render::field(lag, "summary_export_enabled"),
+    ]);
+    t.row(vec![
+        "delta_lag_seconds".into(),
+        seconds("delta_lag_seconds"),
+    ]);
+    t.row(vec![
+        "summary_export_lag_seconds".into(),
+        seconds("summary_export_lag_seconds"),
+    ]);
+    for k in [
+        "last_delta_at",
+        "last_seed_at",
+        "last_summary_export_at",
+        "generated_at",
+    ] {
+        t.row(vec![k.into(), time_field(lag, k)]);
+    }
+    t.render()
+}
+
+fn time_field(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_f64)
+        .map(render::timestamp)
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `discovery status`: the four discovery endpoints at once.
+pub fn status(mon: &MonArgs) -> Result<(), CliError> {
+    let mut all = Map::new();
+    for (key, path) in [
+        ("summary", "/discovery/summary"),
+        ("cache", "/discovery/cache"),
+        ("policy", "/discovery/policy"),
+        ("lag", "/discovery/lag"),
+    ] {
+        all.insert(key.into(), mon.get(path)?);
+    }
+    let all = Value::Object(all);
+    if mon.json {
+        print_json(&all);
+        return Ok(());
+    }
+    let sections = [
+        ("summary export", "/summary/summary_export"),
+        ("resolver cache", "/cache/resolver_cache"),
+        ("summary cache", "/cache/summary_cache"),
+        ("policy", "/policy/policy"),
+        ("lag", "/lag/lag"),
+    ];
+    for (i, (title, pointer)) in sections.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("== {title}");
+        match all.pointer(pointer) {
+            Some(v) => print!("{}", render::human(v)),
+            None => println!("(not reported)"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a monitor command.
+pub fn run_monitor(cmd: MonitorCommand) -> Result<(), CliError> {
+    match cmd {
+        MonitorCommand::Dns { mon } => dns_once(&mon),
+        MonitorCommand::DnsWatch {
+            mon,
+            interval,
+            count,
+        } => {
+            let mut polls = 0u64;
+            loop {
+                dns_once(&mon)?;
+                polls += 1;
+                if count.is_some_and(|c| polls >= c) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_secs_f64(interval));
+                if !mon.json {
+                    println!();
+                }
+            }
+        }
+    }
+}
+
+fn dns_once(mon: &MonArgs) -> Result<(), CliError> {
+    let body = mon.get("/dns/metrics")?;
+    if mon.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let gateway = body.get("dns_gateway").cloned().unwrap_or(json!({}));
+    print!("{}", render::human(&gateway));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_table_fields() {
+        let out = lag_table(&json!({"generated_at": 0.0, "resolver_enabled": false,
+            "summary_export_enabled": true, "summary_export_lag_seconds": 1.5}));
+        assert!(out.contains("summary_export_lag_seconds  1.500\n"), "{out}");
+        assert!(out.contains("delta_lag_seconds           n/a\n"), "{out}");
+        assert!(out.contains("last_delta_at               -\n"), "{out}");
+    }
+
+    #[test]
+    fn websocket_url_is_refused() {
+        let mon = MonArgs {
+            url: Some("ws://127.0.0.1:1".into()),
+            timeout: 1.0,
+            json: false,
+        };
+        let err = mon.get("/discovery/lag").unwrap_err();
+        assert!(matches!(err, CliError::Usage(_)), "{err:?}");
+        let mon = MonArgs { url: None, ..mon };
+        assert_eq!(
+            mon.get("/x").unwrap_err().line(),
+            "Provide --url or set MPREG_MONITORING_URL."
+        );
+    }
+}
