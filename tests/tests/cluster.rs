@@ -421,7 +421,8 @@ fn server_rejects_bad_settings_with_one_clear_line() {
         )
     };
     let cfg_arg = cfg.to_string_lossy().to_string();
-    let cases: Vec<(Vec<&str>, Option<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<&'a str>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--config", cfg_arg.as_str()], None, "`gossip_intervl`"),
         (
             vec![],
