@@ -105,13 +105,18 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
     }
     let mut settings = loaded.settings;
     for scope in debug_scopes {
-        if !settings.log_debug_scopes.iter().any(|s| *s == scope) {
+        if !settings.log_debug_scopes.contains(&scope) {
             settings.log_debug_scopes.push(scope);
         }
     }
     let host = settings.host.clone();
-    let on_ready = move |addr: std::net::SocketAddr| {
+    // `MPREG_DNS_PORT=` (when the DNS gateway runs) comes first:
+    // `MPREG_URL=` is the last line, printed once the node is ready.
+    let print_ready = move |addr: std::net::SocketAddr, dns: Option<std::net::SocketAddr>| {
         let mut out = std::io::stdout().lock();
+        if let Some(dns) = dns {
+            let _ = writeln!(out, "MPREG_DNS_PORT={}", dns.port());
+        }
         let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
         let _ = out.flush();
     };
@@ -121,18 +126,21 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the tokio runtime: {e}"))?;
-            rt.block_on(mpreg_tokio::run(
+            rt.block_on(mpreg_tokio::run_with(
                 settings,
                 seed(),
                 mpreg_tokio::Shutdown::new(),
-                on_ready,
+                move |ready: mpreg_tokio::Ready| print_ready(ready.addr, ready.dns),
             ))
             .map_err(|e| e.to_string())
         }
-        mpreg_mio::RUNTIME_NAME => {
-            mpreg_mio::run(settings, seed(), mpreg_mio::Shutdown::new(), on_ready)
-                .map_err(|e| e.to_string())
-        }
+        mpreg_mio::RUNTIME_NAME => mpreg_mio::run_with(
+            settings,
+            seed(),
+            mpreg_mio::Shutdown::new(),
+            move |ready: mpreg_mio::Ready| print_ready(ready.addr, ready.dns),
+        )
+        .map_err(|e| e.to_string()),
         other => Err(format!(
             "runtime `{other}` is not available in this build; use --runtime tokio or --runtime mio"
         )),

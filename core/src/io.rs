@@ -4,6 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::dns::DnsTransport;
+
+/// Identifies one DNS query. Allocated by the runtime, unique among the
+/// queries in flight.
+pub type DnsQueryId = u64;
+
 /// Identifies one transport connection. Allocated by the runtime, unique for
 /// the lifetime of the process.
 pub type ConnId = u64;
@@ -129,6 +135,19 @@ pub enum Input {
     },
     /// A local administrative command.
     Command(Command),
+    /// One DNS query arrived on the DNS gateway's UDP or TCP socket. The
+    /// node answers every query with exactly one [`Output::DnsReply`] of
+    /// the same `id` (possibly empty: send nothing).
+    DnsQuery {
+        /// Runtime-allocated id, echoed in the reply.
+        id: DnsQueryId,
+        /// Source address (the viewer network and the rate-limit key).
+        src: SocketAddr,
+        /// Datagram or stream (decides the reply size limit).
+        transport: DnsTransport,
+        /// The DNS message (without the TCP length prefix).
+        bytes: Vec<u8>,
+    },
 }
 
 /// Diagnostics the runtime logs (with `tracing`) and counts.
@@ -194,4 +213,14 @@ pub enum Output {
     Event(Event),
     /// Shutdown finished: the runtime flushes pending writes and exits.
     Stopped,
+    /// The answer to [`Input::DnsQuery`] `id`: send `bytes` to the query's
+    /// source (TCP: with the 2-byte length prefix). Empty `bytes` means no
+    /// reply (a response packet, garbage, a rate-limit drop); the runtime
+    /// just forgets the query.
+    DnsReply {
+        /// The query's id.
+        id: DnsQueryId,
+        /// The DNS message, or empty.
+        bytes: Vec<u8>,
+    },
 }

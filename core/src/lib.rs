@@ -52,6 +52,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod dns;
 pub mod fabric;
 mod io;
 mod local;
@@ -64,6 +65,8 @@ pub mod time;
 pub mod wire;
 
 pub use config::{ConfigError, Settings};
-pub use io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
+pub use io::{
+    CloseReason, Command, ConnId, ConnKind, DnsQueryId, DnsTransport, Event, Frame, Input, Output,
+};
 pub use node::Node;
 pub use time::{Instant, Now};

@@ -10,6 +10,7 @@ use crate::api::{self, Ctx};
 use crate::catalog::entry::EntryKind;
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
+use crate::dns;
 use crate::fabric::dial::Dialer;
 use crate::fabric::dial_policy;
 use crate::fabric::peers::PeerTable;
@@ -96,6 +97,9 @@ pub struct Node {
     counters: Counters,
     timers: Timers,
     stopped: bool,
+    /// The DNS gateway's answering state (configuration, per-source rate
+    /// limit, counters); the runtime owns its sockets.
+    dns: dns::Gateway,
 }
 
 impl Node {
@@ -108,6 +112,7 @@ impl Node {
         let settings = settings.normalized()?;
         let mut rng = NodeRng::new(seed);
         let node_id = format!("ws://{}:{}", settings.host, settings.port);
+        let me_node_id = node_id.clone();
         let me = Identity {
             node_id: node_id.clone(),
             cluster_id: settings.cluster_id.clone(),
@@ -144,6 +149,13 @@ impl Node {
                 prune: now.mono,
             },
             stopped: false,
+            // No `dns_views` setting yet: every source gets the default
+            // viewer (dns_viewer_cluster_id / dns_viewer_tenant_id).
+            dns: dns::Gateway::new(dns::DnsConfig::from_settings(
+                &settings,
+                &me_node_id,
+                Vec::new(),
+            )),
             settings,
         };
         node.advertise_own(now);
@@ -176,6 +188,11 @@ impl Node {
     /// Counters for monitoring.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// DNS gateway counters for monitoring.
+    pub fn dns_stats(&self) -> &dns::DnsStats {
+        self.dns.stats()
     }
 
     /// Runs one RPC locally, as if a client on this node had called it (the
@@ -251,6 +268,26 @@ impl Node {
             },
             Input::Closed { conn } => self.on_closed(conn, now),
             Input::Command(Command::Shutdown { reason }) => self.shutdown(now, &reason),
+            Input::DnsQuery {
+                id,
+                src,
+                transport,
+                bytes,
+            } => {
+                // Namespace policy is not wired in yet: every namespace is
+                // visible (scope still applies inside the responder).
+                let visible = |_: &dns::Viewer, _: &str| true;
+                let bytes = self.dns.handle(
+                    now.mono,
+                    now.wall,
+                    src,
+                    transport,
+                    &bytes,
+                    &self.catalog,
+                    &visible,
+                );
+                self.out.push_back(Output::DnsReply { id, bytes });
+            }
         }
         if !self.stopped {
             self.flush_own_changes();
@@ -336,6 +373,7 @@ impl Node {
         }
         if now.mono >= self.timers.prune {
             self.prune(now);
+            self.dns.prune(now.mono);
             self.timers.prune = now.mono + self.gossip_interval();
         }
         if self.dialer.tick_due(now.mono) {

@@ -386,7 +386,8 @@ impl Sim {
                     );
                 }
                 Output::Close { conn, .. } => self.close_conn(conn),
-                Output::Event(_) => {}
+                // The simulator sends no DNS queries.
+                Output::Event(_) | Output::DnsReply { .. } => {}
                 Output::Stopped => {
                     self.slots[idx].node = None;
                     self.drop_conns_of(idx);

@@ -33,6 +33,7 @@ use tungstenite::protocol::WebSocketConfig;
 use crate::clock::Clock;
 use crate::conn::{Conn, Ending, Progress, SendFailed};
 use crate::dial::{Resolver, Target};
+use crate::dns::{self, DnsGateway};
 use crate::shutdown::Shutdown;
 use crate::signals::Signals;
 use crate::timer::Deadlines;
@@ -75,10 +76,36 @@ pub enum RunError {
 /// Binds `settings.host:settings.port` (port 0 picks a free port), then calls
 /// `on_ready` with the bound address before serving.
 pub fn run(
-    mut settings: Settings,
+    settings: Settings,
     seed: u64,
     shutdown: Shutdown,
     on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    run_with(settings, seed, shutdown, |ready: Ready| {
+        on_ready(ready.addr)
+    })
+}
+
+/// What a node bound, reported to `on_ready` of [`run_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The WebSocket listener.
+    pub addr: SocketAddr,
+    /// The DNS gateway (UDP; TCP listens on the same port unless both ports
+    /// were configured differently), when `dns_gateway_enabled` and its
+    /// sockets could be bound.
+    pub dns: Option<SocketAddr>,
+}
+
+/// [`run`], reporting every bound address (WebSocket and DNS) to
+/// `on_ready`. The DNS gateway is started when `dns_gateway_enabled`; if its
+/// sockets cannot be bound the failure is logged and the node serves without
+/// it.
+pub fn run_with(
+    mut settings: Settings,
+    seed: u64,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(Ready),
 ) -> Result<(), RunError> {
     let bind = format!("{}:{}", settings.host, settings.port);
     let mut listener = bind_listener(&bind)?;
@@ -100,8 +127,29 @@ pub fn run(
             None
         }
     };
+    let dns = if settings.dns_gateway_enabled {
+        match DnsGateway::bind(&settings, poll.registry()) {
+            Ok(g) => {
+                tracing::info!(
+                    "DNS gateway listening on UDP {} TCP {}",
+                    g.udp_addr().map(|a| a.to_string()).unwrap_or_default(),
+                    g.tcp_addr().map(|a| a.to_string()).unwrap_or_default()
+                );
+                Some(g)
+            }
+            Err(e) => {
+                tracing::error!("DNS gateway not started: {e}; the node serves without it");
+                None
+            }
+        }
+    } else {
+        None
+    };
     shutdown.attach(Some(waker.clone()));
-    on_ready(local);
+    on_ready(Ready {
+        addr: local,
+        dns: dns.as_ref().and_then(DnsGateway::udp_addr),
+    });
     tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, runtime = "mio", "node listening");
 
     let mut ev = EventLoop {
@@ -123,6 +171,8 @@ pub fn run(
         draining: false,
         stopping: false,
         stop_by: None,
+        dns,
+        dns_again: Vec::new(),
     };
     let result = ev.run();
     shutdown.attach(None);
@@ -173,6 +223,10 @@ struct EventLoop {
     stopping: bool,
     /// The node stopped: exit when every connection is gone, or at this time.
     stop_by: Option<Instant>,
+    /// The DNS gateway's sockets, when it runs.
+    dns: Option<DnsGateway>,
+    /// DNS TCP connections with queries left after their read budget.
+    dns_again: Vec<Token>,
 }
 
 impl EventLoop {
@@ -207,6 +261,17 @@ impl EventLoop {
                     LISTENER => self.accept(),
                     WAKER => self.woken(),
                     SIGNALS => self.signalled(),
+                    dns::UDP => self.dns_udp(),
+                    dns::LISTENER => {
+                        if let Some(g) = self.dns.as_mut() {
+                            g.accept(self.poll.registry(), Instant::now());
+                        }
+                    }
+                    t if dns::is_conn(t) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.dns_conn(t, readable, event.is_writable());
+                    }
                     Token(t) => {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
@@ -216,6 +281,12 @@ impl EventLoop {
             }
             for id in mem::take(&mut self.again) {
                 self.pump(id);
+            }
+            for t in mem::take(&mut self.dns_again) {
+                self.dns_conn(t, true, false);
+            }
+            if let Some(g) = self.dns.as_mut() {
+                g.expire(self.poll.registry(), Instant::now());
             }
             self.expire_deadlines();
             self.tick_node();
@@ -229,15 +300,22 @@ impl EventLoop {
 
     /// How long `poll` may sleep.
     fn poll_timeout(&self) -> Option<Duration> {
-        if !self.again.is_empty() {
+        if !self.again.is_empty() || !self.dns_again.is_empty() {
             return Some(Duration::ZERO);
         }
         let node = self.node.poll_timeout().and_then(|d| self.clock.to_std(d));
-        [node, self.deadlines.next(), self.accept_at, self.stop_by]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(Instant::now()))
+        let dns = self.dns.as_ref().and_then(DnsGateway::next_deadline);
+        [
+            node,
+            self.deadlines.next(),
+            self.accept_at,
+            self.stop_by,
+            dns,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     fn next_id(&mut self) -> ConnId {
@@ -303,6 +381,11 @@ impl EventLoop {
             Output::Dial { url, timeout } => self.dial(url, timeout),
             Output::Event(e) => log_event(e),
             Output::Stopped => self.node_stopped(),
+            Output::DnsReply { id, bytes } => {
+                if let Some(g) = self.dns.as_mut() {
+                    g.reply(self.poll.registry(), id, bytes);
+                }
+            }
         }
     }
 
@@ -359,6 +442,10 @@ impl EventLoop {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some(g) = self.dns.take() {
+            g.shutdown(self.poll.registry());
+        }
+        self.dns_again.clear();
         self.accept_at = None;
         let unknown: Vec<ConnId> = self
             .conns
@@ -372,6 +459,47 @@ impl EventLoop {
             }
             self.ends.push_back((id, "node stopped".into()));
         }
+    }
+
+    /// Feeds the node every datagram waiting on the DNS UDP socket.
+    fn dns_udp(&mut self) {
+        let Some(g) = self.dns.as_mut() else {
+            return;
+        };
+        for q in g.read_udp() {
+            self.feed_dns(q);
+        }
+    }
+
+    /// A DNS TCP connection is ready: feeds the node its complete queries.
+    fn dns_conn(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(g) = self.dns.as_mut() else {
+            return;
+        };
+        let queries = g.conn_event(
+            self.poll.registry(),
+            token,
+            readable,
+            writable,
+            Instant::now(),
+        );
+        for q in queries {
+            self.feed_dns(q);
+        }
+        if self.dns.as_ref().is_some_and(|g| g.has_buffered(token))
+            && !self.dns_again.contains(&token)
+        {
+            self.dns_again.push(token);
+        }
+    }
+
+    fn feed_dns(&mut self, q: dns::Query) {
+        self.feed(Input::DnsQuery {
+            id: q.id,
+            src: q.src,
+            transport: q.transport,
+            bytes: q.bytes,
+        });
     }
 
     fn tick_node(&mut self) {

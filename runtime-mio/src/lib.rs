@@ -23,6 +23,9 @@
 //! - `dial`: outbound URL parsing, name resolution off the loop, non-blocking
 //!   connect.
 //! - `timer`: per-connection deadlines (handshake, dial, close linger).
+//! - `dns`: the DNS gateway's UDP socket and TCP listener (same port by
+//!   default), length-framed TCP with several queries per connection and an
+//!   idle timeout; queries go to the node as `Input::DnsQuery`.
 //! - `clock`: core [`mpreg_core::Instant`] ↔ [`std::time::Instant`].
 //! - `shutdown` / `signals`: graceful stop from another thread or from
 //!   SIGINT / SIGTERM.
@@ -44,6 +47,7 @@
 mod clock;
 mod conn;
 mod dial;
+mod dns;
 mod event_loop;
 mod shutdown;
 mod signals;
@@ -52,7 +56,7 @@ mod upgrade;
 
 use std::time::Duration;
 
-pub use event_loop::{run, RunError};
+pub use event_loop::{run, run_with, Ready, RunError};
 pub use shutdown::Shutdown;
 
 /// The runtime name `mpreg server --runtime` accepts for this crate.

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpreg_core::wire::fabric::SUBPROTOCOL;
 use mpreg_core::{
-    Command, ConnId, ConnKind, Event as NodeEvent, Frame, Input, Instant, Node, Now, Output,
-    Settings,
+    Command, ConnId, ConnKind, DnsQueryId, Event as NodeEvent, Frame, Input, Instant, Node, Now,
+    Output, Settings,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::conn::{self, Write};
+use crate::dns;
 
 /// Something that happened on a socket, for the driver.
 #[derive(Debug)]
@@ -112,15 +113,42 @@ fn ws_config(settings: &Settings) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
+/// What a node bound, reported to `on_ready` of [`run_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The WebSocket listener.
+    pub addr: SocketAddr,
+    /// The DNS gateway (UDP; TCP listens on the same port unless both ports
+    /// were configured differently), when `dns_gateway_enabled` and its
+    /// sockets could be bound.
+    pub dns: Option<SocketAddr>,
+}
+
 /// Runs a node until `shutdown` fires or SIGINT / SIGTERM arrives.
 ///
 /// Binds `settings.host:settings.port` (port 0 picks a free port), then calls
 /// `on_ready` with the bound address before serving.
 pub async fn run(
-    mut settings: Settings,
+    settings: Settings,
     seed: u64,
     shutdown: Shutdown,
     on_ready: impl FnOnce(SocketAddr),
+) -> Result<(), RunError> {
+    run_with(settings, seed, shutdown, |ready: Ready| {
+        on_ready(ready.addr)
+    })
+    .await
+}
+
+/// [`run`], reporting every bound address (WebSocket and DNS) to
+/// `on_ready`. The DNS gateway is started when `dns_gateway_enabled`; if its
+/// sockets cannot be bound the failure is logged and the node serves without
+/// it (`dns.md` §2).
+pub async fn run_with(
+    mut settings: Settings,
+    seed: u64,
+    shutdown: Shutdown,
+    on_ready: impl FnOnce(Ready),
 ) -> Result<(), RunError> {
     let bind = format!("{}:{}", settings.host, settings.port);
     let listener = TcpListener::bind(&bind)
@@ -137,7 +165,37 @@ pub async fn run(
         origin: std::time::Instant::now(),
     };
     let mut node = Node::new(settings.clone(), clock.now(), seed)?;
-    on_ready(local);
+    let dns_sockets = if settings.dns_gateway_enabled {
+        match dns::bind(&settings).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("DNS gateway not started: {e}; the node serves without it");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let dns_addr = dns_sockets.as_ref().and_then(|s| s.udp_addr().ok());
+    if let Some(s) = &dns_sockets {
+        let tcp = s.tcp_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(
+            "DNS gateway listening on UDP {} TCP {tcp}",
+            dns_addr.map(|a| a.to_string()).unwrap_or_default()
+        );
+    }
+    let (mut dns_queries, dns_udp) = match dns_sockets {
+        Some(s) => {
+            let (rx, udp) = dns::serve(s);
+            (Some(rx), Some(udp))
+        }
+        None => (None, None),
+    };
+    let mut dns_pending: HashMap<DnsQueryId, dns::ReplyTo> = HashMap::new();
+    on_ready(Ready {
+        addr: local,
+        dns: dns_addr,
+    });
     tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, "node listening");
 
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
@@ -174,6 +232,11 @@ pub async fn run(
                 }
                 Output::Event(e) => log_event(e),
                 Output::Stopped => stopped = true,
+                Output::DnsReply { id, bytes } => {
+                    if let Some(to) = dns_pending.remove(&id) {
+                        dns::deliver(dns_udp.as_deref(), to, bytes);
+                    }
+                }
             }
         }
         if stopped {
@@ -212,6 +275,20 @@ pub async fn run(
                 };
                 node.handle(now, input);
             }
+            q = next_dns(&mut dns_queries) => {
+                match q {
+                    Some(q) => {
+                        dns_pending.insert(q.id, q.reply);
+                        node.handle(clock.now(), Input::DnsQuery {
+                            id: q.id,
+                            src: q.src,
+                            transport: q.transport,
+                            bytes: q.bytes,
+                        });
+                    }
+                    None => dns_queries = None,
+                }
+            }
             _ = sleep => node.handle(clock.now(), Input::Tick),
             _ = shutdown.0.notified(), if !stopping => {
                 stopping = true;
@@ -223,6 +300,14 @@ pub async fn run(
                 node.handle(clock.now(), Input::Command(Command::Shutdown { reason: "graceful_shutdown".into() }));
             }
         }
+    }
+}
+
+/// The next DNS query, or never when the gateway is off.
+async fn next_dns(queries: &mut Option<mpsc::Receiver<dns::Query>>) -> Option<dns::Query> {
+    match queries {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

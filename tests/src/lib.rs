@@ -224,6 +224,8 @@ pub fn wait_for<T>(
 pub struct Node {
     child: Child,
     url: String,
+    /// Lines printed on stdout before `MPREG_URL=` (e.g. `MPREG_DNS_PORT=`).
+    ready_lines: Vec<String>,
     label: String,
     dir: PathBuf,
     log_path: PathBuf,
@@ -311,6 +313,7 @@ impl Node {
         let mut node = Node {
             child,
             url: String::new(),
+            ready_lines: Vec::new(),
             label,
             dir,
             log_path,
@@ -342,6 +345,7 @@ impl Node {
                 Ok(line) => {
                     if let Some(url) = line.trim().strip_prefix("MPREG_URL=") {
                         node.url = url.to_string();
+                        node.ready_lines = seen;
                         break;
                     }
                     seen.push(line);
@@ -391,6 +395,19 @@ impl Node {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The value of a `KEY=value` line the node printed before
+    /// `MPREG_URL=` (e.g. `MPREG_DNS_PORT`).
+    pub fn ready_value(&self, key: &str) -> Option<&str> {
+        self.ready_lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+    }
+
+    /// The DNS gateway's port (UDP and TCP), from `MPREG_DNS_PORT=`.
+    pub fn dns_port(&self) -> Option<u16> {
+        self.ready_value("MPREG_DNS_PORT")?.parse().ok()
     }
 
     /// The process id.

@@ -1,0 +1,546 @@
+//! Owner names: zones (longest match), the name forms of `dns.md` §3, node
+//! labels (base32) and our `<ip>.addr.<zone>` host names for IP targets.
+//!
+//! Everything here works on *lower-cased* relative labels; the responder
+//! keeps the question's own spelling for the names it writes back.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Prefix of an encoded node label (`b32-...`).
+pub const NODE_LABEL_PREFIX: &str = "b32-";
+
+/// Longest node id (UTF-8 bytes) whose encoded label still fits the 63-octet
+/// DNS label limit: `4 + ceil(36 × 8 / 5) = 62`.
+pub const MAX_NODE_ID_BYTES: usize = 36;
+
+/// The label under which node names live (`<node label>.node.<zone>`).
+pub const NODE_LABEL: &str = "node";
+
+/// The label under which our synthetic host names for IP literals live
+/// (`<ip label>.addr.<zone>`), used as SRV targets (RFC 2782: a target must
+/// be a host name, not an address).
+pub const ADDR_LABEL: &str = "addr";
+
+/// The label of the zone's own name server (`ns.<zone>`), the SOA `MNAME`
+/// and the apex NS target.
+pub const NS_LABEL: &str = "ns";
+
+/// Why a node id has no DNS label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeLabelError {
+    /// The id is empty.
+    #[error("Failed to encode node_id: empty node id")]
+    Empty,
+    /// The encoded label would exceed 63 octets.
+    #[error("Failed to encode node_id: {0} bytes is longer than the {MAX_NODE_ID_BYTES} bytes a DNS label can carry")]
+    TooLong(usize),
+}
+
+const B32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// RFC 4648 base32 (standard alphabet), lower-case, without padding.
+pub fn base32_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0u32;
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(B32[((buffer >> bits) & 31) as usize]));
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(B32[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// Decodes unpadded base32, case-insensitively. `None` for a character
+/// outside the alphabet or a length no byte string encodes to.
+pub fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    if matches!(text.len() % 8, 1 | 3 | 6) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let mut buffer: u32 = 0;
+    let mut bits = 0u32;
+    for c in text.bytes() {
+        let v = match c.to_ascii_lowercase() {
+            c @ b'a'..=b'z' => c - b'a',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((buffer >> bits) & 0xff) as u8);
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    Some(out)
+}
+
+/// The DNS label of a node id: `b32-` + lower-case unpadded base32 of its
+/// UTF-8 bytes (`ws://127.0.0.1:10000` → `b32-o5ztulzpgezdolrqfyyc4mj2geydambq`).
+/// Ids over [`MAX_NODE_ID_BYTES`] bytes cannot be addressed and are an error.
+pub fn encode_node_id(node_id: &str) -> Result<String, NodeLabelError> {
+    if node_id.is_empty() {
+        return Err(NodeLabelError::Empty);
+    }
+    if node_id.len() > MAX_NODE_ID_BYTES {
+        return Err(NodeLabelError::TooLong(node_id.len()));
+    }
+    Ok(format!(
+        "{NODE_LABEL_PREFIX}{}",
+        base32_encode(node_id.as_bytes())
+    ))
+}
+
+/// The node id a label names: a `b32-` label decoded (case-insensitively),
+/// or a label made only of `a-z`, `0-9` and `-` taken verbatim. `None` for
+/// anything else, and for a `b32-` label that decodes to nothing or to
+/// invalid UTF-8.
+pub fn decode_node_label(label: &str) -> Option<String> {
+    if label.is_empty() {
+        return None;
+    }
+    if label.len() >= NODE_LABEL_PREFIX.len()
+        && label.as_bytes()[..NODE_LABEL_PREFIX.len()]
+            .eq_ignore_ascii_case(NODE_LABEL_PREFIX.as_bytes())
+    {
+        let bytes = base32_decode(&label[NODE_LABEL_PREFIX.len()..])?;
+        let id = String::from_utf8(bytes).ok()?;
+        return (!id.is_empty()).then_some(id);
+    }
+    label
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        .then(|| label.to_string())
+}
+
+/// The `addr` label of an IP literal: IPv4 `10-0-1-12`, IPv6 with `:` → `-`
+/// (`fd00--1`, `0--1` for `::1`). Round-trips through [`decode_addr_label`].
+pub fn encode_addr_label(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, d] = v4.octets();
+            format!("{a}-{b}-{c}-{d}")
+        }
+        IpAddr::V6(v6) => {
+            let text = v6.to_string();
+            if text.contains('.') {
+                // `::ffff:1.2.3.4` style: spell all eight groups instead.
+                let s = v6.segments();
+                s.iter()
+                    .map(|g| format!("{g:x}"))
+                    .collect::<Vec<_>>()
+                    .join("-")
+            } else {
+                // A label should not start or end with `-`: `::1` → `0--1`.
+                let mut label = text.replace(':', "-");
+                if label.starts_with('-') {
+                    label.insert(0, '0');
+                }
+                if label.ends_with('-') {
+                    label.push('0');
+                }
+                label
+            }
+        }
+    }
+}
+
+/// The IP literal an `addr` label names.
+pub fn decode_addr_label(label: &str) -> Option<IpAddr> {
+    let parts: Vec<&str> = label.split('-').collect();
+    if parts.len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let mut octets = [0u8; 4];
+        for (o, p) in octets.iter_mut().zip(&parts) {
+            *o = p.parse().ok()?;
+        }
+        return Some(IpAddr::V4(Ipv4Addr::from(octets)));
+    }
+    if !label.contains("-") {
+        return None;
+    }
+    label
+        .replace('-', ":")
+        .parse::<Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+/// Parses an IP literal target (`10.0.1.12`, `fd00::1`, `[fd00::1]`).
+pub fn ip_literal(target: &str) -> Option<IpAddr> {
+    let t = target.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or(t);
+    t.parse().ok()
+}
+
+/// One zone the gateway is authoritative for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// Normalised name (`svc.corp.example`).
+    pub name: String,
+    /// Its labels, lower-cased.
+    pub labels: Vec<String>,
+}
+
+/// Normalises zone names (trimmed, outer dots removed, lower-cased, empty
+/// ones dropped, duplicates removed keeping the first) and orders them most
+/// specific first (label count descending; ties keep configuration order),
+/// so the first match is the longest.
+pub fn parse_zones<S: AsRef<str>>(raw: &[S]) -> Vec<Zone> {
+    let mut zones: Vec<Zone> = Vec::new();
+    for z in raw {
+        let name = z
+            .as_ref()
+            .trim_matches(|c: char| c.is_whitespace() || c == '.')
+            .to_ascii_lowercase();
+        if name.is_empty() || zones.iter().any(|x| x.name == name) {
+            continue;
+        }
+        let labels = name
+            .split('.')
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        zones.push(Zone { name, labels });
+    }
+    zones.sort_by_key(|z| std::cmp::Reverse(z.labels.len()));
+    zones
+}
+
+/// The zone (index into `zones`) whose labels are the last labels of
+/// `labels` (lower-cased), most specific first; `None` when no zone matches.
+pub fn match_zone(zones: &[Zone], labels: &[String]) -> Option<usize> {
+    zones.iter().position(|z| {
+        z.labels.len() <= labels.len() && labels[labels.len() - z.labels.len()..] == z.labels[..]
+    })
+}
+
+/// What a name (relative to its zone, lower-cased) asks for (`dns.md` §3.4,
+/// plus our apex, `ns` and `addr` names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Form {
+    /// The zone apex itself: SOA and NS live here.
+    Apex,
+    /// `_svc._<proto>.<service>.<ns…>` (`proto` set) or the plain
+    /// `<service>.<ns…>` (`proto` `None`). An empty namespace matches every
+    /// namespace.
+    Service {
+        /// Service name (one label).
+        name: String,
+        /// Dotted namespace, possibly empty.
+        namespace: String,
+        /// Protocol label without its `_`, for the underscore form.
+        proto: Option<String>,
+    },
+    /// `_mpreg._<proto>.<function>.<ns…>`: the RPC `<ns>.<function>`.
+    Function {
+        /// Function label.
+        name: String,
+        /// Dotted namespace, possibly empty.
+        namespace: String,
+        /// Protocol label without its `_`.
+        proto: String,
+    },
+    /// `_queue._<proto>.<queue>.<ns…>`: the queue `<ns>.<queue>`.
+    Queue {
+        /// Queue label.
+        name: String,
+        /// Dotted namespace, possibly empty.
+        namespace: String,
+        /// Protocol label without its `_`.
+        proto: String,
+    },
+    /// `<node label>.node`.
+    Node {
+        /// The decoded node id.
+        node_id: String,
+    },
+    /// `<ip label>.addr`: a synthetic host name for an IP literal.
+    Addr(IpAddr),
+}
+
+impl Form {
+    /// The full dotted name `<namespace>.<name>` (or `<name>`).
+    pub fn full_name(namespace: &str, name: &str) -> String {
+        if namespace.is_empty() {
+            name.to_string()
+        } else {
+            format!("{namespace}.{name}")
+        }
+    }
+}
+
+/// Classifies relative labels (lower-cased), in `dns.md` §3.4's order:
+/// underscore form, node form, then plain form. Our `addr` form is tried
+/// with the node form.
+pub fn classify(labels: &[String]) -> Form {
+    if labels.is_empty() {
+        return Form::Apex;
+    }
+    if labels.len() >= 3 && labels[0].starts_with('_') && labels[1].starts_with('_') {
+        let proto = labels[1][1..].to_string();
+        let name = labels[2].clone();
+        let namespace = labels[3..].join(".");
+        match labels[0].as_str() {
+            "_svc" => {
+                return Form::Service {
+                    name,
+                    namespace,
+                    proto: Some(proto),
+                }
+            }
+            "_mpreg" => {
+                return Form::Function {
+                    name,
+                    namespace,
+                    proto,
+                }
+            }
+            "_queue" => {
+                return Form::Queue {
+                    name,
+                    namespace,
+                    proto,
+                }
+            }
+            _ => {}
+        }
+    }
+    if labels.len() == 2 {
+        if labels[1] == NODE_LABEL {
+            if let Some(node_id) = decode_node_label(&labels[0]) {
+                return Form::Node { node_id };
+            }
+        }
+        if labels[1] == ADDR_LABEL {
+            if let Some(ip) = decode_addr_label(&labels[0]) {
+                return Form::Addr(ip);
+            }
+        }
+    }
+    Form::Service {
+        name: labels[0].clone(),
+        namespace: labels[1..].join("."),
+        proto: None,
+    }
+}
+
+/// Whether an endpoint `protocol` answers to a DNS protocol label
+/// (`dns.md` §3.6): `tcp` ↔ `tcp`, `tcps`, `ws`, `wss`; `udp` ↔ `udp`;
+/// anything else exactly; case-insensitive.
+pub fn proto_matches(dns_proto: &str, protocol: &str) -> bool {
+    let p = protocol.trim().to_ascii_lowercase();
+    match dns_proto.to_ascii_lowercase().as_str() {
+        "tcp" => matches!(p.as_str(), "tcp" | "tcps" | "ws" | "wss"),
+        "udp" => p == "udp",
+        other => p == other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(s: &str) -> Vec<String> {
+        s.split('.')
+            .filter(|l| !l.is_empty())
+            .map(|l| l.to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn node_label_golden_vectors() {
+        for (id, label) in [
+            (
+                "ws://127.0.0.1:10000",
+                "b32-o5ztulzpgezdolrqfyyc4mj2geydambq",
+            ),
+            ("node-1", "b32-nzxwizjnge"),
+            ("ws://[::1]:9000", "b32-o5ztulzplm5dumk5hi4tambq"),
+            ("é", "b32-youq"),
+        ] {
+            assert_eq!(encode_node_id(id).unwrap(), label, "{id}");
+            assert_eq!(decode_node_label(label).as_deref(), Some(id), "{label}");
+            let upper = label.to_ascii_uppercase();
+            assert_eq!(decode_node_label(&upper).as_deref(), Some(id));
+        }
+        let a36 = "a".repeat(36);
+        let l = encode_node_id(&a36).unwrap();
+        assert_eq!(l.len(), 62);
+        assert_eq!(decode_node_label(&l), Some(a36));
+        assert_eq!(
+            encode_node_id(&"a".repeat(37)),
+            Err(NodeLabelError::TooLong(37))
+        );
+        assert_eq!(encode_node_id(""), Err(NodeLabelError::Empty));
+    }
+
+    #[test]
+    fn node_label_decoding_rules() {
+        assert_eq!(decode_node_label("node-1").as_deref(), Some("node-1"));
+        assert_eq!(decode_node_label("-x-").as_deref(), Some("-x-"));
+        assert_eq!(decode_node_label("bad_label"), None);
+        assert_eq!(decode_node_label("Node-1"), None);
+        assert_eq!(decode_node_label(""), None);
+        assert_eq!(decode_node_label("b32-"), None);
+        assert_eq!(decode_node_label("b32-a"), None);
+        assert_eq!(decode_node_label("b32-0000"), None);
+        // invalid UTF-8 payload
+        assert_eq!(
+            decode_node_label(&format!("b32-{}", base32_encode(&[0xff]))),
+            None
+        );
+    }
+
+    #[test]
+    fn base32_round_trips() {
+        for n in 0..40usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            let enc = base32_encode(&bytes);
+            assert_eq!(base32_decode(&enc), Some(bytes), "{n}");
+        }
+    }
+
+    #[test]
+    fn addr_labels_round_trip() {
+        for ip in [
+            "10.0.1.12",
+            "fd00::1",
+            "::1",
+            "::ffff:1.2.3.4",
+            "2001:db8::8:800:200c:417a",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let label = encode_addr_label(ip);
+            assert!(!label.contains('.') && !label.contains(':'), "{label}");
+            assert_eq!(decode_addr_label(&label), Some(ip), "{label}");
+        }
+        assert_eq!(encode_addr_label("10.0.1.12".parse().unwrap()), "10-0-1-12");
+        assert_eq!(encode_addr_label("fd00::1".parse().unwrap()), "fd00--1");
+        assert_eq!(encode_addr_label("::1".parse().unwrap()), "0--1");
+        assert_eq!(encode_addr_label("fd00::".parse().unwrap()), "fd00--0");
+        assert_eq!(decode_addr_label("tradefeed"), None);
+        assert_eq!(decode_addr_label("1-2-3"), None);
+        assert_eq!(decode_addr_label("256-0-0-1"), None);
+        assert_eq!(ip_literal("[fd00::1]"), "fd00::1".parse().ok());
+        assert_eq!(ip_literal("feed.example.net"), None);
+    }
+
+    #[test]
+    fn zones_longest_match() {
+        let zones = parse_zones(&["corp.example", " .Svc.Corp.Example. ", "mpreg", "", "MPREG"]);
+        let names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+        assert_eq!(names, ["svc.corp.example", "corp.example", "mpreg"]);
+        let q = labels("A.B.Svc.Corp.Example.");
+        let i = match_zone(&zones, &q).unwrap();
+        assert_eq!(zones[i].name, "svc.corp.example");
+        assert_eq!(&q[..q.len() - zones[i].labels.len()], ["a", "b"]);
+        assert_eq!(
+            zones[match_zone(&zones, &labels("x.corp.example")).unwrap()].name,
+            "corp.example"
+        );
+        assert_eq!(
+            match_zone(&zones, &labels("mpreg")).map(|i| zones[i].name.as_str()),
+            Some("mpreg")
+        );
+        assert_eq!(match_zone(&zones, &labels("example")), None);
+        assert_eq!(match_zone(&zones, &labels("xmpreg")), None);
+    }
+
+    #[test]
+    fn classification_order() {
+        let c = |s: &str| classify(&labels(s));
+        assert_eq!(c(""), Form::Apex);
+        assert_eq!(
+            c("_svc._tcp.tradefeed.market"),
+            Form::Service {
+                name: "tradefeed".into(),
+                namespace: "market".into(),
+                proto: Some("tcp".into())
+            }
+        );
+        assert_eq!(
+            c("_svc._tcp.tradefeed"),
+            Form::Service {
+                name: "tradefeed".into(),
+                namespace: "".into(),
+                proto: Some("tcp".into())
+            }
+        );
+        assert_eq!(
+            c("_mpreg._tcp.get.market.quotes"),
+            Form::Function {
+                name: "get".into(),
+                namespace: "market.quotes".into(),
+                proto: "tcp".into()
+            }
+        );
+        assert_eq!(
+            c("_queue._tcp.orders.market"),
+            Form::Queue {
+                name: "orders".into(),
+                namespace: "market".into(),
+                proto: "tcp".into()
+            }
+        );
+        // unknown underscore kind falls through to the plain form
+        assert_eq!(
+            c("_http._tcp.foo"),
+            Form::Service {
+                name: "_http".into(),
+                namespace: "_tcp.foo".into(),
+                proto: None
+            }
+        );
+        assert_eq!(
+            c("node-1.node"),
+            Form::Node {
+                node_id: "node-1".into()
+            }
+        );
+        assert_eq!(
+            c("bad_label.node"),
+            Form::Service {
+                name: "bad_label".into(),
+                namespace: "node".into(),
+                proto: None
+            }
+        );
+        assert_eq!(c("10-0-0-1.addr"), Form::Addr("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            c("tradefeed.market"),
+            Form::Service {
+                name: "tradefeed".into(),
+                namespace: "market".into(),
+                proto: None
+            }
+        );
+    }
+
+    #[test]
+    fn protocol_labels() {
+        for p in ["tcp", "TCPS", "ws", "wss"] {
+            assert!(proto_matches("tcp", p));
+            assert!(!proto_matches("udp", p));
+        }
+        assert!(proto_matches("udp", "UDP"));
+        assert!(proto_matches("quic", "quic"));
+        assert!(!proto_matches("quic", "tcp"));
+        assert!(!proto_matches("tcp", "udp"));
+    }
+}
