@@ -36,5 +36,19 @@ fn fabric_codec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, client_codec, fabric_codec);
+/// Short runs (see `catalog.rs`): the report script has a time budget.
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(std::time::Duration::from_millis(300))
+        .measurement_time(std::time::Duration::from_secs(1))
+        .sample_size(20)
+        .nresamples(10_000)
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = client_codec, fabric_codec
+}
 criterion_main!(benches);

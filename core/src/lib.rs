@@ -50,14 +50,18 @@
 //! oversized frames become an error reply, a close with a reason, and a counter.
 
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod config;
 pub mod dns;
 pub mod fabric;
+pub mod identity;
 mod io;
 mod local;
 mod node;
+pub mod policy;
 pub mod pubsub;
+pub mod ratelimit;
 mod rng;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

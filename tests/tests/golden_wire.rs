@@ -327,6 +327,20 @@ fn golden_three_node_replays() {
     if let Err(e) = wait_for_mesh(&nodes, Duration::from_secs(10)) {
         panic!("{e}");
     }
+    // The captured replies carry a `load` for every peer, i.e. a STATUS was
+    // received from each: wait for that too (it follows the mesh by up to
+    // one gossip interval), so the shapes compare like for like.
+    let mut probe = nodes[2].connect();
+    let statused =
+        mpreg_tests::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+            let peers = probe.call_ok("list_peers", Value::Null);
+            peers.as_array().is_some_and(|a| {
+                a.len() == 2
+                    && a.iter()
+                        .all(|p| p.get("load").is_some_and(|l| !l.is_null()))
+            })
+        });
+    assert!(statused, "node 3 never received STATUS from both peers");
     let mut results = Vec::new();
     for cap in &caps {
         let mut conn = nodes[2].connect();
