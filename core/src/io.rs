@@ -148,7 +148,25 @@ pub enum Input {
         /// The DNS message (without the TCP length prefix).
         bytes: Vec<u8>,
     },
+    /// The content of a file the node persisted earlier with
+    /// [`Output::Persist`], read back at start. The runtime feeds one
+    /// `Restored` per name in [`PERSISTED_FILES`] that exists in the data
+    /// directory, after `Node::new` and before the first connection, so
+    /// restored state is in place before any client can see the catalog.
+    /// Unknown names and undecodable content are reported as events and
+    /// otherwise ignored: a damaged file never stops a node.
+    Restored {
+        /// File name inside the data directory (one of [`PERSISTED_FILES`]).
+        name: String,
+        /// The file's bytes.
+        bytes: Vec<u8>,
+    },
 }
+
+/// The files a node may ask its runtime to persist ([`Output::Persist`]) and
+/// that the runtime reads back at start ([`Input::Restored`]). The runtime
+/// only ever touches these names inside the configured `data_dir`.
+pub const PERSISTED_FILES: &[&str] = &[crate::registry::PERSIST_FILE];
 
 /// Diagnostics the runtime logs (with `tracing`) and counts.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +229,21 @@ pub enum Output {
     },
     /// Something worth logging or counting.
     Event(Event),
+    /// Replace file `name` in the node's `data_dir` with `bytes`, atomically
+    /// (write a temporary file, sync it, rename it over the old one), so a
+    /// crash leaves either the old or the new content, never a torn file.
+    /// Only emitted when `data_dir` is set. It comes before the reply that
+    /// acknowledges the change, so a runtime that performs outputs in order
+    /// makes every acknowledged change durable. Each `Persist` carries the whole
+    /// content, so a runtime may skip a write that a later `Persist` of the
+    /// same name supersedes. A failed write is logged by the runtime; the
+    /// node keeps serving from memory.
+    Persist {
+        /// File name inside the data directory (one of [`PERSISTED_FILES`]).
+        name: String,
+        /// The complete new content.
+        bytes: Vec<u8>,
+    },
     /// Shutdown finished: the runtime flushes pending writes and exits.
     Stopped,
     /// The answer to [`Input::DnsQuery`] `id`: send `bytes` to the query's

@@ -46,6 +46,11 @@
 //!   runtime reports `Accepted` / `Connected` before any `Frame` of that
 //!   connection and `Closed` exactly once after its last frame.
 //!
+//! - **Persist what the node asks to persist.** [`Output::Persist`] names a
+//!   file inside `data_dir`; write it atomically. At start, after
+//!   `Node::new` and before accepting connections, feed
+//!   [`Input::Restored`] for every name in [`PERSISTED_FILES`] that exists.
+//!
 //! Input from the network or from clients never panics the node: malformed or
 //! oversized frames become an error reply, a close with a reason, and a counter.
 
@@ -62,6 +67,7 @@ mod node;
 pub mod policy;
 pub mod pubsub;
 pub mod ratelimit;
+pub mod registry;
 mod rng;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
@@ -71,6 +77,7 @@ pub mod wire;
 pub use config::{ConfigError, Settings};
 pub use io::{
     CloseReason, Command, ConnId, ConnKind, DnsQueryId, DnsTransport, Event, Frame, Input, Output,
+    PERSISTED_FILES,
 };
 pub use node::Node;
 pub use time::{Instant, Now};

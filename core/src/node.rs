@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::api::registration::{self, RegisterCtx, RegisterRequest, UnregisterTarget};
+use crate::api::watch::{self, CatalogChange, DeltaPublisher, WatchFilter};
+use crate::api::watch_delivery::{self, WatchDelivery};
 use crate::api::{self, Ctx};
-use crate::catalog::entry::EntryKind;
+use crate::catalog::entry::{Entry, EntryKey, EntryKind};
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
 use crate::dns;
@@ -18,6 +21,7 @@ use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
 use crate::pubsub::Subscriptions;
+use crate::registry::{self, Lease, Registration, Registry, Upsert};
 use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
@@ -72,6 +76,11 @@ struct Timers {
 /// Digests sent per gossip round (scuttlebutt push-pull partners).
 const DIGEST_FANOUT: usize = 2;
 
+/// Entries per published catalog delta: a larger change (a departure, a
+/// closed connection's registrations) is split, so one notification stays
+/// far below clients' message limits and the watch byte budget.
+const DELTA_CHUNK_ENTRIES: usize = 256;
+
 /// How long tombstones and departure records are kept: past the life of any
 /// stale copy still in flight (entries expire after one TTL), and at least
 /// the GOODBYE grace.
@@ -93,6 +102,10 @@ pub struct Node {
     outbound: BTreeMap<String, ConnId>,
     conns: HashMap<ConnId, ConnState>,
     subs: Subscriptions,
+    /// Registrations made over RPC (leases, connection bindings, persistence).
+    registry: Registry,
+    /// Catalog watchers' filters and delivery budgets.
+    watches: WatchDelivery,
     out: VecDeque<Output>,
     counters: Counters,
     timers: Timers,
@@ -141,6 +154,8 @@ impl Node {
             outbound: BTreeMap::new(),
             conns: HashMap::new(),
             subs: Subscriptions::default(),
+            registry: Registry::new(),
+            watches: WatchDelivery::default(),
             out: VecDeque::new(),
             counters: Counters::default(),
             timers: Timers {
@@ -212,6 +227,36 @@ impl Node {
         };
         let mut results = self.run_rpc(std::slice::from_ref(&cmd), now, &mut Vec::new())?;
         Ok(results.remove(fun).unwrap_or(Value::Null))
+    }
+
+    /// Runs one RPC in process, mutating RPCs included
+    /// ([`api::registration::MUTATING`]), as a client without a connection
+    /// would (so `bind_to_connection` is refused). Drain
+    /// [`Node::poll_output`] afterwards: a registration floods a delta.
+    pub fn call_mut(&mut self, now: Now, fun: &str, payload: Value) -> Result<Value, RpcError> {
+        if self.stopped {
+            return Err(RpcError::failed("node stopped"));
+        }
+        let cmd = client::RpcCommand {
+            name: fun.to_string(),
+            fun: fun.to_string(),
+            args: if payload.is_null() {
+                vec![]
+            } else {
+                vec![payload]
+            },
+            kwargs: Map::new(),
+            target_cluster: None,
+        };
+        let result = self.run_client_rpc(None, std::slice::from_ref(&cmd), now, &mut Vec::new());
+        self.flush_own_changes();
+        self.flush_persist();
+        Ok(result?.remove(fun).unwrap_or(Value::Null))
+    }
+
+    /// The registrations made over RPC.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Feeds one input. Drain [`Node::poll_output`] afterwards.
@@ -288,9 +333,11 @@ impl Node {
                 );
                 self.out.push_back(Output::DnsReply { id, bytes });
             }
+            Input::Restored { name, bytes } => self.on_restored(&name, &bytes, now),
         }
         if !self.stopped {
             self.flush_own_changes();
+            self.flush_persist();
         }
     }
 
@@ -307,6 +354,12 @@ impl Node {
         let t = self.timers;
         let mut next = t.status.min(t.refresh).min(t.prune);
         next = next.min(self.dialer.next_deadline());
+        if let Some(lease) = self.registry.next_deadline() {
+            next = next.min(lease);
+        }
+        if let Some(resync) = self.watches.next_deadline() {
+            next = next.min(resync);
+        }
         Some(next)
     }
 
@@ -379,12 +432,29 @@ impl Node {
         if self.dialer.tick_due(now.mono) {
             self.reconcile(now);
         }
+        let lapsed = self.registry.expire(now.mono);
+        if !lapsed.is_empty() {
+            self.event(Event::Info(format!(
+                "{} registrations withdrawn: lease not refreshed",
+                lapsed.len()
+            )));
+            self.withdraw(lapsed, now);
+        }
+        self.send_due_resyncs(now);
     }
 
     /// How often the owner re-announces its entries as fresh: a quarter of
-    /// the catalog TTL, so peers never see them expire while it lives.
+    /// the shortest TTL among its entries (the catalog TTL, or a shorter
+    /// one a registration asked for), so peers never see them expire while
+    /// it lives.
     fn refresh_interval(&self) -> Duration {
-        (secs(self.settings.fabric_catalog_ttl_seconds) / 4).max(Duration::from_millis(100))
+        let ttl = self
+            .registry
+            .min_entry_ttl()
+            .map_or(self.settings.fabric_catalog_ttl_seconds, |t| {
+                t.min(self.settings.fabric_catalog_ttl_seconds)
+            });
+        (secs(ttl) / 4).max(Duration::from_millis(100))
     }
 
     /// Sends this node's digest to up to [`DIGEST_FANOUT`] random peers.
@@ -401,7 +471,11 @@ impl Node {
     /// Puts this node's own entries (descriptor, RPCs, declared entries)
     /// into the replica at startup.
     fn advertise_own(&mut self, now: Now) {
-        for entry in local::entries(&self.settings, &self.me, now.wall) {
+        let entries = local::entries(&self.settings, &self.me, now.wall);
+        // Configured entries are not registrable: a client can neither
+        // replace nor withdraw them.
+        self.registry.reserve(entries.iter().map(Entry::key));
+        for entry in entries {
             if let Err(e) = self
                 .replica
                 .put_own(&mut self.catalog, entry, now.wall, now.mono)
@@ -422,7 +496,13 @@ impl Node {
     }
 
     fn prune(&mut self, now: Now) {
-        self.catalog.prune_expired(now.wall);
+        let expired: Vec<Entry> = self
+            .catalog
+            .take_expired(now.wall)
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect();
+        self.publish_catalog_change(&[], &expired, now);
         self.replica.collect(now.mono);
         let (suspected, dead) = self.replica.check_liveness(&mut self.catalog, now.mono);
         for origin in suspected {
@@ -430,7 +510,8 @@ impl Node {
                 "peer {origin} suspected: no heartbeat"
             )));
         }
-        for (origin, _removed) in dead {
+        for (origin, removed) in dead {
+            self.publish_catalog_change(&[], &removed, now);
             self.peers.remove(&origin);
             self.event(Event::PeerDown {
                 node_id: origin,
@@ -619,9 +700,10 @@ impl Node {
         if g.node_id == self.me.node_id {
             return;
         }
-        let (news, _removed) =
+        let (news, removed) =
             self.replica
                 .depart(&mut self.catalog, &g.node_id, &g.instance_id, now.mono);
+        self.publish_catalog_change(&[], &removed, now);
         if !news {
             return;
         }
@@ -644,6 +726,7 @@ impl Node {
         let applied = self
             .replica
             .on_delta(&mut self.catalog, &delta, now.wall, now.mono);
+        self.publish_catalog_change(&applied.upserted, &applied.removed, now);
         let foreign = self.replica.foreign_writes - before;
         if foreign > 0 {
             self.counters.entries_rejected += foreign;
@@ -683,7 +766,18 @@ impl Node {
 
     fn on_closed(&mut self, conn: ConnId, now: Now) {
         match self.conns.remove(&conn) {
-            Some(ConnState::Client) => self.subs.drop_conn(conn),
+            Some(ConnState::Client) => {
+                self.subs.drop_conn(conn);
+                self.watches.drop_conn(conn);
+                let bound = self.registry.drop_conn(conn);
+                if !bound.is_empty() {
+                    self.event(Event::Info(format!(
+                        "{} registrations withdrawn: connection {conn} closed",
+                        bound.len()
+                    )));
+                    self.withdraw(bound, now);
+                }
+            }
             Some(ConnState::Fabric { node_id, dialed }) => {
                 if let Some(node_id) = node_id {
                     let known = self.peers.get(&node_id).is_some();
@@ -800,13 +894,16 @@ impl Node {
         match msg {
             ClientMessage::Rpc { u, cmds } => {
                 let mut diag = Vec::new();
-                let reply = self.run_rpc(&cmds, now, &mut diag);
+                let reply = self.run_client_rpc(Some(conn), &cmds, now, &mut diag);
                 for line in diag {
                     self.event(Event::Diag {
                         scope: "peer_snapshot",
                         line,
                     });
                 }
+                // Persist before replying: a runtime that writes in output
+                // order makes an acknowledged registration durable.
+                self.flush_persist();
                 let bytes = match reply {
                     Ok(results) => client::encode_result(&u, results),
                     Err(e) => {
@@ -943,5 +1040,433 @@ impl Node {
             results.insert(cmd.name.clone(), value);
         }
         Ok(results)
+    }
+
+    // ---- registrations and watches -------------------------------------
+
+    /// Runs the commands of one client request in order. Mutating RPCs
+    /// (registrations) are applied here; the rest go to the read-only
+    /// handlers. A `catalog_watch` made on a connection also stores its
+    /// filter, so deltas delivered to that connection are filtered by it.
+    /// Diagnostic lines of enabled debug scopes are appended to `diag`.
+    fn run_client_rpc(
+        &mut self,
+        conn: Option<ConnId>,
+        cmds: &[client::RpcCommand],
+        now: Now,
+        diag: &mut Vec<String>,
+    ) -> Result<Map<String, Value>, RpcError> {
+        let special =
+            |c: &client::RpcCommand| registration::is_mutating(&c.fun) || c.fun == "catalog_watch";
+        if !cmds.iter().any(special) {
+            return self.run_rpc(cmds, now, diag);
+        }
+        let mut results = Map::new();
+        for cmd in cmds {
+            let value = if registration::is_mutating(&cmd.fun) {
+                self.check_route(cmd)?;
+                self.apply_mutation(conn, cmd, now)?
+            } else {
+                let mut r = self.run_rpc(std::slice::from_ref(cmd), now, diag)?;
+                if let (Some(c), "catalog_watch") = (conn, cmd.fun.as_str()) {
+                    // The handler accepted the payload, so it parses here too.
+                    if let Ok(f) = cmd
+                        .payload()
+                        .and_then(|p| WatchFilter::from_request(&self.me, &p))
+                    {
+                        self.watches.set_filter(c, f);
+                    }
+                }
+                r.remove(&cmd.name).unwrap_or(Value::Null)
+            };
+            results.insert(cmd.name.clone(), value);
+        }
+        Ok(results)
+    }
+
+    /// Registrations are local to the node a client talks to: a command
+    /// aimed at another cluster has no route (1001), as for queries.
+    fn check_route(&self, cmd: &client::RpcCommand) -> Result<(), RpcError> {
+        match cmd.target_cluster.as_deref() {
+            Some(target) if !target.is_empty() && target != self.me.cluster_id => Err(RpcError {
+                code: client::codes::COMMAND_NOT_FOUND,
+                message: "Command not found".into(),
+                details: Some(format!("no route to cluster {target} for {}", cmd.fun)),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies one mutating RPC made on `conn`.
+    fn apply_mutation(
+        &mut self,
+        conn: Option<ConnId>,
+        cmd: &client::RpcCommand,
+        now: Now,
+    ) -> Result<Value, RpcError> {
+        let payload = cmd.payload()?;
+        let rc = RegisterCtx {
+            settings: &self.settings,
+            me: &self.me,
+            now,
+            conn,
+        };
+        match cmd.fun.as_str() {
+            "catalog_register" => {
+                let id = self.rng.ulid(now.wall);
+                let req = registration::parse_catalog_register(&rc, &payload, &id)?;
+                let (reg, refreshed) = self.register(req, id, conn, now)?;
+                Ok(registration::catalog_register_result(&reg, refreshed, now))
+            }
+            "dns_register" => {
+                let req = registration::parse_dns_register(&rc, &payload)?;
+                let id = registration::uuid4(self.rng.next_u128());
+                let service = req.dns_service.clone().unwrap_or(Value::Null);
+                self.register(req, id.clone(), conn, now)?;
+                Ok(registration::dns_register_result(&id, &service, now))
+            }
+            "catalog_unregister" => {
+                let key = match registration::parse_catalog_unregister(&rc, &payload)? {
+                    UnregisterTarget::Key(k) => Some(k),
+                    UnregisterTarget::Id(id) => self.registry.key_of_id(&id),
+                };
+                let removed = key.is_some_and(|k| self.unregister(&k, now));
+                Ok(registration::unregister_result(removed, now))
+            }
+            "dns_unregister" => {
+                let key = registration::parse_dns_unregister(&rc, &payload)?;
+                let removed = self.unregister(&key, now);
+                Ok(registration::unregister_result(removed, now))
+            }
+            other => Err(RpcError::not_found(other)),
+        }
+    }
+
+    /// Registers (or refreshes) a validated request. A `catalog_register`
+    /// refresh keeps its registration id; `dns_register` answers a new id
+    /// every time, as MPREG does.
+    fn register(
+        &mut self,
+        req: RegisterRequest,
+        new_id: String,
+        conn: Option<ConnId>,
+        now: Now,
+    ) -> Result<(Registration, bool), RpcError> {
+        let fun = match req.source {
+            registry::Source::Catalog => "catalog_register",
+            registry::Source::Dns => "dns_register",
+        };
+        let key = req.entry.key();
+        let registration_id = match self.registry.get(&key) {
+            Some(old) if req.source == registry::Source::Catalog && old.source == req.source => {
+                old.registration_id.clone()
+            }
+            _ => new_id,
+        };
+        let reg = Registration {
+            registration_id,
+            source: req.source,
+            entry: req.entry,
+            lease: req.lease_ttl_seconds.map(|t| Lease::starting(now.mono, t)),
+            conn: if req.bind_to_connection { conn } else { None },
+            persist: req.persist,
+            registered_at: now.wall,
+        };
+        let refreshed = self
+            .install(reg, now)
+            .map_err(|e| RpcError::failed(format!("{fun}: {e}")))?;
+        match self.registry.get(&key) {
+            Some(reg) => Ok((reg.clone(), refreshed)),
+            // `install` succeeded, so the registration is there.
+            None => Err(RpcError::failed(format!("{fun}: registration lost"))),
+        }
+    }
+
+    /// Records a registration and puts its entry into the catalog through
+    /// the replica (versioned, flooded on the next flush), unless it only
+    /// refreshed a registration whose entry is unchanged. True for such a
+    /// refresh. Refuses keys of the node's configuration and topic ids that
+    /// another node holds.
+    fn install(&mut self, reg: Registration, now: Now) -> Result<bool, String> {
+        let key = reg.entry.key();
+        if self.registry.is_reserved(&key) {
+            return Err(format!(
+                "this {} entry is part of the node's configuration and cannot be registered over RPC",
+                key.kind()
+            ));
+        }
+        if let Some(owner) = self.catalog.origin_of(&key) {
+            if owner != self.me.node_id {
+                return Err(format!("the key is already held by node {owner}"));
+            }
+        }
+        let entry = reg.entry.clone();
+        match self.registry.upsert(reg) {
+            Upsert::Refreshed if self.catalog.get(&key).is_some() => return Ok(true),
+            Upsert::Refreshed | Upsert::New => {
+                let mut entry = entry;
+                entry.refresh(now.wall);
+                if let Err(e) = self
+                    .replica
+                    .put_own(&mut self.catalog, entry, now.wall, now.mono)
+                {
+                    self.registry.remove(&key);
+                    return Err(e);
+                }
+            }
+            Upsert::Changed { previous } => {
+                if let Err(e) = self
+                    .replica
+                    .put_own(&mut self.catalog, entry, now.wall, now.mono)
+                {
+                    // `put_own` dropped the old catalog copy: restore the
+                    // previous registration and its entry.
+                    let mut previous = *previous;
+                    previous.entry.refresh(now.wall);
+                    let old = previous.entry.clone();
+                    self.registry.upsert(previous);
+                    if let Err(e2) =
+                        self.replica
+                            .put_own(&mut self.catalog, old, now.wall, now.mono)
+                    {
+                        self.event(Event::Info(format!(
+                            "previous registration could not be restored: {e2}"
+                        )));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.publish_catalog_change(std::slice::from_ref(&key), &[], now);
+        // A registration may bring a shorter TTL than any entry before it.
+        self.timers.refresh = self.timers.refresh.min(now.mono + self.refresh_interval());
+        Ok(false)
+    }
+
+    /// Withdraws the registration of `key`; false when there is none.
+    fn unregister(&mut self, key: &EntryKey, now: Now) -> bool {
+        match self.registry.remove(key) {
+            Some(reg) => {
+                self.withdraw(vec![reg], now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes ended registrations' entries (versioned tombstones, flooded
+    /// on the next flush) and tells the watchers.
+    fn withdraw(&mut self, regs: Vec<Registration>, now: Now) {
+        let mut removed = Vec::with_capacity(regs.len());
+        for reg in regs {
+            if let Some(e) = self
+                .replica
+                .remove_own(&mut self.catalog, &reg.entry.key(), now.mono)
+            {
+                removed.push(e);
+            }
+        }
+        self.publish_catalog_change(&[], &removed, now);
+    }
+
+    /// A persisted file read back at start.
+    fn on_restored(&mut self, name: &str, bytes: &[u8], now: Now) {
+        if name != registry::PERSIST_FILE {
+            self.event(Event::Info(format!(
+                "ignoring restored file {name}: not one this node writes"
+            )));
+            return;
+        }
+        let (restored, bad) =
+            match registry::decode_snapshot(bytes, &self.me.node_id, &self.me.cluster_id, now.wall)
+            {
+                Ok(x) => x,
+                Err(e) => {
+                    self.event(Event::BadInput {
+                        conn: None,
+                        detail: format!("cannot restore registrations: {e}"),
+                    });
+                    return;
+                }
+            };
+        for detail in bad {
+            self.event(Event::BadInput {
+                conn: None,
+                detail: format!("skipped a persisted registration: {detail}"),
+            });
+        }
+        let mut count = 0usize;
+        for r in restored {
+            let key = r.entry.key();
+            if self.registry.get(&key).is_some() {
+                continue; // a live registration is newer than the file
+            }
+            let reg = Registration {
+                registration_id: r.registration_id,
+                source: r.source,
+                entry: r.entry,
+                lease: r.lease_ttl_seconds.map(|t| {
+                    Lease::starting(
+                        now.mono,
+                        t.clamp(registration::MIN_TTL_SECONDS, registration::MAX_TTL_SECONDS),
+                    )
+                }),
+                conn: None,
+                persist: true,
+                registered_at: r.registered_at,
+            };
+            match self.install(reg, now) {
+                Ok(_) => count += 1,
+                Err(e) => self.event(Event::BadInput {
+                    conn: None,
+                    detail: format!("skipped a persisted registration: {e}"),
+                }),
+            }
+        }
+        self.event(Event::Info(format!(
+            "restored {count} registrations from {name}"
+        )));
+    }
+
+    /// Asks the runtime to write the persisted registrations when they
+    /// changed (only with a `data_dir`).
+    fn flush_persist(&mut self) {
+        if let Some(bytes) = self.registry.take_snapshot() {
+            if self.settings.data_dir.is_some() {
+                self.out.push_back(Output::Persist {
+                    name: registry::PERSIST_FILE.to_string(),
+                    bytes,
+                });
+            }
+        }
+    }
+
+    /// Publishes MPREG's catalog delta notifications
+    /// (`mpreg.discovery.delta[.<ns>]`, [`watch::delta_notifications`]) for
+    /// one change of the catalog: `upserted` are keys now in the catalog,
+    /// `removed` the entries taken out. Each subscriber gets the delta
+    /// filtered by its own `catalog_watch` request, within its delivery
+    /// budget ([`WatchDelivery`]). Large changes are split into deltas of
+    /// [`DELTA_CHUNK_ENTRIES`], one per origin cluster.
+    fn publish_catalog_change(&mut self, upserted: &[EntryKey], removed: &[Entry], now: Now) {
+        if self.subs.is_empty() || (upserted.is_empty() && removed.is_empty()) {
+            return;
+        }
+        self.send_due_resyncs(now);
+        let mut by_cluster: BTreeMap<&str, Vec<(bool, &Entry)>> = BTreeMap::new();
+        for key in upserted {
+            if let Some(e) = self.catalog.get(key) {
+                by_cluster
+                    .entry(e.cluster_id())
+                    .or_default()
+                    .push((true, e));
+            }
+        }
+        for e in removed {
+            by_cluster
+                .entry(e.cluster_id())
+                .or_default()
+                .push((false, e));
+        }
+        let subs = &self.subs;
+        let watches = &self.watches;
+        let rng = &mut self.rng;
+        let me = &self.me;
+        let mut deliveries: Vec<(ConnId, String, PubSubMessage)> = Vec::new();
+        for (cluster, changes) in &by_cluster {
+            for chunk in changes.chunks(DELTA_CHUNK_ENTRIES) {
+                let adds: Vec<&Entry> = chunk.iter().filter(|c| c.0).map(|c| c.1).collect();
+                let rems: Vec<&Entry> = chunk.iter().filter(|c| !c.0).map(|c| c.1).collect();
+                let sent_at = adds
+                    .iter()
+                    .map(|e| e.advertised_at())
+                    .fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))))
+                    .unwrap_or(now.wall);
+                let change = CatalogChange {
+                    origin_cluster: cluster,
+                    sent_at,
+                    upserted: adds,
+                    removed: rems,
+                };
+                let update_id = rng.ulid(now.wall);
+                let publisher = DeltaPublisher {
+                    node_id: &me.node_id,
+                    cluster_id: &me.cluster_id,
+                    update_id: &update_id,
+                    published_at: now.wall,
+                };
+                let headers = watch::delta_headers(&publisher);
+                let notes = watch::delta_notifications(&change, &publisher, |t| {
+                    !subs.matching(t).is_empty()
+                });
+                for (i, note) in notes.into_iter().enumerate() {
+                    let targets = subs.matching(&note.topic);
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    let message_id = if i == 0 {
+                        update_id.clone()
+                    } else {
+                        rng.ulid(now.wall)
+                    };
+                    for (conn, sub_id) in targets {
+                        let payload = match watches.narrowing_filter(conn, &note.topic) {
+                            Some(f) => match watch::delta_message(&change, &publisher, f) {
+                                Some(p) => p,
+                                None => continue,
+                            },
+                            None => note.payload.clone(),
+                        };
+                        deliveries.push((
+                            conn,
+                            sub_id,
+                            PubSubMessage {
+                                topic: note.topic.clone(),
+                                payload,
+                                timestamp: now.wall,
+                                message_id: message_id.clone(),
+                                publisher: me.node_id.clone(),
+                                headers: headers.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for (conn, sub_id, msg) in deliveries {
+            let bytes = client::encode_notification(&sub_id, &msg);
+            if self
+                .watches
+                .admit(conn, &sub_id, &msg.topic, bytes.len(), now)
+            {
+                self.send(conn, Frame::Binary(bytes));
+            }
+        }
+    }
+
+    /// Sends the resync hints of subscriptions that missed deltas in a
+    /// budget window that has ended.
+    fn send_due_resyncs(&mut self, now: Now) {
+        for (conn, sub_id, missed) in self.watches.due_resyncs(now.mono) {
+            if !self.conns.contains_key(&conn) {
+                continue;
+            }
+            let id = self.rng.ulid(now.wall);
+            let msg = watch_delivery::resync_message(
+                &missed,
+                &self.me.node_id,
+                &self.me.cluster_id,
+                id,
+                now,
+            );
+            self.event(Event::Info(format!(
+                "watch subscription {sub_id} on connection {conn} missed {} deltas; resync hint sent",
+                missed.count
+            )));
+            self.send(
+                conn,
+                Frame::Binary(client::encode_notification(&sub_id, &msg)),
+            );
+        }
     }
 }

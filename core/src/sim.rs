@@ -386,8 +386,9 @@ impl Sim {
                     );
                 }
                 Output::Close { conn, .. } => self.close_conn(conn),
-                // The simulator sends no DNS queries.
-                Output::Event(_) | Output::DnsReply { .. } => {}
+                // The simulator sends no DNS queries and has no disk
+                // (persisted state is dropped, as without `data_dir`).
+                Output::Event(_) | Output::DnsReply { .. } | Output::Persist { .. } => {}
                 Output::Stopped => {
                     self.slots[idx].node = None;
                     self.drop_conns_of(idx);

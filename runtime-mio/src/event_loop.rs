@@ -22,12 +22,15 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::mem;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use mpreg_core::{Command, ConnId, Event as NodeEvent, Input, Node, Output, Settings};
+use mpreg_core::{
+    Command, ConnId, Event as NodeEvent, Input, Node, Now, Output, Settings, PERSISTED_FILES,
+};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::clock::Clock;
@@ -114,7 +117,8 @@ pub fn run_with(
         .map_err(|source| RunError::Bind { addr: bind, source })?;
     settings.port = local.port();
     let clock = Clock::new();
-    let node = Node::new(settings.clone(), clock.now(), seed)?;
+    let mut node = Node::new(settings.clone(), clock.now(), seed)?;
+    restore_persisted(&mut node, &settings, clock.now());
     let poll = Poll::new().map_err(RunError::Poll)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)
@@ -154,6 +158,7 @@ pub fn run_with(
 
     let mut ev = EventLoop {
         config: upgrade::ws_config(&settings),
+        data_dir: settings.data_dir.clone(),
         poll,
         node,
         clock,
@@ -179,6 +184,69 @@ pub fn run_with(
     result
 }
 
+/// Feeds the node every file it persisted earlier (`Input::Restored`), from
+/// `data_dir`, before it serves anyone. A missing file is a first start; an
+/// unreadable one is logged and skipped (the node starts without it).
+fn restore_persisted(node: &mut Node, settings: &Settings, now: Now) {
+    let Some(dir) = settings.data_dir.as_deref() else {
+        return;
+    };
+    for name in PERSISTED_FILES {
+        let path = Path::new(dir).join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                tracing::info!(path = %path.display(), bytes = bytes.len(), "restoring persisted state");
+                node.handle(
+                    now,
+                    Input::Restored {
+                        name: name.to_string(),
+                        bytes,
+                    },
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read persisted state; starting without it")
+            }
+        }
+    }
+}
+
+/// Replaces `<data_dir>/<name>` with `bytes` atomically: write a temporary
+/// file next to it, sync it, rename it over the old one, sync the
+/// directory. A crash leaves the old or the new file, never a torn one.
+fn write_persisted(data_dir: Option<&str>, name: &str, bytes: &[u8]) {
+    let Some(dir) = data_dir else {
+        return;
+    };
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        tracing::warn!(
+            name,
+            "refusing to persist a file name outside the data directory"
+        );
+        return;
+    }
+    let dir = Path::new(dir);
+    let result = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(name))?;
+        // Make the rename itself durable (not supported everywhere: best effort).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(dir = %dir.display(), name, error = %e, "cannot persist state; it lives in memory only until the next successful write");
+    }
+}
+
 /// Binds the first address `bind` resolves to that the OS accepts (like
 /// tokio's `TcpListener::bind`, with `SO_REUSEADDR` as mio sets it).
 fn bind_listener(bind: &str) -> Result<TcpListener, RunError> {
@@ -198,6 +266,8 @@ fn bind_listener(bind: &str) -> Result<TcpListener, RunError> {
 
 struct EventLoop {
     poll: Poll,
+    /// Where `Output::Persist` files go (the `data_dir` setting).
+    data_dir: Option<String>,
     node: Node,
     clock: Clock,
     config: WebSocketConfig,
@@ -380,6 +450,9 @@ impl EventLoop {
             }
             Output::Dial { url, timeout } => self.dial(url, timeout),
             Output::Event(e) => log_event(e),
+            Output::Persist { name, bytes } => {
+                write_persisted(self.data_dir.as_deref(), &name, &bytes)
+            }
             Output::Stopped => self.node_stopped(),
             Output::DnsReply { id, bytes } => {
                 if let Some(g) = self.dns.as_mut() {

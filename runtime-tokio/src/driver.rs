@@ -2,13 +2,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpreg_core::wire::fabric::SUBPROTOCOL;
 use mpreg_core::{
     Command, ConnId, ConnKind, DnsQueryId, Event as NodeEvent, Frame, Input, Instant, Node, Now,
-    Output, Settings,
+    Output, Settings, PERSISTED_FILES,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -165,6 +166,7 @@ pub async fn run_with(
         origin: std::time::Instant::now(),
     };
     let mut node = Node::new(settings.clone(), clock.now(), seed)?;
+    restore_persisted(&mut node, &settings, clock.now());
     let dns_sockets = if settings.dns_gateway_enabled {
         match dns::bind(&settings).await {
             Ok(s) => Some(s),
@@ -231,6 +233,9 @@ pub async fn run_with(
                     spawn_dial(conn, url, timeout, config, events_tx.clone());
                 }
                 Output::Event(e) => log_event(e),
+                Output::Persist { name, bytes } => {
+                    write_persisted(settings.data_dir.as_deref(), &name, &bytes)
+                }
                 Output::Stopped => stopped = true,
                 Output::DnsReply { id, bytes } => {
                     if let Some(to) = dns_pending.remove(&id) {
@@ -308,6 +313,69 @@ async fn next_dns(queries: &mut Option<mpsc::Receiver<dns::Query>>) -> Option<dn
     match queries {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// Feeds the node every file it persisted earlier (`Input::Restored`), from
+/// `data_dir`, before it serves anyone. A missing file is a first start; an
+/// unreadable one is logged and skipped (the node starts without it).
+fn restore_persisted(node: &mut Node, settings: &Settings, now: Now) {
+    let Some(dir) = settings.data_dir.as_deref() else {
+        return;
+    };
+    for name in PERSISTED_FILES {
+        let path = Path::new(dir).join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                tracing::info!(path = %path.display(), bytes = bytes.len(), "restoring persisted state");
+                node.handle(
+                    now,
+                    Input::Restored {
+                        name: name.to_string(),
+                        bytes,
+                    },
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read persisted state; starting without it")
+            }
+        }
+    }
+}
+
+/// Replaces `<data_dir>/<name>` with `bytes` atomically: write a temporary
+/// file next to it, sync it, rename it over the old one, sync the
+/// directory. A crash leaves the old or the new file, never a torn one.
+fn write_persisted(data_dir: Option<&str>, name: &str, bytes: &[u8]) {
+    let Some(dir) = data_dir else {
+        return;
+    };
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
+        tracing::warn!(
+            name,
+            "refusing to persist a file name outside the data directory"
+        );
+        return;
+    }
+    let dir = Path::new(dir);
+    let result = (|| -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{name}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(name))?;
+        // Make the rename itself durable (not supported everywhere: best effort).
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::error!(dir = %dir.display(), name, error = %e, "cannot persist state; it lives in memory only until the next successful write");
     }
 }
 

@@ -7,6 +7,7 @@
 mod catalog_query;
 pub mod cluster_map_v2;
 mod peers;
+pub mod registration;
 mod request;
 mod rpc_catalog;
 pub mod rpc_spec;
@@ -14,6 +15,7 @@ pub mod rpc_spec;
 pub(crate) mod testutil;
 pub mod version;
 pub mod watch;
+pub mod watch_delivery;
 
 use serde_json::Value;
 
@@ -33,9 +35,15 @@ pub use peers::list_peers_explained;
 /// stock MPREG node advertises its registered commands.
 pub const RPC_NAMES: &[&str] = &[
     "catalog_query",
+    "catalog_register",
+    "catalog_unregister",
     "catalog_watch",
     "cluster_map",
     "cluster_map_v2",
+    "dns_describe",
+    "dns_list",
+    "dns_register",
+    "dns_unregister",
     "echo",
     "echos",
     "list_peers",
@@ -63,7 +71,10 @@ pub struct Ctx<'a> {
     pub now: Now,
 }
 
-/// Runs one command.
+/// Runs one read-only command. The mutating RPCs
+/// ([`registration::MUTATING`]) are applied by the node itself
+/// (`Node::handle` for client connections, `Node::call_mut` in process);
+/// here they are a 1003 that says so.
 pub fn dispatch(ctx: &Ctx<'_>, cmd: &RpcCommand) -> Result<Value, RpcError> {
     match cmd.fun.as_str() {
         "echo" => Ok(cmd.args.first().cloned().unwrap_or(Value::Null)),
@@ -77,6 +88,10 @@ pub fn dispatch(ctx: &Ctx<'_>, cmd: &RpcCommand) -> Result<Value, RpcError> {
         "rpc_describe" => rpc_catalog::rpc_describe(ctx, &cmd.payload()?),
         "rpc_describe_local" => rpc_catalog::rpc_describe_local(ctx, &cmd.payload()?),
         "rpc_report" => rpc_catalog::rpc_report(ctx, &cmd.payload()?),
+        "dns_list" | "dns_describe" => registration::dns_list(ctx, &cmd.fun, &cmd.payload()?),
+        f if registration::is_mutating(f) => Err(RpcError::failed(format!(
+            "{f} changes the node's catalog and is served on client connections only"
+        ))),
         other => Err(RpcError::not_found(other)),
     }
 }
@@ -215,6 +230,11 @@ mod tests {
     fn every_advertised_rpc_is_dispatched() {
         let fx = fixture();
         for fun in RPC_NAMES {
+            if registration::is_mutating(fun) {
+                // Applied by the node, not by the read-only dispatch.
+                assert_eq!(fx.call(fun, Value::Null).unwrap_err().code, 1003);
+                continue;
+            }
             let payload = if *fun == "catalog_query" {
                 json!({"entry_type": "nodes"})
             } else {

@@ -80,6 +80,17 @@ impl<'a> Payload<'a> {
         }
     }
 
+    /// An optional boolean. Strict: `"true"` or `1` is a 1003, because a
+    /// flag such as `persist` or `bind_to_connection` read wrongly changes
+    /// what happens to a registration.
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, RpcError> {
+        match self.map.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.wrong(key, "a boolean", other)),
+        }
+    }
+
     /// A list of strings; a bare string counts as a one-item list (MPREG
     /// splits it into characters, which is never what the caller meant).
     pub fn str_list(&self, key: &str) -> Result<Vec<String>, RpcError> {
@@ -142,6 +153,17 @@ mod tests {
         assert_eq!(p.str_list("l").unwrap(), vec!["p", "q"]);
         assert_eq!(p.str_list("one").unwrap(), vec!["t"]);
         assert_eq!(p.scope().unwrap(), Some(Scope::Zone));
+        let m = map(json!({"t": true, "n": null, "s": "true"}));
+        let p = Payload::new("catalog_register", &m);
+        assert_eq!(p.bool("t").unwrap(), Some(true));
+        assert_eq!(p.bool("n").unwrap(), None);
+        assert_eq!(p.bool("missing").unwrap(), None);
+        assert!(p
+            .bool("s")
+            .unwrap_err()
+            .details
+            .unwrap()
+            .contains("a boolean"));
     }
 
     #[test]
