@@ -272,8 +272,11 @@ pub struct Settings {
     /// header) and apply tenant policy rules.
     pub discovery_tenant_mode: bool,
     /// Honour a request's `viewer_tenant_id` when its connection has no bound
-    /// tenant (convenient in development; turn off where tenants are untrusted).
-    pub discovery_tenant_allow_request_override: bool,
+    /// tenant (convenient in development; turn off where tenants are
+    /// untrusted). Unset: on while no credentials are configured (MPREG's
+    /// default), off once they are, so an unauthenticated client cannot claim
+    /// a tenant unless this says so explicitly.
+    pub discovery_tenant_allow_request_override: Option<bool>,
     /// Tenant assumed when a request has none and overrides are off.
     pub discovery_tenant_default_id: Option<String>,
     /// Trusted header (set by a proxy) that carries the tenant when no
@@ -415,7 +418,7 @@ impl Default for Settings {
             discovery_policy_default_allow: true,
             discovery_policy_rules: Vec::new(),
             discovery_tenant_mode: false,
-            discovery_tenant_allow_request_override: true,
+            discovery_tenant_allow_request_override: None,
             discovery_tenant_default_id: None,
             discovery_tenant_header: None,
             discovery_tenant_credentials: Vec::new(),
@@ -1071,7 +1074,10 @@ const SETTINGS: &[Field] = &[
     field("discovery_policy_default_allow", Kind::Bool),
     field("discovery_policy_rules", Kind::Records(RULE_FIELDS)),
     field("discovery_tenant_mode", Kind::Bool),
-    field("discovery_tenant_allow_request_override", Kind::Bool),
+    field(
+        "discovery_tenant_allow_request_override",
+        Kind::Opt(&Kind::Bool),
+    ),
     field("discovery_tenant_default_id", Kind::Opt(&Kind::Text)),
     field("discovery_tenant_header", Kind::Opt(&Kind::Text)),
     field(
@@ -2148,7 +2154,7 @@ mod tests {
         assert!(s.discovery_policy_default_allow);
         assert!(s.discovery_policy_rules.is_empty());
         assert!(!s.discovery_tenant_mode);
-        assert!(s.discovery_tenant_allow_request_override);
+        assert_eq!(s.discovery_tenant_allow_request_override, None);
         assert_eq!(s.discovery_tenant_default_id, None);
         assert_eq!(s.discovery_tenant_header, None);
         assert!(s.discovery_tenant_credentials.is_empty());

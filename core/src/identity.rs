@@ -207,7 +207,9 @@ impl IdentityConfig {
         };
         IdentityConfig {
             tenant_mode: settings.discovery_tenant_mode,
-            allow_request_override: settings.discovery_tenant_allow_request_override,
+            allow_request_override: settings
+                .discovery_tenant_allow_request_override
+                .unwrap_or(settings.discovery_tenant_credentials.is_empty()),
             default_tenant: clean(&settings.discovery_tenant_default_id),
             header: clean(&settings.discovery_tenant_header).map(|h| h.to_ascii_lowercase()),
             credentials,
@@ -505,7 +507,7 @@ mod tests {
     fn effective_tenant_rules() {
         // MPREG's test_namespace_policy_tenant_auth_binding: override off.
         let mut s = with_creds();
-        s.discovery_tenant_allow_request_override = false;
+        s.discovery_tenant_allow_request_override = Some(false);
         let cfg = IdentityConfig::from_settings(&s);
         let bound = cfg.identify(&h(&[("authorization", "token-a")]));
         assert_eq!(
@@ -516,7 +518,7 @@ mod tests {
         assert_eq!(cfg.effective_tenant(&anon, Some("tenant-a")), None);
 
         // Override on: an unauthenticated connection may claim a tenant.
-        s.discovery_tenant_allow_request_override = true;
+        s.discovery_tenant_allow_request_override = Some(true);
         let cfg = IdentityConfig::from_settings(&s);
         assert_eq!(
             cfg.effective_tenant(&anon, Some(" tenant-a ")).as_deref(),
@@ -525,7 +527,7 @@ mod tests {
         assert_eq!(cfg.effective_tenant(&anon, Some("  ")), None);
 
         // Default tenant as the last resort.
-        s.discovery_tenant_allow_request_override = false;
+        s.discovery_tenant_allow_request_override = Some(false);
         s.discovery_tenant_default_id = Some("dflt".into());
         let cfg = IdentityConfig::from_settings(&s);
         assert_eq!(
@@ -542,8 +544,15 @@ mod tests {
 
     #[test]
     fn viewer_ids() {
+        // Credentials configured and the override left unset: an
+        // unauthenticated claim is ignored.
         let cfg = IdentityConfig::from_settings(&with_creds());
         let anon = cfg.identify(&[]);
+        let v = cfg.viewer(&anon, "cluster-a", Some("t9"));
+        assert_eq!(v.id(), "cluster:cluster-a");
+        let mut s = with_creds();
+        s.discovery_tenant_allow_request_override = Some(true);
+        let cfg = IdentityConfig::from_settings(&s);
         let v = cfg.viewer(&anon, "cluster-a", Some("t9"));
         assert_eq!(v.id(), "tenant:t9");
         let v = cfg.viewer(&anon, "cluster-a", None);

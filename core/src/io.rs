@@ -166,7 +166,10 @@ pub enum Input {
 /// The files a node may ask its runtime to persist ([`Output::Persist`]) and
 /// that the runtime reads back at start ([`Input::Restored`]). The runtime
 /// only ever touches these names inside the configured `data_dir`.
-pub const PERSISTED_FILES: &[&str] = &[crate::registry::PERSIST_FILE];
+pub const PERSISTED_FILES: &[&str] = &[
+    crate::registry::PERSIST_FILE,
+    crate::policy::history::PERSIST_FILE,
+];
 
 /// Diagnostics the runtime logs (with `tracing`) and counts.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,6 +10,7 @@ use crate::api::registration::{self, RegisterCtx, RegisterRequest, UnregisterTar
 use crate::api::watch::{self, CatalogChange, DeltaPublisher, WatchFilter};
 use crate::api::watch_delivery::{self, WatchDelivery};
 use crate::api::{self, Ctx};
+use crate::audit::AccessAudit;
 use crate::catalog::entry::{Entry, EntryKey, EntryKind};
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
@@ -18,9 +19,12 @@ use crate::fabric::dial::Dialer;
 use crate::fabric::dial_policy;
 use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
+use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
+use crate::policy::{self, Access, PolicyHistory};
 use crate::pubsub::Subscriptions;
+use crate::ratelimit::{self, RateKey, RateLimiter};
 use crate::registry::{self, Lease, Registration, Registry, Upsert};
 use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
@@ -53,11 +57,25 @@ pub struct Counters {
     pub fabric_frames_rejected: u64,
     /// Gossiped entries rejected (not owned by their origin, expired, stale).
     pub entries_rejected: u64,
+    /// Entries left out of answers because the viewer may not see them
+    /// (per-item policy filtering; not audited, as in MPREG).
+    pub policy_items_hidden: u64,
+    /// Requests denied by policy on their own namespace (audited).
+    pub policy_requests_denied: u64,
+    /// Requests refused by the admin gate (403).
+    pub admin_denied: u64,
+    /// Requests refused by the rate limiter (429, audited).
+    pub rate_limited: u64,
 }
 
 #[derive(Debug)]
 enum ConnState {
-    Client,
+    Client {
+        /// Identity bound at accept time from the upgrade headers.
+        who: ConnIdentity,
+        /// Rate-limit id used while the connection is unauthenticated.
+        anon: String,
+    },
     Fabric {
         /// Set once the peer's Hello (or STATUS) identified it.
         node_id: Option<String>,
@@ -113,7 +131,55 @@ pub struct Node {
     /// The DNS gateway's answering state (configuration, per-source rate
     /// limit, counters); the runtime owns its sockets.
     dns: dns::Gateway,
+    /// Compiled `discovery_tenant_*` settings: connection identity, viewer,
+    /// admin gate.
+    ident: IdentityConfig,
+    /// The enforced namespace policy with its version history and audit.
+    policy: PolicyHistory,
+    /// `policy.revision()` last written to the data directory.
+    policy_persisted: u64,
+    /// Discovery rate limiter (RPCs and watches).
+    limiter: RateLimiter,
+    /// Denials of discovery requests.
+    access_audit: AccessAudit,
 }
+
+/// Who sent a request, and how far its viewer fields are trusted.
+struct Caller {
+    /// Identity of the connection (an admin without tenant in process).
+    who: ConnIdentity,
+    /// Rate-limit id while unauthenticated.
+    anon: String,
+    /// In-process callers may name any viewer in the request
+    /// (`viewer_cluster_id`, `viewer_tenant_id`); network callers get the
+    /// viewer of their connection (MPREG ignores the request's cluster on the
+    /// network too).
+    trusted: bool,
+}
+
+impl Caller {
+    fn in_process() -> Caller {
+        Caller {
+            who: ConnIdentity::anonymous(ident::Role::Admin),
+            anon: "in-process".into(),
+            trusted: true,
+        }
+    }
+}
+
+/// Commands whose request-level `namespace` (or `namespace_filter`) is
+/// checked against the viewer before they run: a denial is audited and
+/// answered with an empty result (a 403 for watches), as MPREG does.
+const NAMESPACE_CHECKED: &[&str] = &[
+    "catalog_query",
+    "catalog_watch",
+    "cluster_map_v2",
+    "dns_describe",
+    "dns_list",
+    "rpc_describe",
+    "rpc_list",
+    "rpc_report",
+];
 
 impl Node {
     /// Builds a node from validated settings. `seed` fixes every random
@@ -144,6 +210,11 @@ impl Node {
             page_bytes: usize::try_from(settings.fabric_max_frame_bytes / 2).unwrap_or(usize::MAX),
         };
         let replica = Replica::new(&me.node_id, &me.instance_id, me.started_at, params);
+        let policy = PolicyHistory::new(&settings, now.wall).map_err(|e| ConfigError {
+            key: "discovery_policy_rules".into(),
+            problem: e.to_string(),
+            source_name: "settings".into(),
+        })?;
         let mut node = Node {
             me,
             rng,
@@ -171,6 +242,11 @@ impl Node {
                 &me_node_id,
                 Vec::new(),
             )),
+            ident: IdentityConfig::from_settings(&settings),
+            policy,
+            policy_persisted: 0,
+            limiter: RateLimiter::from_settings(&settings),
+            access_audit: AccessAudit::from_settings(&settings),
             settings,
         };
         node.advertise_own(now);
@@ -225,8 +301,15 @@ impl Node {
             kwargs: Map::new(),
             target_cluster: None,
         };
-        let mut results = self.run_rpc(std::slice::from_ref(&cmd), now, &mut Vec::new())?;
-        Ok(results.remove(fun).unwrap_or(Value::Null))
+        let caller = Caller::in_process();
+        let p = cmd.payload().unwrap_or_default();
+        let viewer = self.viewer_of(&caller, &p);
+        if let Some(v) = self.read_policy_rpc(fun, &p, &viewer, now) {
+            return v;
+        }
+        let deny_all = self.namespace_denied(fun, &p, &viewer).is_some();
+        let (value, _) = self.answer(&cmd, &viewer, deny_all, now, &mut Vec::new())?;
+        Ok(value)
     }
 
     /// Runs one RPC in process, mutating RPCs included
@@ -248,7 +331,13 @@ impl Node {
             kwargs: Map::new(),
             target_cluster: None,
         };
-        let result = self.run_client_rpc(None, std::slice::from_ref(&cmd), now, &mut Vec::new());
+        let result = self.run_client_rpc(
+            None,
+            &Caller::in_process(),
+            std::slice::from_ref(&cmd),
+            now,
+            &mut Vec::new(),
+        );
         self.flush_own_changes();
         self.flush_persist();
         Ok(result?.remove(fun).unwrap_or(Value::Null))
@@ -266,9 +355,16 @@ impl Node {
         }
         match input {
             Input::Tick => self.on_tick(now),
-            Input::Accepted { conn, kind, .. } => match kind {
+            Input::Accepted {
+                conn,
+                kind,
+                headers,
+                peer_addr,
+            } => match kind {
                 ConnKind::Client => {
-                    self.conns.insert(conn, ConnState::Client);
+                    let who = self.ident.identify(&headers);
+                    let anon = ident::anonymous_id(peer_addr.map(|a| a.ip()), conn);
+                    self.conns.insert(conn, ConnState::Client { who, anon });
                 }
                 ConnKind::Fabric => {
                     self.conns.insert(
@@ -304,7 +400,7 @@ impl Node {
                 }
             }
             Input::Frame { conn, frame } => match self.conns.get(&conn) {
-                Some(ConnState::Client) => self.on_client_frame(conn, frame, now),
+                Some(ConnState::Client { .. }) => self.on_client_frame(conn, frame, now),
                 Some(ConnState::Fabric { .. }) => self.on_fabric_frame(conn, frame, now),
                 None => self.event(Event::BadInput {
                     conn: Some(conn),
@@ -319,9 +415,14 @@ impl Node {
                 transport,
                 bytes,
             } => {
-                // Namespace policy is not wired in yet: every namespace is
-                // visible (scope still applies inside the responder).
-                let visible = |_: &dns::Viewer, _: &str| true;
+                // The one policy engine decides DNS answers too (scope is
+                // applied inside the responder).
+                let engine = self.policy.engine();
+                let visible = |v: &dns::Viewer, ns: &str| {
+                    engine
+                        .allows_viewer(ns, &v.cluster_id, v.tenant_id.as_deref())
+                        .allowed
+                };
                 let bytes = self.dns.handle(
                     now.mono,
                     now.wall,
@@ -338,6 +439,7 @@ impl Node {
         if !self.stopped {
             self.flush_own_changes();
             self.flush_persist();
+            self.flush_policy();
         }
     }
 
@@ -766,7 +868,7 @@ impl Node {
 
     fn on_closed(&mut self, conn: ConnId, now: Now) {
         match self.conns.remove(&conn) {
-            Some(ConnState::Client) => {
+            Some(ConnState::Client { .. }) => {
                 self.subs.drop_conn(conn);
                 self.watches.drop_conn(conn);
                 let bound = self.registry.drop_conn(conn);
@@ -824,7 +926,7 @@ impl Node {
         let active_clients = self
             .conns
             .values()
-            .filter(|c| matches!(c, ConnState::Client))
+            .filter(|c| matches!(c, ConnState::Client { .. }))
             .count() as u64;
         Status {
             node_id: self.me.node_id.clone(),
@@ -894,7 +996,15 @@ impl Node {
         match msg {
             ClientMessage::Rpc { u, cmds } => {
                 let mut diag = Vec::new();
-                let reply = self.run_client_rpc(Some(conn), &cmds, now, &mut diag);
+                let caller = match self.conns.get(&conn) {
+                    Some(ConnState::Client { who, anon }) => Caller {
+                        who: who.clone(),
+                        anon: anon.clone(),
+                        trusted: false,
+                    },
+                    _ => return,
+                };
+                let reply = self.run_client_rpc(Some(conn), &caller, &cmds, now, &mut diag);
                 for line in diag {
                     self.event(Event::Diag {
                         scope: "peer_snapshot",
@@ -995,15 +1105,24 @@ impl Node {
         }
     }
 
-    /// Runs the commands of one request. Diagnostic lines of enabled debug
-    /// scopes are appended to `diag` for the caller to emit.
-    fn run_rpc(
+    /// Answers one read-only command for `viewer` (after the checks of
+    /// [`Node::admit`]); with `deny_all` every namespaced entry is hidden.
+    /// Returns the value and the number of entries policy hid. Diagnostic
+    /// lines of enabled debug scopes are appended to `diag`.
+    fn answer(
         &self,
-        cmds: &[client::RpcCommand],
+        cmd: &client::RpcCommand,
+        viewer: &Viewer,
+        deny_all: bool,
         now: Now,
         diag: &mut Vec<String>,
-    ) -> Result<Map<String, Value>, RpcError> {
+    ) -> Result<(Value, u64), RpcError> {
+        self.check_route(cmd)?;
         let own_status = self.own_status(now);
+        let mut access = Access::new(self.policy.engine(), viewer, &self.me.cluster_id);
+        if deny_all {
+            access = access.denying_all();
+        }
         let ctx = Ctx {
             settings: &self.settings,
             me: &self.me,
@@ -1012,72 +1131,252 @@ impl Node {
             origins: &self.replica,
             own_status: &own_status,
             now,
+            access,
         };
-        let mut results = Map::new();
-        for cmd in cmds {
-            if let Some(target) = cmd.target_cluster.as_deref() {
-                if !target.is_empty() && target != self.me.cluster_id {
-                    return Err(RpcError {
-                        code: client::codes::COMMAND_NOT_FOUND,
-                        message: "Command not found".into(),
-                        details: Some(format!("no route to cluster {target} for {}", cmd.fun)),
-                    });
-                }
-            }
-            let value = if cmd.fun == "list_peers" && self.debug_scope("peer_snapshot") {
-                let mut lines = Vec::new();
-                let v = api::list_peers_explained(&ctx, &cmd.payload()?, &mut |url, action| {
-                    lines.push(format!(
-                        "[DIAG_PEER_SNAPSHOT] node={} peer={url} action={action}",
-                        self.me.node_id
-                    ));
-                })?;
-                diag.extend(lines);
-                v
-            } else {
-                api::dispatch(&ctx, cmd)?
+        let value = if cmd.fun == "list_peers" && self.debug_scope("peer_snapshot") {
+            let mut lines = Vec::new();
+            let v = api::list_peers_explained(&ctx, &cmd.payload()?, &mut |url, action| {
+                lines.push(format!(
+                    "[DIAG_PEER_SNAPSHOT] node={} peer={url} action={action}",
+                    self.me.node_id
+                ));
+            })?;
+            diag.extend(lines);
+            v
+        } else {
+            api::dispatch(&ctx, cmd)?
+        };
+        Ok((value, ctx.access.hidden()))
+    }
+
+    /// The viewer of a request: the connection's (cluster = this node's
+    /// cluster, tenant per the tenant settings), or for in-process callers
+    /// whatever the request names.
+    fn viewer_of(&self, caller: &Caller, payload: &Map<String, Value>) -> Viewer {
+        let field = |k: &str| {
+            payload
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let requested_tenant = field("viewer_tenant_id");
+        if caller.trusted {
+            let cluster = field("viewer_cluster_id").unwrap_or(&self.me.cluster_id);
+            let tenant = match requested_tenant {
+                Some(t) if self.ident.tenant_mode() => Some(t.to_string()),
+                _ => self.ident.effective_tenant(&caller.who, None),
             };
-            results.insert(cmd.name.clone(), value);
+            return Viewer::new(cluster, tenant);
         }
-        Ok(results)
+        self.ident
+            .viewer(&caller.who, &self.me.cluster_id, requested_tenant)
+    }
+
+    /// The request-level namespace of `fun` when the viewer may not see it:
+    /// `(namespace, reason)`.
+    fn namespace_denied(
+        &self,
+        fun: &str,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+    ) -> Option<(String, &'static str)> {
+        if !NAMESPACE_CHECKED.contains(&fun) {
+            return None;
+        }
+        let ns = ratelimit::limit_namespace(fun, payload)?;
+        let decision = self.policy.engine().allows(&ns, viewer);
+        (!decision.allowed).then(|| (ns, decision.reason.as_str()))
+    }
+
+    /// The checks every network request passes before its handler
+    /// (DESIGN.md §3): the admin gate, the rate limiter, then the
+    /// request-level namespace policy. Refusals are counted and (rate limit,
+    /// policy) audited. `Ok(true)` means: run it, hiding every namespaced
+    /// entry (the request's own namespace is denied).
+    fn admit(
+        &mut self,
+        caller: &Caller,
+        fun: &str,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+        now: Now,
+    ) -> Result<bool, RpcError> {
+        if let Err(e) = self.ident.authorize(&caller.who, fun) {
+            self.counters.admin_denied += 1;
+            self.access_audit
+                .record_denial(fun, viewer, None, "admin_required", now.wall);
+            return Err(e);
+        }
+        if caller.trusted {
+            return Ok(self.namespace_denied(fun, payload, viewer).is_some());
+        }
+        if let Some(command) = ratelimit::limited_command(fun, payload) {
+            let ns = ratelimit::limit_namespace(fun, payload);
+            let id = caller.who.rate_limit_id(&caller.anon);
+            let key = RateKey {
+                viewer: &id,
+                command,
+                namespace: ns.as_deref(),
+            };
+            if !self.limiter.check(key, now.mono) {
+                self.counters.rate_limited += 1;
+                self.access_audit.record_denial(
+                    command,
+                    viewer,
+                    ns.as_deref(),
+                    ratelimit::RATE_LIMITED_REASON,
+                    now.wall,
+                );
+                return Err(ratelimit::rejection(command, &id, ns.as_deref()));
+            }
+        }
+        let Some((ns, reason)) = self.namespace_denied(fun, payload, viewer) else {
+            return Ok(false);
+        };
+        self.counters.policy_requests_denied += 1;
+        self.access_audit
+            .record_denial(fun, viewer, Some(&ns), reason, now.wall);
+        if fun == "catalog_watch" {
+            return Err(RpcError::access_denied(format!(
+                "{fun} denied for namespace {ns}"
+            )));
+        }
+        Ok(true)
+    }
+
+    /// The policy RPCs that only read (`namespace_policy_export`,
+    /// `namespace_policy_audit`, `discovery_access_audit`), and
+    /// `namespace_status` without recording its denial (in-process callers);
+    /// `None` for other commands.
+    fn read_policy_rpc(
+        &self,
+        fun: &str,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+        now: Now,
+    ) -> Option<Result<Value, RpcError>> {
+        Some(match fun {
+            "namespace_policy_export" => {
+                policy::rpc::namespace_policy_export(&self.policy, payload, now.wall)
+            }
+            "namespace_policy_audit" => {
+                policy::rpc::namespace_policy_audit(&self.policy, payload, now.wall)
+            }
+            "discovery_access_audit" => {
+                policy::rpc::discovery_access_audit(&self.access_audit, payload, now.wall)
+            }
+            "namespace_status" => policy::rpc::namespace_status(
+                self.policy.engine(),
+                viewer,
+                &mut AccessAudit::new(0),
+                |_| policy::rpc::ExportStats::default(),
+                payload,
+                now.wall,
+            ),
+            _ => return None,
+        })
+    }
+
+    /// Runs a policy RPC ([`api::POLICY_RPCS`]) for a network or in-process
+    /// caller, then persists the history if it changed.
+    fn policy_rpc(
+        &mut self,
+        caller: &Caller,
+        fun: &str,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+        now: Now,
+    ) -> Result<Value, RpcError> {
+        let principal = caller.who.principal.clone();
+        let principal = principal.as_deref();
+        let result = match fun {
+            "namespace_status" => policy::rpc::namespace_status(
+                self.policy.engine(),
+                viewer,
+                &mut self.access_audit,
+                |_| policy::rpc::ExportStats::default(),
+                payload,
+                now.wall,
+            ),
+            "namespace_policy_validate" => policy::rpc::namespace_policy_validate(
+                &mut self.policy,
+                principal,
+                payload,
+                now.wall,
+            ),
+            "namespace_policy_apply" => {
+                policy::rpc::namespace_policy_apply(&mut self.policy, principal, payload, now.wall)
+            }
+            "namespace_policy_rollback" => policy::rpc::namespace_policy_rollback(
+                &mut self.policy,
+                principal,
+                payload,
+                now.wall,
+            ),
+            other => match self.read_policy_rpc(other, payload, viewer, now) {
+                Some(r) => r,
+                None => Err(RpcError::not_found(other)),
+            },
+        };
+        self.flush_policy();
+        result
+    }
+
+    /// Asks the runtime to write the policy history when it changed since
+    /// the last write (only with a `data_dir`).
+    fn flush_policy(&mut self) {
+        let revision = self.policy.revision();
+        if revision == self.policy_persisted {
+            return;
+        }
+        self.policy_persisted = revision;
+        if self.settings.data_dir.is_some() {
+            self.out.push_back(Output::Persist {
+                name: policy::history::PERSIST_FILE.to_string(),
+                bytes: self.policy.to_bytes(),
+            });
+        }
     }
 
     // ---- registrations and watches -------------------------------------
 
-    /// Runs the commands of one client request in order. Mutating RPCs
-    /// (registrations) are applied here; the rest go to the read-only
-    /// handlers. A `catalog_watch` made on a connection also stores its
-    /// filter, so deltas delivered to that connection are filtered by it.
-    /// Diagnostic lines of enabled debug scopes are appended to `diag`.
+    /// Runs the commands of one client request in order, each through
+    /// [`Node::admit`]. Mutating RPCs (registrations) and the policy RPCs are
+    /// applied here; the rest go to the read-only handlers. A
+    /// `catalog_watch` made on a connection also stores its filter, so
+    /// deltas delivered to that connection are filtered by it. Diagnostic
+    /// lines of enabled debug scopes are appended to `diag`.
     fn run_client_rpc(
         &mut self,
         conn: Option<ConnId>,
+        caller: &Caller,
         cmds: &[client::RpcCommand],
         now: Now,
         diag: &mut Vec<String>,
     ) -> Result<Map<String, Value>, RpcError> {
-        let special =
-            |c: &client::RpcCommand| registration::is_mutating(&c.fun) || c.fun == "catalog_watch";
-        if !cmds.iter().any(special) {
-            return self.run_rpc(cmds, now, diag);
-        }
         let mut results = Map::new();
         for cmd in cmds {
+            self.check_route(cmd)?;
+            // A payload that does not parse is the handler's error to report.
+            let payload = cmd.payload().unwrap_or_default();
+            let viewer = self.viewer_of(caller, &payload);
+            let deny_all = self.admit(caller, &cmd.fun, &payload, &viewer, now)?;
             let value = if registration::is_mutating(&cmd.fun) {
-                self.check_route(cmd)?;
                 self.apply_mutation(conn, cmd, now)?
+            } else if api::POLICY_RPCS.contains(&cmd.fun.as_str()) {
+                self.policy_rpc(caller, &cmd.fun, &payload, &viewer, now)?
             } else {
-                let mut r = self.run_rpc(std::slice::from_ref(cmd), now, diag)?;
+                let (value, hidden) = self.answer(cmd, &viewer, deny_all, now, diag)?;
+                self.counters.policy_items_hidden += hidden;
                 if let (Some(c), "catalog_watch") = (conn, cmd.fun.as_str()) {
                     // The handler accepted the payload, so it parses here too.
-                    if let Ok(f) = cmd
-                        .payload()
-                        .and_then(|p| WatchFilter::from_request(&self.me, &p))
-                    {
+                    if let Ok(f) = WatchFilter::from_request(&self.me, &payload) {
                         self.watches.set_filter(c, f);
+                        self.watches.set_viewer(c, viewer);
                     }
                 }
-                r.remove(&cmd.name).unwrap_or(Value::Null)
+                value
             };
             results.insert(cmd.name.clone(), value);
         }
@@ -1271,6 +1570,10 @@ impl Node {
 
     /// A persisted file read back at start.
     fn on_restored(&mut self, name: &str, bytes: &[u8], now: Now) {
+        if name == policy::history::PERSIST_FILE {
+            self.restore_policy(bytes, now);
+            return;
+        }
         if name != registry::PERSIST_FILE {
             self.event(Event::Info(format!(
                 "ignoring restored file {name}: not one this node writes"
@@ -1328,6 +1631,32 @@ impl Node {
         )));
     }
 
+    /// Puts back the policy history written before a restart: the last
+    /// applied (or rolled back) version is enforced again, unless the
+    /// settings' policy changed since, which then becomes a new version. A
+    /// file that does not decode is reported and the settings' policy stays.
+    fn restore_policy(&mut self, bytes: &[u8], now: Now) {
+        match PolicyHistory::restore(bytes, &self.settings, now.wall) {
+            Ok(history) => {
+                let version = history.current().version;
+                self.policy = history;
+                // Revision 0: written back only if restoring appended the
+                // settings' changed policy as a new version.
+                self.policy_persisted = 0;
+                self.event(Event::Info(format!(
+                    "restored namespace policy history: version {version} enforced"
+                )));
+            }
+            Err(e) => self.event(Event::BadInput {
+                conn: None,
+                detail: format!(
+                    "cannot restore {}: {e}; the settings' policy is enforced",
+                    policy::history::PERSIST_FILE
+                ),
+            }),
+        }
+    }
+
     /// Asks the runtime to write the persisted registrations when they
     /// changed (only with a `data_dir`).
     fn flush_persist(&mut self) {
@@ -1372,6 +1701,11 @@ impl Node {
         let watches = &self.watches;
         let rng = &mut self.rng;
         let me = &self.me;
+        let conns = &self.conns;
+        let ident = &self.ident;
+        // With policy enabled every delivery is checked per entry for its
+        // subscriber's viewer (MPREG checks only the watch request).
+        let engine = self.policy.engine().enabled().then(|| self.policy.engine());
         let mut deliveries: Vec<(ConnId, String, PubSubMessage)> = Vec::new();
         for (cluster, changes) in &by_cluster {
             for chunk in changes.chunks(DELTA_CHUNK_ENTRIES) {
@@ -1410,12 +1744,38 @@ impl Node {
                         rng.ulid(now.wall)
                     };
                     for (conn, sub_id) in targets {
-                        let payload = match watches.narrowing_filter(conn, &note.topic) {
-                            Some(f) => match watch::delta_message(&change, &publisher, f) {
-                                Some(p) => p,
-                                None => continue,
+                        let payload = match engine {
+                            Some(engine) => {
+                                let viewer = match (watches.viewer(conn), conns.get(&conn)) {
+                                    (Some(v), _) => v.clone(),
+                                    (None, Some(ConnState::Client { who, .. })) => {
+                                        ident.viewer(who, &me.cluster_id, None)
+                                    }
+                                    _ => continue,
+                                };
+                                let access = Access::new(engine, &viewer, &me.cluster_id);
+                                let keep = |e: &&Entry| access.entry_visible(e);
+                                let visible = CatalogChange {
+                                    origin_cluster: change.origin_cluster,
+                                    sent_at: change.sent_at,
+                                    upserted: change
+                                        .upserted
+                                        .iter()
+                                        .copied()
+                                        .filter(keep)
+                                        .collect(),
+                                    removed: change.removed.iter().copied().filter(keep).collect(),
+                                };
+                                let filter = watches.filter_for(conn, &note.topic);
+                                watch::delta_message(&visible, &publisher, &filter)
+                            }
+                            None => match watches.narrowing_filter(conn, &note.topic) {
+                                Some(f) => watch::delta_message(&change, &publisher, f),
+                                None => Some(note.payload.clone()),
                             },
-                            None => note.payload.clone(),
+                        };
+                        let Some(payload) = payload else {
+                            continue;
                         };
                         deliveries.push((
                             conn,
@@ -1470,3 +1830,7 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "node_policy_tests.rs"]
+mod policy_tests;

@@ -297,6 +297,11 @@ impl Selection {
         if !e.matches_namespace(&self.namespace) {
             return false;
         }
+        self.keep_fields(ctx, e) && ctx.access.entry_visible(e)
+    }
+
+    /// The kind-specific filters of [`Selection::keep`].
+    fn keep_fields(&self, ctx: &Ctx<'_>, e: &Entry) -> bool {
         match e {
             Entry::Function(f) => {
                 let id = &f.identity;

@@ -24,6 +24,7 @@ use crate::config::Settings;
 use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::Replica;
 use crate::node::Identity;
+use crate::policy::Access;
 use crate::time::Now;
 use crate::wire::client::{RpcCommand, RpcError};
 use crate::wire::fabric::Status;
@@ -43,14 +44,34 @@ pub const RPC_NAMES: &[&str] = &[
     "dns_describe",
     "dns_list",
     "dns_register",
+    "discovery_access_audit",
     "dns_unregister",
     "echo",
     "echos",
     "list_peers",
+    "namespace_policy_apply",
+    "namespace_policy_audit",
+    "namespace_policy_export",
+    "namespace_policy_rollback",
+    "namespace_policy_validate",
+    "namespace_status",
     "rpc_describe",
     "rpc_describe_local",
     "rpc_list",
     "rpc_report",
+];
+
+/// The policy and audit RPCs: the node answers them itself (they read or
+/// change its policy history and access audit), after the same checks as
+/// every command.
+pub const POLICY_RPCS: &[&str] = &[
+    "discovery_access_audit",
+    "namespace_policy_apply",
+    "namespace_policy_audit",
+    "namespace_policy_export",
+    "namespace_policy_rollback",
+    "namespace_policy_validate",
+    "namespace_status",
 ];
 
 /// Read-only view of the node that handlers answer from.
@@ -69,6 +90,9 @@ pub struct Ctx<'a> {
     pub own_status: &'a Status,
     /// The time of the request.
     pub now: Now,
+    /// The request's viewer and the policy deciding what it may see:
+    /// handlers drop every entry it hides.
+    pub access: Access<'a>,
 }
 
 /// Runs one read-only command. The mutating RPCs
@@ -91,6 +115,9 @@ pub fn dispatch(ctx: &Ctx<'_>, cmd: &RpcCommand) -> Result<Value, RpcError> {
         "dns_list" | "dns_describe" => registration::dns_list(ctx, &cmd.fun, &cmd.payload()?),
         f if registration::is_mutating(f) => Err(RpcError::failed(format!(
             "{f} changes the node's catalog and is served on client connections only"
+        ))),
+        f if POLICY_RPCS.contains(&f) => Err(RpcError::failed(format!(
+            "{f} is answered by the node from its policy history and audit"
         ))),
         other => Err(RpcError::not_found(other)),
     }
@@ -230,7 +257,7 @@ mod tests {
     fn every_advertised_rpc_is_dispatched() {
         let fx = fixture();
         for fun in RPC_NAMES {
-            if registration::is_mutating(fun) {
+            if registration::is_mutating(fun) || POLICY_RPCS.contains(fun) {
                 // Applied by the node, not by the read-only dispatch.
                 assert_eq!(fx.call(fun, Value::Null).unwrap_err().code, 1003);
                 continue;

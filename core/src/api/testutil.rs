@@ -15,7 +15,9 @@ use crate::catalog::store::Catalog;
 use crate::config::Settings;
 use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
+use crate::identity::Viewer;
 use crate::node::Identity;
+use crate::policy::{Access, PolicyEngine};
 use crate::time::{Instant, Now};
 use crate::wire::client::{RpcCommand, RpcError};
 use crate::wire::fabric::{Status, StatusMetrics};
@@ -36,6 +38,10 @@ pub(crate) struct Fixture {
     pub origins: Replica,
     pub status: Status,
     pub now: Now,
+    /// The policy handlers decide with (disabled unless a test sets one).
+    pub policy: PolicyEngine,
+    /// The requests' viewer (own cluster, no tenant unless a test sets one).
+    pub viewer: Viewer,
 }
 
 impl Fixture {
@@ -80,6 +86,9 @@ impl Fixture {
             origins,
             status,
             now: Now::new(Instant::from_nanos(1_000_000_000_000), NOW),
+            policy: PolicyEngine::new(false, true, Vec::new())
+                .expect("an empty disabled policy is valid"),
+            viewer: Viewer::new(CLUSTER, None),
         };
         fx.add(node(ME, CLUSTER).with_scope(Scope::Zone));
         fx
@@ -95,6 +104,7 @@ impl Fixture {
             origins: &self.origins,
             own_status: &self.status,
             now: self.now,
+            access: Access::new(&self.policy, &self.viewer, CLUSTER),
         }
     }
 

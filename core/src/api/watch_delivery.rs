@@ -36,6 +36,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 
 use super::watch::{WatchFilter, DELTA_TOPIC};
+use crate::identity::Viewer;
 use crate::io::ConnId;
 use crate::time::{Instant, Now};
 use crate::wire::client::PubSubMessage;
@@ -73,6 +74,9 @@ pub struct Missed {
 #[derive(Debug, Default)]
 struct ConnWatch {
     filters: BTreeMap<String, WatchFilter>,
+    /// The viewer of the connection's latest `catalog_watch` (its tenant
+    /// may come from the request, where the settings allow that).
+    viewer: Option<Viewer>,
     window_start: Option<Instant>,
     sent: u32,
     bytes: usize,
@@ -106,6 +110,31 @@ impl WatchDelivery {
             return;
         }
         w.filters.insert(topic, filter);
+    }
+
+    /// Remembers the viewer of a `catalog_watch` made on `conn`: deliveries
+    /// to the connection are policy-checked for it, per entry.
+    pub fn set_viewer(&mut self, conn: ConnId, viewer: Viewer) {
+        self.conns.entry(conn).or_default().viewer = Some(viewer);
+    }
+
+    /// The viewer set by [`WatchDelivery::set_viewer`], if any.
+    pub fn viewer(&self, conn: ConnId) -> Option<&Viewer> {
+        self.conns.get(&conn)?.viewer.as_ref()
+    }
+
+    /// The filter of deliveries on delta `topic` to `conn`: its
+    /// `catalog_watch` filter for the topic, else the topic's namespace.
+    pub fn filter_for(&self, conn: ConnId, topic: &str) -> WatchFilter {
+        if let Some(f) = self.conns.get(&conn).and_then(|w| w.filters.get(topic)) {
+            return f.clone();
+        }
+        match topic.strip_prefix(DELTA_TOPIC) {
+            Some(rest) if !rest.is_empty() => {
+                WatchFilter::namespace(rest.strip_prefix('.').unwrap_or(rest))
+            }
+            _ => WatchFilter::all(),
+        }
     }
 
     /// The filter that applies to deliveries on `topic` to `conn`, when it

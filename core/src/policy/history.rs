@@ -32,6 +32,9 @@ pub const MAX_VERSIONS: usize = 1000;
 /// Policy audit entries kept (MPREG's fixed 500).
 pub const POLICY_AUDIT_MAX: usize = 500;
 
+/// File in the node's data directory holding [`PolicyHistory::to_bytes`].
+pub const PERSIST_FILE: &str = "policy_history.json";
+
 /// Format number of [`PolicyHistory::to_bytes`].
 const FORMAT: u32 = 1;
 

@@ -8,6 +8,8 @@
 //! - [`engine`]: the immutable [`PolicyEngine`] and its decisions
 //!   (`allows_viewer`, `allows_source`, `allows_summary_export`), longest
 //!   match on the one dot-boundary namespace rule;
+//! - [`access`]: per-item visibility of catalog entries for one request's
+//!   viewer (every reader uses it);
 //! - [`history`]: the append-only [`PolicyHistory`] of enforced versions
 //!   (apply, rollback, persistence) with the policy audit, owning the live
 //!   engine;
@@ -21,12 +23,14 @@
 //! `namespace_status` never shows a rule to a viewer it denies; every
 //! enforced version is kept for rollback and audit.
 
+pub mod access;
 pub mod engine;
 pub mod history;
 pub mod rpc;
 pub mod rules;
 pub mod validate;
 
+pub use access::Access;
 pub use engine::{Decision, PolicyEngine, Reason};
 pub use history::{
     HistoryError, PolicyAuditEntry, PolicyHistory, PolicyProposal, PolicyVersion, RollbackError,
