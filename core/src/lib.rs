@@ -68,9 +68,11 @@ pub mod policy;
 pub mod pubsub;
 pub mod ratelimit;
 pub mod registry;
+pub mod resolver;
 mod rng;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod summary;
 pub mod time;
 pub mod wire;
 

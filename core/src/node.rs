@@ -107,6 +107,9 @@ fn tombstone_horizon(settings: &Settings) -> Duration {
         .max(secs(settings.fabric_catalog_ttl_seconds) * 2)
 }
 
+#[path = "node_discovery.rs"]
+mod discovery;
+
 /// An mpreg-rs node, free of I/O.
 pub struct Node {
     settings: Settings,
@@ -142,6 +145,8 @@ pub struct Node {
     limiter: RateLimiter,
     /// Denials of discovery requests.
     access_audit: AccessAudit,
+    /// Summary export, summary cache and resolver mode.
+    plane: discovery::Plane,
 }
 
 /// Who sent a request, and how far its viewer fields are trusted.
@@ -179,6 +184,8 @@ const NAMESPACE_CHECKED: &[&str] = &[
     "rpc_describe",
     "rpc_list",
     "rpc_report",
+    "summary_query",
+    "summary_watch",
 ];
 
 impl Node {
@@ -215,6 +222,7 @@ impl Node {
             problem: e.to_string(),
             source_name: "settings".into(),
         })?;
+        let me_plane = me.clone();
         let mut node = Node {
             me,
             rng,
@@ -247,9 +255,11 @@ impl Node {
             policy_persisted: 0,
             limiter: RateLimiter::from_settings(&settings),
             access_audit: AccessAudit::from_settings(&settings),
+            plane: discovery::Plane::new(&settings, &me_plane, now),
             settings,
         };
         node.advertise_own(now);
+        node.discovery_start(now);
         node.timers.status = now.mono + node.gossip_interval();
         node.timers.prune = now.mono + node.gossip_interval();
         node.reconcile(now);
@@ -308,6 +318,9 @@ impl Node {
             return v;
         }
         let deny_all = self.namespace_denied(fun, &p, &viewer).is_some();
+        if crate::summary::NODE_RPCS.contains(&fun) {
+            return self.discovery_rpc(fun, &p, &viewer, deny_all, now);
+        }
         let (value, _) = self.answer(&cmd, &viewer, deny_all, now, &mut Vec::new())?;
         Ok(value)
     }
@@ -462,6 +475,9 @@ impl Node {
         if let Some(resync) = self.watches.next_deadline() {
             next = next.min(resync);
         }
+        if let Some(t) = self.plane.next_deadline() {
+            next = next.min(t);
+        }
         Some(next)
     }
 
@@ -543,6 +559,7 @@ impl Node {
             self.withdraw(lapsed, now);
         }
         self.send_due_resyncs(now);
+        self.discovery_tick(now);
     }
 
     /// How often the owner re-announces its entries as fresh: a quarter of
@@ -755,6 +772,7 @@ impl Node {
                 }
             }
             FabricMsg::Delta(delta) => self.on_delta(conn, delta, now),
+            FabricMsg::Summary(flood) => self.on_summary_flood(conn, flood, now),
         }
     }
 
@@ -1031,12 +1049,17 @@ impl Node {
                 self.send(conn, Frame::Binary(bytes));
             }
             ClientMessage::Subscribe(s) => {
-                let result = self.subs.subscribe(conn, &s.subscription_id, s.patterns);
+                let result = self
+                    .subs
+                    .subscribe(conn, &s.subscription_id, s.patterns.clone());
                 let err = result.err().map(|e| e.to_string());
                 self.send(
                     conn,
                     Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())),
                 );
+                if err.is_none() && s.get_backlog {
+                    self.replay_summaries(conn, &s.subscription_id, &s.patterns, now);
+                }
             }
             ClientMessage::Unsubscribe { u, subscription_id } => {
                 let existed = self.subs.unsubscribe(conn, &subscription_id);
@@ -1123,10 +1146,14 @@ impl Node {
         if deny_all {
             access = access.denying_all();
         }
+        let catalog = match cmd.fun.as_str() {
+            "catalog_query" | "cluster_map_v2" => self.query_catalog(),
+            _ => &self.catalog,
+        };
         let ctx = Ctx {
             settings: &self.settings,
             me: &self.me,
-            catalog: &self.catalog,
+            catalog,
             peers: &self.peers,
             origins: &self.replica,
             own_status: &own_status,
@@ -1237,7 +1264,7 @@ impl Node {
         self.counters.policy_requests_denied += 1;
         self.access_audit
             .record_denial(fun, viewer, Some(&ns), reason, now.wall);
-        if fun == "catalog_watch" {
+        if fun == "catalog_watch" || fun == "summary_watch" {
             return Err(RpcError::access_denied(format!(
                 "{fun} denied for namespace {ns}"
             )));
@@ -1366,6 +1393,10 @@ impl Node {
                 self.apply_mutation(conn, cmd, now)?
             } else if api::POLICY_RPCS.contains(&cmd.fun.as_str()) {
                 self.policy_rpc(caller, &cmd.fun, &payload, &viewer, now)?
+            } else if crate::summary::NODE_RPCS.contains(&cmd.fun.as_str()) {
+                self.discovery_rpc_mut(conn, &cmd.fun, &payload, &viewer, deny_all, now)?
+            } else if let Some(v) = self.resolver_answer(cmd, &payload, &viewer, deny_all, now) {
+                v?
             } else {
                 let (value, hidden) = self.answer(cmd, &viewer, deny_all, now, diag)?;
                 self.counters.policy_items_hidden += hidden;
@@ -1380,6 +1411,7 @@ impl Node {
             };
             results.insert(cmd.name.clone(), value);
         }
+        self.run_resolver_refreshes(now);
         Ok(results)
     }
 
@@ -1678,6 +1710,7 @@ impl Node {
     /// budget ([`WatchDelivery`]). Large changes are split into deltas of
     /// [`DELTA_CHUNK_ENTRIES`], one per origin cluster.
     fn publish_catalog_change(&mut self, upserted: &[EntryKey], removed: &[Entry], now: Now) {
+        self.feed_resolver(upserted, removed, now);
         if self.subs.is_empty() || (upserted.is_empty() && removed.is_empty()) {
             return;
         }

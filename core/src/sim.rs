@@ -363,6 +363,9 @@ impl Sim {
                                     if d.flood { "flood" } else { "repair" },
                                     d.changes.len().min(1)
                                 ),
+                                crate::wire::fabric::FabricMsg::Summary(s) => {
+                                    format!("summary-{}", s.seq)
+                                }
                             }
                         ),
                         Err(_) => "Send ?".into(),

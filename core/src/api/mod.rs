@@ -31,6 +31,7 @@ use crate::wire::fabric::Status;
 
 pub use catalog_query::{clamp_limit, PageToken, DEFAULT_LIMIT, MAX_LIMIT};
 pub use peers::list_peers_explained;
+pub(crate) use request::Payload;
 
 /// The RPCs this node serves; also advertised as its function entries, as a
 /// stock MPREG node advertises its registered commands.
@@ -45,6 +46,7 @@ pub const RPC_NAMES: &[&str] = &[
     "dns_list",
     "dns_register",
     "discovery_access_audit",
+    "discovery_lag",
     "dns_unregister",
     "echo",
     "echos",
@@ -55,10 +57,14 @@ pub const RPC_NAMES: &[&str] = &[
     "namespace_policy_rollback",
     "namespace_policy_validate",
     "namespace_status",
+    "resolver_cache_stats",
+    "resolver_resync",
     "rpc_describe",
     "rpc_describe_local",
     "rpc_list",
     "rpc_report",
+    "summary_query",
+    "summary_watch",
 ];
 
 /// The policy and audit RPCs: the node answers them itself (they read or
@@ -118,6 +124,9 @@ pub fn dispatch(ctx: &Ctx<'_>, cmd: &RpcCommand) -> Result<Value, RpcError> {
         ))),
         f if POLICY_RPCS.contains(&f) => Err(RpcError::failed(format!(
             "{f} is answered by the node from its policy history and audit"
+        ))),
+        f if crate::summary::NODE_RPCS.contains(&f) => Err(RpcError::failed(format!(
+            "{f} is answered by the node from its summary and resolver state"
         ))),
         other => Err(RpcError::not_found(other)),
     }
@@ -257,7 +266,10 @@ mod tests {
     fn every_advertised_rpc_is_dispatched() {
         let fx = fixture();
         for fun in RPC_NAMES {
-            if registration::is_mutating(fun) || POLICY_RPCS.contains(fun) {
+            if registration::is_mutating(fun)
+                || POLICY_RPCS.contains(fun)
+                || crate::summary::NODE_RPCS.contains(fun)
+            {
                 // Applied by the node, not by the read-only dispatch.
                 assert_eq!(fx.call(fun, Value::Null).unwrap_err().code, 1003);
                 continue;

@@ -38,6 +38,9 @@ pub enum FabricMsg {
     Digest(Digest),
     /// Versioned changes of one origin's entries.
     Delta(Delta),
+    /// One summary export, flooded once per node
+    /// ([`crate::summary::flood`]).
+    Summary(crate::summary::flood::SummaryFlood),
 }
 
 /// Identifies the sending node.

@@ -1,0 +1,512 @@
+//! The resolver's query cache: stale-while-revalidate plus negative
+//! caching (`discovery_logic.md` §8.4), with the fixes of §11.1 and §11.13:
+//! - the key holds the full viewer (cluster **and** tenant), so one tenant's
+//!   filtered answer is never served to another;
+//! - a catalog change invalidates only the cached answers it can affect (same
+//!   entry kind and an overlapping namespace), not the whole cache; a seed or
+//!   resync still invalidates everything (a generation bump);
+//! - one refresh in flight per key: the first stale read schedules it, later
+//!   stale reads of the same key are served without scheduling another.
+//!
+//! Lookups never serve an answer past its `stale_until`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Map, Value};
+
+use crate::catalog::entry::EntryKind;
+use crate::catalog::namespace::NamespaceFilter;
+use crate::identity::Viewer;
+
+/// Settings (`discovery_resolver_query_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryCacheConfig {
+    /// `discovery_resolver_query_cache_enabled`.
+    pub enabled: bool,
+    /// Seconds an answer is fresh.
+    pub ttl_seconds: f64,
+    /// Seconds after that it may still be served while refreshed.
+    pub stale_seconds: f64,
+    /// Seconds an empty answer is fresh.
+    pub negative_ttl_seconds: f64,
+    /// Cached answers kept (oldest evicted first); 0 keeps none.
+    pub max_entries: usize,
+}
+
+/// Which RPC an answer belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum CacheKind {
+    /// `catalog_query`.
+    Catalog,
+    /// `cluster_map_v2`.
+    ClusterMap,
+}
+
+/// Cache key: the RPC, the canonical request (page included: keyset pages
+/// are stable, so each page is its own answer) and the full viewer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CacheKey {
+    /// The RPC.
+    pub kind: CacheKind,
+    /// Canonical JSON of the request payload.
+    pub request: String,
+    /// Viewer cluster.
+    pub viewer_cluster: String,
+    /// Viewer tenant.
+    pub viewer_tenant: Option<String>,
+}
+
+impl CacheKey {
+    /// The key of a request made by `viewer`.
+    pub fn new(kind: CacheKind, payload: &Map<String, Value>, viewer: &Viewer) -> CacheKey {
+        // Sorted keys, whatever the map's own order: equal requests, equal keys.
+        let sorted: BTreeMap<&String, &Value> = payload.iter().collect();
+        CacheKey {
+            kind,
+            request: serde_json::to_string(&sorted).unwrap_or_default(),
+            viewer_cluster: viewer.cluster.clone(),
+            viewer_tenant: viewer.tenant.clone(),
+        }
+    }
+}
+
+/// What a cached answer depends on, for targeted invalidation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Depends {
+    /// Entry kinds it reads (`None`: every kind).
+    pub kinds: Option<Vec<EntryKind>>,
+    /// The request's namespace filter.
+    pub namespace: NamespaceFilter,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    value: Value,
+    generated_at: f64,
+    expires_at: f64,
+    stale_until: f64,
+    negative: bool,
+    generation: u64,
+    invalidated: bool,
+    depends: Depends,
+}
+
+/// A lookup's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    /// Nothing usable: compute, serve and [`QueryCache::store`].
+    Miss,
+    /// Fresh.
+    Hit(Value),
+    /// Past its TTL (or invalidated) but within its stale window: serve it;
+    /// when `refresh`, this read scheduled the key's one refresh.
+    Stale {
+        /// The stale answer.
+        value: Value,
+        /// This read scheduled the refresh.
+        refresh: bool,
+    },
+}
+
+/// Counters per RPC (MPREG's names).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Fresh answers served.
+    pub hits: u64,
+    /// Lookups that found nothing usable.
+    pub misses: u64,
+    /// Stale answers served.
+    pub stale_serves: u64,
+    /// Hits and stale serves of empty answers.
+    pub negative_hits: u64,
+    /// Refreshes stored.
+    pub refreshes: u64,
+}
+
+/// The cache.
+#[derive(Debug, Clone)]
+pub struct QueryCache {
+    cfg: QueryCacheConfig,
+    entries: BTreeMap<CacheKey, Cached>,
+    generation: u64,
+    /// Keys with a refresh scheduled and not yet stored.
+    refreshing: BTreeSet<CacheKey>,
+    catalog: KindStats,
+    cluster_map: KindStats,
+}
+
+impl QueryCache {
+    /// An empty cache.
+    pub fn new(cfg: QueryCacheConfig) -> QueryCache {
+        QueryCache {
+            cfg,
+            entries: BTreeMap::new(),
+            generation: 0,
+            refreshing: BTreeSet::new(),
+            catalog: KindStats::default(),
+            cluster_map: KindStats::default(),
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &QueryCacheConfig {
+        &self.cfg
+    }
+
+    fn stats_mut(&mut self, kind: CacheKind) -> &mut KindStats {
+        match kind {
+            CacheKind::Catalog => &mut self.catalog,
+            CacheKind::ClusterMap => &mut self.cluster_map,
+        }
+    }
+
+    /// Counters of one RPC.
+    pub fn stats(&self, kind: CacheKind) -> KindStats {
+        match kind {
+            CacheKind::Catalog => self.catalog,
+            CacheKind::ClusterMap => self.cluster_map,
+        }
+    }
+
+    /// Answers cached.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Looks `key` up at wall time `now` (module docs).
+    pub fn lookup(&mut self, key: &CacheKey, now: f64) -> Lookup {
+        let generation = self.generation;
+        let Some(e) = self.entries.get(key) else {
+            self.stats_mut(key.kind).misses += 1;
+            return Lookup::Miss;
+        };
+        let negative = e.negative;
+        let result = if e.generation == generation && !e.invalidated && now <= e.expires_at {
+            Lookup::Hit(e.value.clone())
+        } else if now <= e.stale_until {
+            let refresh = !self.refreshing.contains(key);
+            Lookup::Stale {
+                value: e.value.clone(),
+                refresh,
+            }
+        } else {
+            self.entries.remove(key);
+            self.refreshing.remove(key);
+            self.stats_mut(key.kind).misses += 1;
+            return Lookup::Miss;
+        };
+        let st = self.stats_mut(key.kind);
+        match &result {
+            Lookup::Hit(_) => st.hits += 1,
+            _ => st.stale_serves += 1,
+        }
+        if negative {
+            st.negative_hits += 1;
+        }
+        if let Lookup::Stale { refresh: true, .. } = result {
+            self.refreshing.insert(key.clone());
+        }
+        result
+    }
+
+    /// Keys whose refresh was scheduled and not yet stored.
+    pub fn pending_refreshes(&self) -> Vec<CacheKey> {
+        self.refreshing.iter().cloned().collect()
+    }
+
+    /// Stores a computed answer (`negative` when it holds no item).
+    pub fn store(
+        &mut self,
+        key: CacheKey,
+        value: Value,
+        negative: bool,
+        depends: Depends,
+        now: f64,
+    ) {
+        if !self.cfg.enabled {
+            return;
+        }
+        if self.refreshing.remove(&key) {
+            self.stats_mut(key.kind).refreshes += 1;
+        }
+        let ttl = if negative {
+            self.cfg.negative_ttl_seconds
+        } else {
+            self.cfg.ttl_seconds
+        }
+        .max(0.0);
+        let stale = self.cfg.stale_seconds.max(0.0);
+        self.entries.insert(
+            key,
+            Cached {
+                value,
+                generated_at: now,
+                expires_at: now + ttl,
+                stale_until: now + ttl + stale,
+                negative,
+                generation: self.generation,
+                invalidated: false,
+                depends,
+            },
+        );
+        self.capacity_prune();
+    }
+
+    fn capacity_prune(&mut self) {
+        let max = self.cfg.max_entries;
+        if self.entries.len() <= max {
+            return;
+        }
+        let mut by_age: Vec<(f64, CacheKey)> = self
+            .entries
+            .iter()
+            .map(|(k, e)| (e.generated_at, k.clone()))
+            .collect();
+        by_age.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        let excess = self.entries.len() - max;
+        for (_, k) in by_age.into_iter().take(excess) {
+            self.entries.remove(&k);
+            self.refreshing.remove(&k);
+        }
+    }
+
+    /// Everything becomes stale (a seed or resync replaced the mirror).
+    pub fn bump_generation(&mut self) {
+        self.generation += 1;
+    }
+
+    /// A change of an entry of `kind` whose namespace values are `namespaces`
+    /// (empty: a kind without namespace) makes every answer that could
+    /// contain it stale. Returns how many were invalidated.
+    pub fn invalidate(&mut self, kind: EntryKind, namespaces: &[&str]) -> usize {
+        let mut n = 0;
+        for e in self.entries.values_mut() {
+            if e.invalidated {
+                continue;
+            }
+            let reads_kind = e.depends.kinds.as_ref().is_none_or(|k| k.contains(&kind));
+            let overlaps = e.depends.namespace.is_all()
+                || namespaces.is_empty()
+                || namespaces.iter().any(|ns| e.depends.namespace.matches(ns));
+            if reads_kind && overlaps {
+                e.invalidated = true;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Drops answers past their stale window (§8.4 `prune_expired`).
+    pub fn prune(&mut self, now: f64) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| e.stale_until > now);
+        let entries = &self.entries;
+        self.refreshing.retain(|k| entries.contains_key(k));
+        before - self.entries.len()
+    }
+
+    /// `query_cache` of `resolver_cache_stats` (§8.5) plus `hit_rate`,
+    /// `stale_serves` and `negative_hits` over both RPCs.
+    pub fn snapshot(&self) -> Value {
+        let count = |kind: CacheKind| self.entries.keys().filter(|k| k.kind == kind).count();
+        let (c, m) = (self.catalog, self.cluster_map);
+        let hits = c.hits + m.hits;
+        let lookups = hits + c.misses + m.misses + c.stale_serves + m.stale_serves;
+        json!({
+            "catalog_entries": count(CacheKind::Catalog),
+            "cluster_map_entries": count(CacheKind::ClusterMap),
+            "catalog_hits": c.hits,
+            "catalog_misses": c.misses,
+            "catalog_stale_serves": c.stale_serves,
+            "catalog_negative_hits": c.negative_hits,
+            "catalog_refreshes": c.refreshes,
+            "cluster_map_hits": m.hits,
+            "cluster_map_misses": m.misses,
+            "cluster_map_stale_serves": m.stale_serves,
+            "cluster_map_negative_hits": m.negative_hits,
+            "cluster_map_refreshes": m.refreshes,
+            "hit_rate": if lookups == 0 { 0.0 } else { hits as f64 / lookups as f64 },
+            "stale_serves": c.stale_serves + m.stale_serves,
+            "negative_hits": c.negative_hits + m.negative_hits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn cfg() -> QueryCacheConfig {
+        QueryCacheConfig {
+            enabled: true,
+            ttl_seconds: 0.2,
+            stale_seconds: 0.6,
+            negative_ttl_seconds: 0.3,
+            max_entries: 100,
+        }
+    }
+
+    fn key(ns: &str, tenant: Option<&str>) -> CacheKey {
+        let mut m = Map::new();
+        m.insert("namespace".into(), json!(ns));
+        m.insert("entry_type".into(), json!("functions"));
+        CacheKey::new(
+            CacheKind::Catalog,
+            &m,
+            &Viewer::new("c", tenant.map(str::to_string)),
+        )
+    }
+
+    fn dep(ns: &str) -> Depends {
+        Depends {
+            kinds: Some(vec![EntryKind::Functions]),
+            namespace: NamespaceFilter::parse(ns),
+        }
+    }
+
+    /// §8.4's asserted sequence (ttl 0.2, stale 0.6, negative 0.3).
+    #[test]
+    fn stale_and_negative() {
+        let mut c = QueryCache::new(cfg());
+        let market = key("svc.market", None);
+        let missing = key("svc.missing", None);
+        assert_eq!(c.lookup(&market, 0.0), Lookup::Miss);
+        c.store(market.clone(), json!([1, 2]), false, dep("svc.market"), 0.0);
+        assert_eq!(c.lookup(&missing, 0.0), Lookup::Miss);
+        c.store(missing.clone(), json!([]), true, dep("svc.missing"), 0.0);
+        assert_eq!(c.lookup(&missing, 0.01), Lookup::Hit(json!([])));
+        assert_eq!(
+            c.lookup(&market, 0.25),
+            Lookup::Stale {
+                value: json!([1, 2]),
+                refresh: true
+            }
+        );
+        // Single flight: the next stale read does not schedule another.
+        assert_eq!(
+            c.lookup(&market, 0.3),
+            Lookup::Stale {
+                value: json!([1, 2]),
+                refresh: false
+            }
+        );
+        assert_eq!(c.pending_refreshes(), vec![market.clone()]);
+        c.store(
+            market.clone(),
+            json!([1, 2, 3]),
+            false,
+            dep("svc.market"),
+            0.31,
+        );
+        assert!(c.pending_refreshes().is_empty());
+        let s = c.stats(CacheKind::Catalog);
+        assert_eq!((s.negative_hits, s.stale_serves, s.refreshes), (1, 2, 1));
+        // Past the stale window: a miss, and the answer is gone.
+        assert_eq!(c.lookup(&market, 2.0), Lookup::Miss);
+        assert_eq!(c.snapshot()["catalog_misses"], 3);
+    }
+
+    #[test]
+    fn tenant_is_part_of_the_key() {
+        let mut c = QueryCache::new(cfg());
+        c.store(
+            key("svc", Some("a")),
+            json!(["a-only"]),
+            false,
+            dep("svc"),
+            0.0,
+        );
+        assert_eq!(c.lookup(&key("svc", Some("b")), 0.0), Lookup::Miss);
+        assert_eq!(c.lookup(&key("svc", None), 0.0), Lookup::Miss);
+        assert_eq!(
+            c.lookup(&key("svc", Some("a")), 0.0),
+            Lookup::Hit(json!(["a-only"]))
+        );
+    }
+
+    #[test]
+    fn invalidation_is_per_namespace_and_kind() {
+        let mut c = QueryCache::new(QueryCacheConfig {
+            ttl_seconds: 10.0,
+            ..cfg()
+        });
+        c.store(key("svc.a", None), json!([1]), false, dep("svc.a"), 0.0);
+        c.store(key("svc.b", None), json!([1]), false, dep("svc.b"), 0.0);
+        assert_eq!(c.invalidate(EntryKind::Queues, &["svc.a"]), 0);
+        assert_eq!(c.invalidate(EntryKind::Functions, &["svc.a.x"]), 1);
+        assert!(matches!(
+            c.lookup(&key("svc.a", None), 1.0),
+            Lookup::Stale { .. }
+        ));
+        assert!(matches!(c.lookup(&key("svc.b", None), 1.0), Lookup::Hit(_)));
+        c.bump_generation();
+        assert!(matches!(
+            c.lookup(&key("svc.b", None), 1.0),
+            Lookup::Stale { .. }
+        ));
+    }
+
+    #[test]
+    fn capacity_evicts_oldest() {
+        let mut c = QueryCache::new(QueryCacheConfig {
+            max_entries: 2,
+            ..cfg()
+        });
+        for (i, ns) in ["a", "b", "c"].iter().enumerate() {
+            c.store(key(ns, None), json!([1]), false, dep(ns), i as f64 * 0.01);
+        }
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.lookup(&key("a", None), 0.02), Lookup::Miss);
+        let mut none = QueryCache::new(QueryCacheConfig {
+            max_entries: 0,
+            ..cfg()
+        });
+        none.store(key("a", None), json!([1]), false, dep("a"), 0.0);
+        assert!(none.is_empty());
+    }
+
+    proptest! {
+        /// Never serves an answer past its stale_until, and a hit is always
+        /// within its TTL.
+        #[test]
+        fn never_past_stale_until(ops in proptest::collection::vec((0u8..3, 0u8..3, 0u64..50), 1..80)) {
+            let c0 = cfg();
+            let mut c = QueryCache::new(c0.clone());
+            let mut stored: BTreeMap<CacheKey, (f64, bool)> = BTreeMap::new();
+            let mut now = 0.0;
+            for (op, k, dt) in ops {
+                now += dt as f64 * 0.02;
+                let ns = format!("svc.n{k}");
+                let key = key(&ns, None);
+                match op {
+                    0 => {
+                        let negative = k == 0;
+                        c.store(key.clone(), json!([k]), negative, dep(&ns), now);
+                        stored.insert(key, (now, negative));
+                    }
+                    1 => { c.invalidate(EntryKind::Functions, &[&ns]); }
+                    _ => match c.lookup(&key, now) {
+                        Lookup::Miss => {}
+                        Lookup::Hit(_) => {
+                            let (at, neg) = stored[&key];
+                            let ttl = if neg { c0.negative_ttl_seconds } else { c0.ttl_seconds };
+                            prop_assert!(now <= at + ttl);
+                        }
+                        Lookup::Stale { .. } => {
+                            let (at, neg) = stored[&key];
+                            let ttl = if neg { c0.negative_ttl_seconds } else { c0.ttl_seconds };
+                            prop_assert!(now <= at + ttl + c0.stale_seconds);
+                        }
+                    },
+                }
+            }
+        }
+    }
+}
