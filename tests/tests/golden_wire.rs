@@ -18,10 +18,7 @@ use mpreg_tests::{
 use serde_json::{json, Value};
 
 /// RPCs the node does not serve yet: they must answer error 1001.
-const NOT_YET_IMPLEMENTED: &[&str] = &[
-    "namespace_status",
-    "discovery_access_audit",
-];
+const NOT_YET_IMPLEMENTED: &[&str] = &[];
 
 /// The capture directory: `$MPREG_SHARED_DIR/reference/mpreg_wire` (or
 /// `$MPREG_SHARED_DIR` itself if it holds the captures), else
