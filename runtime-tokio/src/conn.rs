@@ -20,13 +20,23 @@ pub enum Write {
     Close(CloseReason),
 }
 
-/// Starts the reader and writer tasks of an upgraded connection. Returns the
-/// writer's queue.
+/// The driver's hold on one connection's tasks.
+#[derive(Debug)]
+pub struct ConnHandle {
+    /// The writer task's bounded queue.
+    pub writer: mpsc::Sender<Write>,
+    /// The reader task, aborted when the driver drops a slow connection:
+    /// with both halves gone the socket closes, and the node is told by the
+    /// driver instead of by the reader.
+    pub reader: tokio::task::AbortHandle,
+}
+
+/// Starts the reader and writer tasks of an upgraded connection.
 pub fn spawn<S>(
     conn: ConnId,
     ws: WebSocketStream<S>,
     events: mpsc::UnboundedSender<Event>,
-) -> mpsc::Sender<Write>
+) -> ConnHandle
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -52,7 +62,7 @@ where
             }
         }
     });
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Some(msg) = stream.next().await {
             let frame = match msg {
                 Ok(Message::Binary(b)) => Frame::Binary(b.to_vec()),
@@ -71,5 +81,8 @@ where
         }
         let _ = events.send(Event::Closed(conn));
     });
-    tx
+    ConnHandle {
+        writer: tx,
+        reader: reader.abort_handle(),
+    }
 }

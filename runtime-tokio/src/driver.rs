@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::conn::{self, Write};
+use crate::conn::{self, ConnHandle, Write};
 use crate::dns;
 
 /// Something that happened on a socket, for the driver.
@@ -30,13 +30,13 @@ pub enum Event {
         kind: ConnKind,
         headers: Vec<(String, String)>,
         addr: SocketAddr,
-        writer: mpsc::Sender<Write>,
+        writer: ConnHandle,
     },
     /// An outbound dial connected.
     Connected {
         conn: ConnId,
         url: String,
-        writer: mpsc::Sender<Write>,
+        writer: ConnHandle,
     },
     /// An outbound dial failed.
     DialFailed { url: String, error: String },
@@ -205,27 +205,41 @@ pub async fn run_with(
     let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
     spawn_acceptor(listener, events_tx.clone(), config, next_conn.clone());
 
-    let mut writers: HashMap<ConnId, mpsc::Sender<Write>> = HashMap::new();
+    let mut writers: HashMap<ConnId, ConnHandle> = HashMap::new();
+    // Connections dropped for a full write queue, to report to the node as
+    // closed once the current drain is done.
+    let mut dropped: Vec<ConnId> = Vec::new();
     let mut stopping = false;
     let mut sigterm = signal_stream();
     loop {
         let mut stopped = false;
-        while let Some(out) = node.poll_output() {
+        loop {
+            let Some(out) = node.poll_output() else {
+                // The node must hear of every connection it can no longer
+                // write to, or it would keep answering into the void (a
+                // client waiting forever for its reply).
+                let Some(conn) = dropped.pop() else { break };
+                node.handle(clock.now(), Input::Closed { conn });
+                continue;
+            };
             match out {
                 Output::Send { conn, frame } => {
-                    if let Some(w) = writers.get(&conn) {
-                        if w.try_send(Write::Frame(frame)).is_err() {
+                    if let Some(h) = writers.get(&conn) {
+                        if h.writer.try_send(Write::Frame(frame)).is_err() {
                             tracing::warn!(
                                 conn,
                                 "write queue full or closed; dropping slow connection"
                             );
-                            writers.remove(&conn);
+                            if let Some(h) = writers.remove(&conn) {
+                                h.reader.abort();
+                                dropped.push(conn);
+                            }
                         }
                     }
                 }
                 Output::Close { conn, reason } => {
-                    if let Some(w) = writers.remove(&conn) {
-                        let _ = w.try_send(Write::Close(reason));
+                    if let Some(h) = writers.remove(&conn) {
+                        let _ = h.writer.try_send(Write::Close(reason));
                     }
                 }
                 Output::Dial { url, timeout } => {
@@ -274,6 +288,8 @@ pub async fn run_with(
                     Event::DialFailed { url, error } => Input::DialFailed { url, error },
                     Event::Frame(conn, frame) => Input::Frame { conn, frame },
                     Event::Closed(conn) => {
+                        // Also after the node closed it or the driver dropped
+                        // it: the node ignores an end it already handled.
                         writers.remove(&conn);
                         Input::Closed { conn }
                     }
