@@ -15,6 +15,9 @@ use crate::render::{self, Table};
 pub struct MonArgs {
     /// Monitoring endpoint URL, e.g. http://127.0.0.1:9101 (env
     /// MPREG_MONITORING_URL; the node prints it as MPREG_MONITORING_URL=).
+    /// The node's WebSocket URL works too (ws://node:port, as the runbook
+    /// writes it): the client port answers plain HTTP GETs of the same
+    /// endpoints.
     #[arg(long, env = "MPREG_MONITORING_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Seconds to wait for each HTTP response.
@@ -26,22 +29,19 @@ pub struct MonArgs {
 }
 
 impl MonArgs {
+    /// The HTTP base URL: `--url`, else `MPREG_MONITORING_URL`, else the
+    /// node's `MPREG_URL` (its client port answers the same GETs).
     fn base(&self) -> Result<String, CliError> {
-        let url = match self.url.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => u,
-            _ => {
-                return Err(CliError::Usage(
-                    "Provide --url or set MPREG_MONITORING_URL.".into(),
-                ))
-            }
-        };
-        if url.starts_with("ws://") || url.starts_with("wss://") {
-            return Err(CliError::Usage(format!(
-                "{url} is a WebSocket URL; this command reads the node's monitoring HTTP \
-                 endpoint: give its http:// URL (printed as MPREG_MONITORING_URL=)"
-            )));
-        }
-        Ok(url.trim_end_matches('/').to_string())
+        let fallback = std::env::var("MPREG_URL").ok();
+        let url = [self.url.as_deref(), fallback.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(str::trim)
+            .find(|u| !u.is_empty())
+            .ok_or_else(|| {
+                CliError::Usage("Provide --url or set MPREG_MONITORING_URL or MPREG_URL.".into())
+            })?;
+        Ok(http_base(url))
     }
 
     /// GETs `path` and returns the JSON body of a 200 answer.
@@ -92,6 +92,25 @@ impl MonArgs {
         }
         Ok(value)
     }
+}
+
+/// The HTTP base URL of `url`: a node's WebSocket URL (`ws://host:port`,
+/// `wss://...`, any path) maps to `http(s)://` on the same host and port,
+/// whose plain GETs the node answers with the monitoring endpoints; an
+/// `http(s)://` URL is kept (without a trailing `/`).
+pub fn http_base(url: &str) -> String {
+    let lower = url.to_ascii_lowercase();
+    let (scheme, rest) = if lower.starts_with("ws://") {
+        ("http://", &url[5..])
+    } else if lower.starts_with("wss://") {
+        ("https://", &url[6..])
+    } else {
+        return url.trim_end_matches('/').to_string();
+    };
+    // The WebSocket path (MPREG clients connect to any path) is not part of
+    // the monitoring base.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    format!("{scheme}{authority}")
 }
 
 /// Output format of the `report` commands (MPREG's `--output`).
@@ -373,18 +392,21 @@ mod tests {
     }
 
     #[test]
-    fn websocket_url_is_refused() {
+    fn websocket_urls_map_to_http_on_the_same_port() {
+        assert_eq!(http_base("ws://127.0.0.1:6666"), "http://127.0.0.1:6666");
+        assert_eq!(http_base("WS://node:7/any/path?x"), "http://node:7");
+        assert_eq!(http_base("wss://node:443/"), "https://node:443");
+        assert_eq!(http_base("http://127.0.0.1:9101/"), "http://127.0.0.1:9101");
+        assert_eq!(http_base("https://m:1"), "https://m:1");
+    }
+
+    #[test]
+    fn given_url_wins_and_is_mapped() {
         let mon = MonArgs {
-            url: Some("ws://127.0.0.1:1".into()),
+            url: Some(" ws://127.0.0.1:9/ ".into()),
             timeout: 1.0,
             json: false,
         };
-        let err = mon.get("/discovery/lag").unwrap_err();
-        assert!(matches!(err, CliError::Usage(_)), "{err:?}");
-        let mon = MonArgs { url: None, ..mon };
-        assert_eq!(
-            mon.get("/x").unwrap_err().line(),
-            "Provide --url or set MPREG_MONITORING_URL."
-        );
+        assert_eq!(mon.base().unwrap(), "http://127.0.0.1:9");
     }
 }

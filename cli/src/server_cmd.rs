@@ -110,12 +110,26 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         }
     }
     let host = settings.host.clone();
-    // `MPREG_DNS_PORT=` (when the DNS gateway runs) comes first:
-    // `MPREG_URL=` is the last line, printed once the node is ready.
-    let print_ready = move |addr: std::net::SocketAddr, dns: Option<std::net::SocketAddr>| {
+    let monitoring_host = settings
+        .monitoring_host
+        .clone()
+        .unwrap_or_else(|| host.clone());
+    // `MPREG_DNS_PORT=` (when the DNS gateway runs) and
+    // `MPREG_MONITORING_URL=` (when monitoring runs) come first: `MPREG_URL=`
+    // is the last line, printed once the node is ready.
+    let print_ready = move |addr: std::net::SocketAddr,
+                            dns: Option<std::net::SocketAddr>,
+                            monitoring: Option<std::net::SocketAddr>| {
         let mut out = std::io::stdout().lock();
         if let Some(dns) = dns {
             let _ = writeln!(out, "MPREG_DNS_PORT={}", dns.port());
+        }
+        if let Some(m) = monitoring {
+            let _ = writeln!(
+                out,
+                "MPREG_MONITORING_URL=http://{monitoring_host}:{}",
+                m.port()
+            );
         }
         let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
         let _ = out.flush();
@@ -130,7 +144,9 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
                 settings,
                 seed(),
                 mpreg_tokio::Shutdown::new(),
-                move |ready: mpreg_tokio::Ready| print_ready(ready.addr, ready.dns),
+                move |ready: mpreg_tokio::Ready| {
+                    print_ready(ready.addr, ready.dns, ready.monitoring)
+                },
             ))
             .map_err(|e| e.to_string())
         }
@@ -138,7 +154,7 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
             settings,
             seed(),
             mpreg_mio::Shutdown::new(),
-            move |ready: mpreg_mio::Ready| print_ready(ready.addr, ready.dns),
+            move |ready: mpreg_mio::Ready| print_ready(ready.addr, ready.dns, ready.monitoring),
         )
         .map_err(|e| e.to_string()),
         other => Err(format!(

@@ -344,6 +344,11 @@ pub struct Settings {
     pub dns_viewer_cluster_id: Option<String>,
     /// Viewer tenant used for policy on DNS answers (DNS carries no identity).
     pub dns_viewer_tenant_id: Option<String>,
+    /// Viewers per source network (ours): a query from a listed network is
+    /// answered for that view's cluster / tenant, the most specific network
+    /// winning; other sources get `dns_viewer_cluster_id` /
+    /// `dns_viewer_tenant_id`.
+    pub dns_views: Vec<DnsViewConfig>,
     /// Serve the monitoring HTTP endpoints the CLI's reports read.
     pub monitoring_enabled: bool,
     /// Monitoring HTTP port; `None` (or `0`) lets the runtime choose.
@@ -444,6 +449,7 @@ impl Default for Settings {
             dns_allow_external_names: false,
             dns_viewer_cluster_id: None,
             dns_viewer_tenant_id: None,
+            dns_views: Vec::new(),
             monitoring_enabled: true,
             monitoring_port: None,
             monitoring_host: None,
@@ -537,6 +543,20 @@ impl std::fmt::Debug for TenantCredential {
             .field("role", &self.role)
             .finish()
     }
+}
+
+/// A DNS viewer for one source network (`dns_views`, ours).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsViewConfig {
+    /// Source network, `10.0.0.0/8` or a bare address.
+    pub network: String,
+    /// Viewer cluster for queries from it; `None` = the default DNS viewer's.
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// Viewer tenant for queries from it; `None` = the default DNS viewer's.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
 }
 
 /// A service this node declares at start-up (ours), like a `dns_register` that
@@ -1109,6 +1129,7 @@ const SETTINGS: &[Field] = &[
     field("dns_allow_external_names", Kind::Bool),
     field("dns_viewer_cluster_id", Kind::Opt(&Kind::Text)),
     field("dns_viewer_tenant_id", Kind::Opt(&Kind::Text)),
+    field("dns_views", Kind::Records(DNS_VIEW_FIELDS)),
     field("monitoring_enabled", Kind::Bool),
     field("monitoring_port", Kind::Opt(&U16)),
     field("monitoring_host", Kind::Opt(&Kind::Text)),
@@ -1138,6 +1159,12 @@ const WINDOW_FIELDS: &[Field] = &[
     field("ends_at", Kind::Opt(&Kind::Float)),
     field("export_scopes", Kind::TextList),
     field("allow_summaries", Kind::Opt(&Kind::Bool)),
+];
+
+const DNS_VIEW_FIELDS: &[Field] = &[
+    required("network", Kind::Text),
+    field("cluster_id", Kind::Opt(&Kind::Text)),
+    field("tenant_id", Kind::Opt(&Kind::Text)),
 ];
 
 const CREDENTIAL_FIELDS: &[Field] = &[
@@ -1667,6 +1694,7 @@ fn normalize(s: &mut Settings) -> Result<(), Problem> {
     normalize_texts(s)?;
     normalize_scopes(s)?;
     normalize_dns(s);
+    normalize_dns_views(s)?;
     normalize_urls(s)?;
     normalize_credentials(s)?;
     normalize_rules(s)?;
@@ -1783,6 +1811,23 @@ fn normalize_urls(s: &mut Settings) -> Result<(), Problem> {
     }
     if let Some(url) = s.connect.as_mut() {
         *url = ws_url(url).map_err(|p| Problem::new("connect", p))?;
+    }
+    Ok(())
+}
+
+/// Every `dns_views` network must parse; blank ids mean "the default's".
+fn normalize_dns_views(s: &mut Settings) -> Result<(), Problem> {
+    for (i, view) in s.dns_views.iter_mut().enumerate() {
+        let path = format!("dns_views[{i}]");
+        crate::dns::Cidr::parse(&view.network)
+            .map_err(|p| Problem::new(format!("{path}.network"), p))?;
+        view.network = view.network.trim().to_string();
+        for id in [&mut view.cluster_id, &mut view.tenant_id] {
+            *id = id
+                .take()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty());
+        }
     }
     Ok(())
 }
@@ -2215,6 +2260,22 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{}: {e}", field.name));
             assert_eq!(back, Settings::default(), "{}", field.name);
         }
+    }
+
+    #[test]
+    fn dns_views_load_and_bad_networks_name_their_key() {
+        let loaded = from_file(
+            "[[dns_views]]\nnetwork = \"10.0.0.0/8\"\ntenant_id = \"lab\"\ncluster_id = \" \"\n",
+        )
+        .unwrap();
+        let v = &loaded.settings.dns_views[0];
+        assert_eq!(v.network, "10.0.0.0/8");
+        assert_eq!(v.tenant_id.as_deref(), Some("lab"));
+        assert_eq!(v.cluster_id, None, "blank means the default viewer's");
+        let e = from_file("[[dns_views]]\nnetwork = \"10.0.0.0/40\"\n").unwrap_err();
+        assert_eq!(e.key, "dns_views[0].network");
+        let e = from_file("[[dns_views]]\ntenant_id = \"x\"\n").unwrap_err();
+        assert!(e.key.starts_with("dns_views[0]"), "{e:?}");
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub use crate::dns::DnsTransport;
 /// queries in flight.
 pub type DnsQueryId = u64;
 
+/// Identifies one HTTP request (monitoring endpoints). Allocated by the
+/// runtime, unique among the requests in flight.
+pub type HttpId = u64;
+
 /// Identifies one transport connection. Allocated by the runtime, unique for
 /// the lifetime of the process.
 pub type ConnId = u64;
@@ -148,6 +152,23 @@ pub enum Input {
         /// The DNS message (without the TCP length prefix).
         bytes: Vec<u8>,
     },
+    /// One HTTP request arrived, on the monitoring listener or as a plain
+    /// (non-upgrade) GET on the client WebSocket port. The node answers
+    /// every request with exactly one [`Output::HttpReply`] of the same `id`
+    /// ([`crate::monitoring`]).
+    Http {
+        /// Runtime-allocated id, echoed in the reply.
+        id: HttpId,
+        /// Request method as sent (`GET`, `HEAD`, ...).
+        method: String,
+        /// Path without the query string (`/discovery/lag`).
+        path: String,
+        /// Raw query string without the `?` (empty when none).
+        query: String,
+        /// Request headers, names lower-cased (credentials for the
+        /// monitoring token and the policy view).
+        headers: Vec<(String, String)>,
+    },
     /// The content of a file the node persisted earlier with
     /// [`Output::Persist`], read back at start. The runtime feeds one
     /// `Restored` per name in [`PERSISTED_FILES`] that exists in the data
@@ -258,5 +279,20 @@ pub enum Output {
         id: DnsQueryId,
         /// The DNS message, or empty.
         bytes: Vec<u8>,
+    },
+    /// The answer to [`Input::Http`] `id`: the runtime writes it as an
+    /// HTTP/1.1 response ([`crate::monitoring::http::encode_response`]) and
+    /// closes the connection.
+    HttpReply {
+        /// The request's id.
+        id: HttpId,
+        /// HTTP status code (200, 401, 404, 405, 500).
+        status: u16,
+        /// `Content-Type` of `body`.
+        content_type: String,
+        /// The response body.
+        body: Vec<u8>,
+        /// Extra response headers (CORS, `WWW-Authenticate`, `Allow`).
+        headers: Vec<(String, String)>,
     },
 }

@@ -63,6 +63,7 @@ pub mod fabric;
 pub mod identity;
 mod io;
 mod local;
+pub mod monitoring;
 mod node;
 pub mod policy;
 pub mod pubsub;
@@ -78,8 +79,8 @@ pub mod wire;
 
 pub use config::{ConfigError, Settings};
 pub use io::{
-    CloseReason, Command, ConnId, ConnKind, DnsQueryId, DnsTransport, Event, Frame, Input, Output,
-    PERSISTED_FILES,
+    CloseReason, Command, ConnId, ConnKind, DnsQueryId, DnsTransport, Event, Frame, HttpId, Input,
+    Output, PERSISTED_FILES,
 };
 pub use node::Node;
 pub use time::{Instant, Now};

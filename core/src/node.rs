@@ -17,11 +17,13 @@ use crate::config::{ConfigError, Settings};
 use crate::dns;
 use crate::fabric::dial::Dialer;
 use crate::fabric::dial_policy;
+use crate::fabric::digest::{DigestLinks, MirrorError};
 use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
+use crate::monitoring;
 use crate::policy::{self, Access, PolicyHistory};
 use crate::pubsub::Subscriptions;
 use crate::ratelimit::{self, RateKey, RateLimiter};
@@ -55,6 +57,9 @@ pub struct Counters {
     pub client_frames_rejected: u64,
     /// Fabric frames rejected (undecodable, oversized, wrong version).
     pub fabric_frames_rejected: u64,
+    /// Peer digests that did not follow the previous one on their
+    /// connection (lost or reordered in transit): a `Resync` was asked for.
+    pub digest_resyncs: u64,
     /// Gossiped entries rejected (not owned by their origin, expired, stale).
     pub entries_rejected: u64,
     /// Entries left out of answers because the viewer may not see them
@@ -117,6 +122,8 @@ pub struct Node {
     rng: NodeRng,
     catalog: Catalog,
     replica: Replica,
+    /// Per fabric connection: the incremental digest streams both ways.
+    digests: DigestLinks,
     peers: PeerTable,
     dialer: Dialer,
     /// Live outbound connection per dialled URL.
@@ -228,6 +235,7 @@ impl Node {
             rng,
             catalog: Catalog::new(),
             replica,
+            digests: DigestLinks::default(),
             peers: PeerTable::default(),
             dialer,
             outbound: BTreeMap::new(),
@@ -243,13 +251,7 @@ impl Node {
                 prune: now.mono,
             },
             stopped: false,
-            // No `dns_views` setting yet: every source gets the default
-            // viewer (dns_viewer_cluster_id / dns_viewer_tenant_id).
-            dns: dns::Gateway::new(dns::DnsConfig::from_settings(
-                &settings,
-                &me_node_id,
-                Vec::new(),
-            )),
+            dns: dns::Gateway::new(dns::DnsConfig::from_settings(&settings, &me_node_id)),
             ident: IdentityConfig::from_settings(&settings),
             policy,
             policy_persisted: 0,
@@ -361,6 +363,50 @@ impl Node {
         &self.registry
     }
 
+    /// A read-only snapshot of what the monitoring endpoints show
+    /// ([`monitoring::respond`]), at `now`.
+    pub fn monitoring_view(&self, now: Now) -> monitoring::MonitoringView<'_> {
+        let replica = &self.replica;
+        let (departed, dead) = replica.gone_counts();
+        let cache = self.discovery_cache_snapshot(now);
+        let mut catalog = [0; EntryKind::COUNT];
+        for kind in EntryKind::ALL {
+            catalog[kind.index()] = self.catalog.count(kind);
+        }
+        let dial = self.dialer.last_plan().map(|plan| monitoring::DialGauges {
+            targets: plan.targets,
+            connected: plan.connected,
+            desired_connected: plan.desired_connected,
+            discovery_ratio: plan.discovery_ratio,
+            in_flight: self.dialer.in_flight(),
+            saturated_ticks: self.dialer.saturated_ticks(),
+        });
+        monitoring::MonitoringView {
+            me: &self.me,
+            settings: &self.settings,
+            counters: &self.counters,
+            peers: monitoring::PeerCounts {
+                connected: self.peers.connected().count(),
+                known: replica.origin_count(),
+                suspected: replica.origins().filter(|o| replica.is_suspect(o)).count(),
+                dead,
+                departed,
+            },
+            catalog,
+            registrations: self.registry.len(),
+            dns: self.dns.stats(),
+            policy: &self.policy,
+            access_audit: &self.access_audit,
+            ident: &self.ident,
+            dial,
+            summary_export: Some(self.discovery_summary_snapshot(now)),
+            resolver_cache: cache.get("resolver_cache").cloned(),
+            summary_cache: cache.get("summary_cache").cloned(),
+            lag: Some(self.discovery_lag_snapshot(now)),
+            now: now.wall,
+        }
+    }
+
     /// Feeds one input. Drain [`Node::poll_output`] afterwards.
     pub fn handle(&mut self, now: Now, input: Input) {
         if self.stopped {
@@ -428,14 +474,11 @@ impl Node {
                 transport,
                 bytes,
             } => {
-                // The one policy engine decides DNS answers too (scope is
-                // applied inside the responder).
+                // The one policy engine decides DNS answers too, per entry
+                // (scope is applied inside the responder).
                 let engine = self.policy.engine();
-                let visible = |v: &dns::Viewer, ns: &str| {
-                    engine
-                        .allows_viewer(ns, &v.cluster_id, v.tenant_id.as_deref())
-                        .allowed
-                };
+                let own = &self.me.cluster_id;
+                let visible = |v: &Viewer, e: &Entry| Access::new(engine, v, own).entry_visible(e);
                 let bytes = self.dns.handle(
                     now.mono,
                     now.wall,
@@ -448,6 +491,28 @@ impl Node {
                 self.out.push_back(Output::DnsReply { id, bytes });
             }
             Input::Restored { name, bytes } => self.on_restored(&name, &bytes, now),
+            Input::Http {
+                id,
+                method,
+                path,
+                query,
+                headers,
+            } => {
+                let request = monitoring::Request {
+                    method: &method,
+                    path: &path,
+                    query: &query,
+                    headers: &headers,
+                };
+                let reply = monitoring::respond(&self.monitoring_view(now), &request);
+                self.out.push_back(Output::HttpReply {
+                    id,
+                    status: reply.status,
+                    content_type: reply.content_type.to_string(),
+                    body: reply.body,
+                    headers: reply.headers,
+                });
+            }
         }
         if !self.stopped {
             self.flush_own_changes();
@@ -579,12 +644,22 @@ impl Node {
     /// Sends this node's digest to up to [`DIGEST_FANOUT`] random peers.
     fn gossip_digests(&mut self) {
         let mut peers: Vec<ConnId> = self.peers.connected().map(|(_, c)| c).collect();
-        let digest = FabricMsg::Digest(self.replica.digest(true));
+        if peers.is_empty() {
+            return;
+        }
+        let view = self.replica.digest_entries();
         for _ in 0..DIGEST_FANOUT.min(peers.len()) {
             let i = self.rng.index(peers.len());
             let conn = peers.swap_remove(i);
-            self.send_fabric(conn, &digest);
+            self.send_digest(conn, &view, true);
         }
+    }
+
+    /// Sends `conn` the next digest of its stream: what changed in `view`
+    /// since the last one it was sent (all of it on a new connection).
+    fn send_digest(&mut self, conn: ConnId, view: &[fwire::DigestEntry], reply: bool) {
+        let digest = self.digests.link(conn).tx.encode(view, reply);
+        self.send_fabric(conn, &FabricMsg::Digest(digest));
     }
 
     /// Puts this node's own entries (descriptor, RPCs, declared entries)
@@ -719,8 +794,8 @@ impl Node {
         self.send_fabric(conn, &hello);
         let status = FabricMsg::Status(self.own_status(now));
         self.send_fabric(conn, &status);
-        let digest = FabricMsg::Digest(self.replica.digest(true));
-        self.send_fabric(conn, &digest);
+        let view = self.replica.digest_entries();
+        self.send_digest(conn, &view, true);
     }
 
     fn on_fabric_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
@@ -761,18 +836,46 @@ impl Node {
                 self.peers.on_status(s, now.mono, now.wall);
             }
             FabricMsg::Goodbye(g) => self.on_goodbye(Some(conn), g, now),
-            FabricMsg::Digest(d) => {
-                let pages = self.replica.on_digest(&mut self.catalog, &d, now.mono);
+            FabricMsg::Digest(d) => self.on_digest(conn, &d, now),
+            FabricMsg::Delta(delta) => self.on_delta(conn, delta, now),
+            FabricMsg::Summary(flood) => self.on_summary_flood(conn, flood, now),
+            FabricMsg::Resync => {
+                // The peer lost our digest stream: restart it in full now,
+                // so its repair of us is not delayed by a gossip round.
+                self.digests.link(conn).tx.resync();
+                let view = self.replica.digest_entries();
+                self.send_digest(conn, &view, false);
+            }
+        }
+    }
+
+    /// A peer's digest: bring its mirror up to date, send the repairs it
+    /// needs, and answer with our own digest when asked.
+    fn on_digest(&mut self, conn: ConnId, d: &fwire::Digest, now: Now) {
+        let link = self.digests.link(conn);
+        match link.rx.apply(d) {
+            Ok(changed) => {
+                let pages = self
+                    .replica
+                    .on_digest(&mut self.catalog, &link.rx, &changed, now.mono);
                 for page in pages {
                     self.send_fabric(conn, &FabricMsg::Delta(page));
                 }
-                if d.reply {
-                    let back = FabricMsg::Digest(self.replica.digest(false));
-                    self.send_fabric(conn, &back);
-                }
             }
-            FabricMsg::Delta(delta) => self.on_delta(conn, delta, now),
-            FabricMsg::Summary(flood) => self.on_summary_flood(conn, flood, now),
+            // A duplicate delivery of a digest already applied.
+            Err(MirrorError::Stale) => {}
+            Err(MirrorError::OutOfSync) => {
+                self.counters.digest_resyncs += 1;
+                self.send_fabric(conn, &FabricMsg::Resync);
+            }
+            Err(MirrorError::Malformed(why)) => {
+                self.reject_fabric(conn, 1008, format!("inconsistent digest: {why}"));
+                return;
+            }
+        }
+        if d.reply {
+            let view = self.replica.digest_entries();
+            self.send_digest(conn, &view, false);
         }
     }
 
@@ -864,8 +967,8 @@ impl Node {
         if applied.gap {
             // We miss versions between what we hold and this delta: ask the
             // sender for a repair instead of applying out of order.
-            let digest = FabricMsg::Digest(self.replica.digest(false));
-            self.send_fabric(from, &digest);
+            let view = self.replica.digest_entries();
+            self.send_digest(from, &view, false);
         }
         if applied.new_instance {
             self.event(Event::Info(format!(
@@ -874,7 +977,10 @@ impl Node {
             )));
         }
         if applied.relay {
-            let msg = FabricMsg::Delta(delta);
+            let msg = FabricMsg::Delta(fwire::Delta {
+                flood: true,
+                ..delta
+            });
             let conns: Vec<ConnId> = self
                 .fabric_conns()
                 .into_iter()
@@ -899,6 +1005,7 @@ impl Node {
                 }
             }
             Some(ConnState::Fabric { node_id, dialed }) => {
+                self.digests.remove(conn);
                 if let Some(node_id) = node_id {
                     let known = self.peers.get(&node_id).is_some();
                     self.peers
@@ -1297,7 +1404,7 @@ impl Node {
                 self.policy.engine(),
                 viewer,
                 &mut AccessAudit::new(0),
-                |_| policy::rpc::ExportStats::default(),
+                |ns| self.plane.export_stats(ns),
                 payload,
                 now.wall,
             ),
@@ -1322,7 +1429,7 @@ impl Node {
                 self.policy.engine(),
                 viewer,
                 &mut self.access_audit,
-                |_| policy::rpc::ExportStats::default(),
+                |ns| self.plane.export_stats(ns),
                 payload,
                 now.wall,
             ),

@@ -77,6 +77,15 @@ fn after(now: Instant, seconds: f64) -> Instant {
 }
 
 impl Plane {
+    /// What `namespace_status` reports of the exports under `ns`.
+    pub(super) fn export_stats(&self, ns: &str) -> crate::policy::rpc::ExportStats {
+        let (summaries_exported, last_export_at) = self.exporter.summary_for_namespace(ns);
+        crate::policy::rpc::ExportStats {
+            summaries_exported,
+            last_export_at,
+        }
+    }
+
     pub(super) fn new(settings: &Settings, me: &Identity, now: Now) -> Plane {
         let export = ExportConfig::from_settings(settings, &me.node_id);
         let cache = CacheConfig::from_settings(settings);

@@ -131,6 +131,36 @@ impl Harness {
         panic!("no reply to {fun}");
     }
 
+    /// Subscribes `conn` to `pattern` (MPREG's pubsub-subscribe).
+    fn subscribe(&mut self, conn: ConnId, pattern: &str) {
+        let sub = json!({"role": "pubsub-subscribe", "u": "s1", "subscription": {
+            "subscription_id": format!("sub-{conn}"),
+            "patterns": [{"pattern": pattern, "exact_match": false}],
+            "subscriber": "t", "get_backlog": false}});
+        let now = self.now();
+        self.node.handle(
+            now,
+            Input::Frame {
+                conn,
+                frame: Frame::Text(sub.to_string()),
+            },
+        );
+        self.drain();
+    }
+
+    /// Everything sent to `conn` by `outs`, as text.
+    fn sent_to(outs: &[Output], conn: ConnId) -> String {
+        let mut seen = String::new();
+        for out in outs {
+            if let Output::Send { conn: c, frame } = out {
+                if *c == conn {
+                    seen.push_str(&String::from_utf8_lossy(frame.as_bytes()));
+                }
+            }
+        }
+        seen
+    }
+
     fn register_fn(&mut self, name: &str) {
         let now = self.now();
         self.node
@@ -343,18 +373,7 @@ fn watch_denied_is_403_and_deliveries_are_filtered_per_viewer() {
     );
     // A raw subscription to the root delta topic only ever sees what the
     // viewer may see.
-    let sub = json!({"role": "pubsub-subscribe", "u": "s1", "subscription": {
-        "subscription_id": "sub1", "patterns": [{"pattern": "mpreg.discovery.#", "exact_match": false}],
-        "subscriber": "t", "get_backlog": false}});
-    let now = h.now();
-    h.node.handle(
-        now,
-        Input::Frame {
-            conn: c,
-            frame: Frame::Text(sub.to_string()),
-        },
-    );
-    h.drain();
+    h.subscribe(c, "mpreg.discovery.#");
     let now = h.now();
     h.node
         .call_mut(
@@ -371,14 +390,8 @@ fn watch_denied_is_403_and_deliveries_are_filtered_per_viewer() {
             json!({"entry_type": "functions", "name": "svc.open.hello", "version": "1.0.0", "ttl_seconds": 600}),
         )
         .unwrap();
-    let mut seen = String::new();
-    for out in h.drain() {
-        if let Output::Send { conn, frame } = out {
-            if conn == c {
-                seen.push_str(&String::from_utf8_lossy(frame.as_bytes()));
-            }
-        }
-    }
+    let outs = h.drain();
+    let seen = Harness::sent_to(&outs, c);
     assert!(seen.contains("svc.open.hello"), "{seen}");
     assert!(!seen.contains("svc.secret"), "{seen}");
 }
@@ -466,9 +479,9 @@ fn apply_emits_a_persist_output_with_a_data_dir() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Random policies, tenants and catalogs: no catalog_query answer holds
-    /// an entry its viewer may not see, and adding an unrelated rule never
-    /// turns a hidden entry visible.
+    /// Random policies, tenants and catalogs: a catalog_query answer and a
+    /// watcher's deliveries hold exactly the entries the viewer may see, and
+    /// adding an unrelated rule never turns a hidden entry visible.
     #[test]
     fn queries_never_leak(
         rules in proptest::collection::vec(
@@ -498,23 +511,39 @@ proptest! {
         s.discovery_tenant_mode = true;
         s.discovery_tenant_allow_request_override = Some(true);
         let mut h = Harness::new(s);
+        let tenant = tenant.map(|t| TENANTS[t]);
+        // A watcher with the same viewer, subscribed before the changes.
+        let w = h.connect(&[]);
+        h.rpc(w, "catalog_watch", json!({"viewer_tenant_id": tenant})).unwrap();
+        h.subscribe(w, "mpreg.discovery.delta");
         let mut names = Vec::new();
+        let mut delivered = String::new();
         for (i, (ns, leaf)) in fns.iter().enumerate() {
             let name = format!("{}.f{leaf}x{i}", NS[*ns]);
-            h.register_fn(&name);
+            let now = h.now();
+            h.node
+                .call_mut(
+                    now,
+                    "catalog_register",
+                    json!({"entry_type": "functions", "name": name, "version": "1.0.0", "ttl_seconds": 600}),
+                )
+                .unwrap();
+            let outs = h.drain();
+            delivered.push_str(&Harness::sent_to(&outs, w));
             names.push(name);
         }
         let c = h.connect(&[]);
-        let tenant = tenant.map(|t| TENANTS[t]);
         let q = json!({"entry_type": "functions", "viewer_tenant_id": tenant});
         let got = h.names(c, q.clone());
         let engine = PolicyEngine::from_settings(h.node.settings()).unwrap();
         let viewer = Viewer::new("c1", tenant.map(str::to_string));
-        for n in &got {
-            let access = Access::new(&engine, &viewer, "c1");
+        let access = Access::new(&engine, &viewer, "c1");
+        for n in &names {
             let f = crate::catalog::entry::Entry::from(
                 crate::api::testutil::func(n, "1.0.0", "ws://127.0.0.1:7100", "c1"));
-            prop_assert!(access.entry_visible(&f), "{} leaked", n);
+            let visible = access.entry_visible(&f);
+            prop_assert_eq!(got.contains(n), visible, "query: {}", n);
+            prop_assert_eq!(delivered.contains(n.as_str()), visible, "watch delivery: {}", n);
         }
         // Add an unrelated rule (a namespace no function uses): nothing
         // hidden becomes visible.

@@ -366,6 +366,7 @@ impl Sim {
                                 crate::wire::fabric::FabricMsg::Summary(s) => {
                                     format!("summary-{}", s.seq)
                                 }
+                                crate::wire::fabric::FabricMsg::Resync => "resync".to_string(),
                             }
                         ),
                         Err(_) => "Send ?".into(),
@@ -389,9 +390,12 @@ impl Sim {
                     );
                 }
                 Output::Close { conn, .. } => self.close_conn(conn),
-                // The simulator sends no DNS queries and has no disk
-                // (persisted state is dropped, as without `data_dir`).
-                Output::Event(_) | Output::DnsReply { .. } | Output::Persist { .. } => {}
+                // The simulator sends no DNS or HTTP requests and has no
+                // disk (persisted state is dropped, as without `data_dir`).
+                Output::Event(_)
+                | Output::DnsReply { .. }
+                | Output::HttpReply { .. }
+                | Output::Persist { .. } => {}
                 Output::Stopped => {
                     self.slots[idx].node = None;
                     self.drop_conns_of(idx);
@@ -764,6 +768,52 @@ mod tests {
             assert!(
                 sim.run_until(Duration::from_secs(5), |s| s.clone_converged()),
                 "seed {seed}"
+            );
+        }
+    }
+
+    /// Default settings (5 s gossip), seeds the last to start: B and C
+    /// dial A before it listens, as when three processes are launched at
+    /// once. The retry follows the unrecovered-seed backoff (2.5 s plus
+    /// spread), and what A learns from one of them reaches the other at
+    /// once (repairs are relayed), not at the next 5 s gossip round.
+    #[test]
+    fn three_nodes_launched_together_converge_after_one_seed_retry() {
+        for seed in 0..5 {
+            let mut sim = Sim::new(seed, NetConfig::default());
+            let a = Sim::settings(2);
+            for i in 0..2 {
+                let mut s = Sim::settings(i);
+                s.peers = vec![a.host_url()];
+                sim.add(s);
+            }
+            sim.run_for(Duration::from_millis(20));
+            sim.add(a);
+            assert!(
+                sim.run_until(Duration::from_millis(3500), |s| s.all_discovered()),
+                "seed {seed}: not converged 3.5 s after launch"
+            );
+        }
+    }
+
+    /// Default settings, A up first, B and C launched at once: whichever
+    /// order their state exchanges with A take, both learn each other at
+    /// once, without waiting for a 5 s gossip round.
+    #[test]
+    fn three_nodes_launched_after_their_seed_converge_without_a_gossip_round() {
+        for seed in 0..20 {
+            let mut sim = Sim::new(seed, NetConfig::default());
+            let a = Sim::settings(0);
+            sim.add(a.clone());
+            sim.run_for(Duration::from_millis(20));
+            for i in 1..3 {
+                let mut s = Sim::settings(i);
+                s.peers = vec![a.host_url()];
+                sim.add(s);
+            }
+            assert!(
+                sim.run_until(Duration::from_millis(500), |s| s.all_discovered()),
+                "seed {seed}: not converged 0.5 s after launch"
             );
         }
     }

@@ -2,8 +2,17 @@
 //!
 //! ```text
 //! outbound: Resolving ─► Connecting ─► ClientHandshake ─┐
-//! inbound:                             ServerHandshake ─┴─► Open ─► Draining ─► Done
+//! inbound:               Sniffing ───► ServerHandshake ─┴─► Open ─► Draining ─► Done
+//!                           └────────► Http ─► Lingering ─────────────────────► Done
 //! ```
+//!
+//! An inbound connection first waits for its complete request head (peeked,
+//! not consumed, parsed by `mpreg_core::monitoring::http`): a WebSocket
+//! upgrade goes on to the handshake, which then reads the same bytes; any
+//! other request (and every request on the monitoring listener) is HTTP:
+//! the head is consumed, the node answers it (`Progress::Http`), the
+//! response is written and the socket closed. The node never hears of HTTP
+//! connections as connections.
 //!
 //! Every step is non-blocking: tungstenite is driven over the mio socket and
 //! a `WouldBlock` (or `HandshakeError::Interrupted`) simply leaves the state
@@ -20,7 +29,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -28,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use mpreg_core::monitoring::http::{self as codec, Head};
 use mpreg_core::{CloseReason, ConnId, ConnKind, Frame};
 use tungstenite::handshake::client::{ClientHandshake, Request};
 use tungstenite::handshake::server::ServerHandshake;
@@ -49,12 +59,29 @@ enum Origin {
         addr: SocketAddr,
         /// Filled by the handshake callback.
         negotiated: Rc<RefCell<Option<Negotiated>>>,
+        /// Accepted on the monitoring listener: every request is HTTP.
+        http_only: bool,
     },
     /// The node asked us to dial `url`, giving up after `timeout`.
     Outbound { url: String, timeout: Duration },
 }
 
 enum Phase {
+    /// Inbound: waiting for the complete request head.
+    Sniffing(TcpStream),
+    /// Inbound plain HTTP: the head was consumed; `out` is the response once
+    /// known (from the node, or an error answered here), `written` how much
+    /// of it left.
+    Http {
+        stream: TcpStream,
+        out: Option<Vec<u8>>,
+        written: usize,
+    },
+    /// The HTTP response left and our side is shut: unread request bytes
+    /// are drained until the client closes (bounded by a deadline), since
+    /// closing with unread input would reset the connection and could
+    /// destroy the response before the client read it.
+    Lingering(TcpStream),
     /// Waiting for the resolver thread.
     Resolving {
         request: Request,
@@ -91,6 +118,8 @@ pub(crate) enum Progress {
     Connected { url: String },
     /// One complete message.
     Frame(Frame),
+    /// A plain HTTP request for the node; answer with [`Conn::respond`].
+    Http(Head),
     /// The connection will deliver nothing more (closed by either side,
     /// failed, or a dial that never connected), with the reason.
     Ended(String),
@@ -166,7 +195,8 @@ impl Conn {
         }
     }
 
-    /// An accepted socket, registered and starting its server handshake.
+    /// An accepted socket, registered and waiting for its request head
+    /// (`http_only` on the monitoring listener).
     pub(crate) fn inbound(
         id: ConnId,
         mut stream: TcpStream,
@@ -174,6 +204,7 @@ impl Conn {
         config: WebSocketConfig,
         registry: &Registry,
         now: Instant,
+        http_only: bool,
     ) -> io::Result<Self> {
         // Small messages (requests, replies, gossip) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
@@ -183,11 +214,14 @@ impl Conn {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let negotiated = Rc::new(RefCell::new(None));
-        let mid = ServerHandshake::start(stream, Negotiate(negotiated.clone()), Some(config));
         let mut conn = Conn::new(
             id,
-            Origin::Inbound { addr, negotiated },
-            Phase::ServerHandshake(mid),
+            Origin::Inbound {
+                addr,
+                negotiated,
+                http_only,
+            },
+            Phase::Sniffing(stream),
             config,
         );
         conn.set_deadline(Some(now + crate::HANDSHAKE_TIMEOUT));
@@ -246,6 +280,18 @@ impl Conn {
         match &self.origin {
             Origin::Outbound { url, .. } => Ending::DialFailed(url.clone()),
             Origin::Inbound { .. } => Ending::Silent,
+        }
+    }
+
+    /// The node's answer to this connection's HTTP request (the encoded
+    /// response); it is written on the next flush, then the socket closes.
+    pub(crate) fn respond(&mut self, bytes: Vec<u8>) {
+        if let Phase::Http {
+            out: out @ None, ..
+        } = &mut self.phase
+        {
+            *out = Some(bytes);
+            self.dirty = true;
         }
     }
 
@@ -312,6 +358,27 @@ impl Conn {
     pub(crate) fn advance(&mut self, registry: &Registry, now: Instant) -> Progress {
         loop {
             match mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Sniffing(stream) => match self.sniff(stream, now) {
+                    Some(progress) => return progress,
+                    None => continue, // a WebSocket upgrade: handshake next
+                },
+                Phase::Http {
+                    stream,
+                    out,
+                    written,
+                } => {
+                    // One request per connection: later bytes are ignored.
+                    self.phase = Phase::Http {
+                        stream,
+                        out,
+                        written,
+                    };
+                    return Progress::Idle;
+                }
+                Phase::Lingering(stream) => {
+                    self.linger(stream);
+                    return Progress::Idle;
+                }
                 Phase::Resolving { request } => {
                     self.phase = Phase::Resolving { request };
                     return Progress::Idle;
@@ -374,9 +441,9 @@ impl Conn {
                 Phase::ServerHandshake(mid) => match mid.handshake() {
                     Ok(ws) => {
                         let (addr, negotiated) = match &self.origin {
-                            Origin::Inbound { addr, negotiated } => {
-                                (*addr, negotiated.borrow_mut().take())
-                            }
+                            Origin::Inbound {
+                                addr, negotiated, ..
+                            } => (*addr, negotiated.borrow_mut().take()),
                             Origin::Outbound { .. } => return self.end("not inbound".into()),
                         };
                         // tungstenite runs the callback before the upgrade
@@ -538,6 +605,10 @@ impl Conn {
     /// (it is then `Done`); a full socket is fine (the next writable event
     /// resumes).
     pub(crate) fn flush(&mut self) -> Result<(), SendFailed> {
+        if let Phase::Http { .. } = self.phase {
+            self.flush_http(Instant::now());
+            return Ok(());
+        }
         let (ws, draining) = match &mut self.phase {
             Phase::Open(ws) => (ws, false),
             Phase::Draining(ws) => (ws, true),
@@ -568,7 +639,12 @@ impl Conn {
                 Phase::Resolving { .. } | Phase::Connecting { .. } | Phase::ClientHandshake(_),
                 Origin::Outbound { timeout, .. },
             ) => Some(format!("timed out after {timeout:?}")),
-            (Phase::ServerHandshake(_), _) => Some("websocket upgrade timed out".to_string()),
+            (Phase::ServerHandshake(_) | Phase::Sniffing(_), _) => {
+                Some("websocket upgrade timed out".to_string())
+            }
+            (Phase::Http { .. } | Phase::Lingering(_), _) => {
+                Some("HTTP request not answered in time".to_string())
+            }
             (Phase::Open(_), _) => Some("close not answered in time".to_string()),
             _ => None,
         };
@@ -581,6 +657,135 @@ impl Conn {
     /// connection).
     pub(crate) fn abort(&mut self) {
         self.phase = Phase::Done;
+    }
+
+    /// Peeks at the request head. `None` when it is a WebSocket upgrade
+    /// (the phase is then the server handshake, which reads the same
+    /// bytes); otherwise what to report (an HTTP request for the node, or
+    /// `Idle` while the head is incomplete or an error answer is queued).
+    fn sniff(&mut self, stream: TcpStream, now: Instant) -> Option<Progress> {
+        let mut buf = [0u8; codec::MAX_HEAD_BYTES];
+        let n = match stream.peek(&mut buf) {
+            Ok(0) => return Some(self.end("closed before sending a request".into())),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.phase = Phase::Sniffing(stream);
+                return Some(Progress::Idle);
+            }
+            Err(e) => return Some(self.end(format!("IO error: {e}"))),
+        };
+        let (negotiated, http_only) = match &self.origin {
+            Origin::Inbound {
+                negotiated,
+                http_only,
+                ..
+            } => (negotiated.clone(), *http_only),
+            Origin::Outbound { .. } => return Some(self.end("not inbound".into())),
+        };
+        let head = match codec::parse_head(&buf[..n]) {
+            Ok(None) => {
+                self.phase = Phase::Sniffing(stream);
+                return Some(Progress::Idle);
+            }
+            Ok(Some(head)) if head.is_websocket_upgrade() && !http_only => {
+                let mid = ServerHandshake::start(stream, Negotiate(negotiated), Some(self.config));
+                self.phase = Phase::ServerHandshake(mid);
+                return None;
+            }
+            Ok(Some(head)) => Ok(head),
+            Err(e) => Err(e),
+        };
+        // From here on the response must leave within one more timeout.
+        self.set_deadline(Some(now + crate::HANDSHAKE_TIMEOUT));
+        match head {
+            Ok(head) => {
+                // Consume the head (it is in the socket buffer: peek saw it).
+                let mut stream = stream;
+                let mut left = head.len;
+                while left > 0 {
+                    match stream.read(&mut buf[..left]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => left -= k,
+                    }
+                }
+                self.phase = Phase::Http {
+                    stream,
+                    out: None,
+                    written: 0,
+                };
+                Some(Progress::Http(head))
+            }
+            Err(e) => {
+                self.phase = Phase::Http {
+                    stream,
+                    out: Some(codec::error_response(e.status(), &e.message())),
+                    written: 0,
+                };
+                self.dirty = true;
+                Some(Progress::Idle)
+            }
+        }
+    }
+
+    /// Writes the HTTP response as far as the socket takes it; once all of
+    /// it left, shuts our side and lingers (a broken socket finishes the
+    /// connection at once). The node is never told: it never knew it.
+    fn flush_http(&mut self, now: Instant) {
+        let Phase::Http {
+            stream,
+            out: Some(out),
+            written,
+        } = &mut self.phase
+        else {
+            return; // the node has not answered yet
+        };
+        let mut broken = false;
+        while *written < out.len() {
+            match stream.write(&out[*written..]) {
+                Ok(0) => broken = true,
+                Ok(k) => *written += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => broken = true,
+            }
+            if broken {
+                break;
+            }
+        }
+        self.dirty = false;
+        let phase = mem::replace(&mut self.phase, Phase::Done);
+        match phase {
+            Phase::Http { stream, .. } if !broken => {
+                let _ = stream.shutdown(std::net::Shutdown::Write);
+                self.set_deadline(Some(now + crate::CLOSE_TIMEOUT));
+                // The client may have closed already (no further readiness
+                // event would come): drain what is there now.
+                self.linger(stream);
+            }
+            _ => self.ended = true,
+        }
+    }
+
+    /// Discards unread input of a finished HTTP connection until the
+    /// client closes (then the connection is finished) or the socket is
+    /// empty for now (it stays `Lingering`).
+    fn linger(&mut self, mut stream: TcpStream) {
+        let mut sink = [0u8; 4096];
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.phase = Phase::Lingering(stream);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        // The client closed: nothing to tell the node.
+        self.phase = Phase::Done;
+        self.ended = true;
     }
 
     /// The socket is finished.

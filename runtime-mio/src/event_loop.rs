@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use mpreg_core::monitoring::http as codec;
 use mpreg_core::{
     Command, ConnId, Event as NodeEvent, Input, Node, Now, Output, Settings, PERSISTED_FILES,
 };
@@ -45,6 +46,10 @@ use crate::upgrade;
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+/// The monitoring HTTP listener (below the DNS gateway's tokens; DNS TCP
+/// connections count up from `usize::MAX / 2` and never get near it, and its
+/// arm is matched before theirs).
+const MONITOR: Token = Token(usize::MAX - 5);
 
 /// Connections accepted per turn before the others get a turn.
 const ACCEPT_BUDGET: usize = 256;
@@ -98,6 +103,9 @@ pub struct Ready {
     /// were configured differently), when `dns_gateway_enabled` and its
     /// sockets could be bound.
     pub dns: Option<SocketAddr>,
+    /// The monitoring HTTP listener, when `monitoring_enabled` and it could
+    /// be bound.
+    pub monitoring: Option<SocketAddr>,
 }
 
 /// [`run`], reporting every bound address (WebSocket and DNS) to
@@ -149,10 +157,22 @@ pub fn run_with(
     } else {
         None
     };
+    let mut monitoring = bind_monitoring(&settings);
+    if let Some(l) = monitoring.as_mut() {
+        if let Err(e) = poll.registry().register(l, MONITOR, Interest::READABLE) {
+            tracing::error!("monitoring endpoints not started: {e}");
+            monitoring = None;
+        }
+    }
+    let monitoring_addr = monitoring.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(addr) = monitoring_addr {
+        tracing::info!(%addr, "monitoring endpoints listening");
+    }
     shutdown.attach(Some(waker.clone()));
     on_ready(Ready {
         addr: local,
         dns: dns.as_ref().and_then(DnsGateway::udp_addr),
+        monitoring: monitoring_addr,
     });
     tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, runtime = "mio", "node listening");
 
@@ -164,6 +184,8 @@ pub fn run_with(
         clock,
         listener: Some(listener),
         accept_at: None,
+        monitoring,
+        monitor_accept_at: None,
         signals,
         shutdown: shutdown.clone(),
         resolver: Resolver::new(waker),
@@ -247,6 +269,28 @@ fn write_persisted(data_dir: Option<&str>, name: &str, bytes: &[u8]) {
     }
 }
 
+/// Binds the monitoring listener on `monitoring_host` (default `host`) and
+/// `monitoring_port` (unset: a free port, as MPREG auto-allocates it), when
+/// `monitoring_enabled`. A bind failure is logged and the node serves without
+/// monitoring, like the DNS gateway.
+fn bind_monitoring(settings: &Settings) -> Option<TcpListener> {
+    if !settings.monitoring_enabled {
+        return None;
+    }
+    let host = settings
+        .monitoring_host
+        .as_deref()
+        .unwrap_or(&settings.host);
+    let bind = format!("{host}:{}", settings.monitoring_port.unwrap_or(0));
+    match bind_listener(&bind) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!("monitoring endpoints not started: {e}");
+            None
+        }
+    }
+}
+
 /// Binds the first address `bind` resolves to that the OS accepts (like
 /// tokio's `TcpListener::bind`, with `SO_REUSEADDR` as mio sets it).
 fn bind_listener(bind: &str) -> Result<TcpListener, RunError> {
@@ -275,6 +319,10 @@ struct EventLoop {
     listener: Option<TcpListener>,
     /// Accept again at this time (budget used up, or backing off an error).
     accept_at: Option<Instant>,
+    /// The monitoring HTTP listener; `None` when off or once the node stopped.
+    monitoring: Option<TcpListener>,
+    /// `accept_at` of the monitoring listener.
+    monitor_accept_at: Option<Instant>,
     signals: Option<Signals>,
     shutdown: Shutdown,
     resolver: Resolver,
@@ -328,7 +376,8 @@ impl EventLoop {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
+                    LISTENER => self.accept(false),
+                    MONITOR => self.accept(true),
                     WAKER => self.woken(),
                     SIGNALS => self.signalled(),
                     dns::UDP => self.dns_udp(),
@@ -362,7 +411,14 @@ impl EventLoop {
             self.tick_node();
             if self.accept_at.is_some_and(|at| at <= Instant::now()) {
                 self.accept_at = None;
-                self.accept();
+                self.accept(false);
+            }
+            if self
+                .monitor_accept_at
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.monitor_accept_at = None;
+                self.accept(true);
             }
             self.flush_all();
         }
@@ -379,6 +435,7 @@ impl EventLoop {
             node,
             self.deadlines.next(),
             self.accept_at,
+            self.monitor_accept_at,
             self.stop_by,
             dns,
         ]
@@ -459,6 +516,24 @@ impl EventLoop {
                     g.reply(self.poll.registry(), id, bytes);
                 }
             }
+            Output::HttpReply {
+                id,
+                status,
+                content_type,
+                body,
+                headers,
+            } => {
+                // HTTP requests use their connection's id.
+                if let Some(c) = self.conns.get_mut(&id) {
+                    c.respond(codec::encode_response(
+                        status,
+                        &content_type,
+                        &headers,
+                        &body,
+                    ));
+                    self.track(id);
+                }
+            }
         }
     }
 
@@ -515,6 +590,10 @@ impl EventLoop {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
+        if let Some(mut l) = self.monitoring.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.monitor_accept_at = None;
         if let Some(g) = self.dns.take() {
             g.shutdown(self.poll.registry());
         }
@@ -586,9 +665,23 @@ impl EventLoop {
 
     // ----- socket side -----------------------------------------------------
 
-    fn accept(&mut self) {
+    /// Accepts waiting connections of the client listener, or of the
+    /// monitoring listener (`monitor`: HTTP only).
+    fn accept(&mut self, monitor: bool) {
+        fn retry_at(ev: &mut EventLoop, monitor: bool) -> &mut Option<Instant> {
+            if monitor {
+                &mut ev.monitor_accept_at
+            } else {
+                &mut ev.accept_at
+            }
+        }
         for _ in 0..ACCEPT_BUDGET {
-            let accepted = match self.listener.as_ref() {
+            let listener = if monitor {
+                self.monitoring.as_ref()
+            } else {
+                self.listener.as_ref()
+            };
+            let accepted = match listener {
                 Some(l) => l.accept(),
                 None => return,
             };
@@ -596,7 +689,8 @@ impl EventLoop {
                 Ok((stream, addr)) => {
                     let id = self.next_id();
                     let registry = self.poll.registry();
-                    match Conn::inbound(id, stream, addr, self.config, registry, Instant::now()) {
+                    let now = Instant::now();
+                    match Conn::inbound(id, stream, addr, self.config, registry, now, monitor) {
                         Ok(conn) => {
                             self.conns.insert(id, conn);
                             self.track(id);
@@ -615,13 +709,13 @@ impl EventLoop {
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
-                    self.accept_at = Some(Instant::now() + ACCEPT_BACKOFF);
+                    *retry_at(self, monitor) = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
                 }
             }
         }
         // More may be waiting; take them next turn, after the others.
-        self.accept_at = Some(Instant::now());
+        *retry_at(self, monitor) = Some(Instant::now());
     }
 
     fn dial(&mut self, url: String, timeout: Duration) {
@@ -735,6 +829,14 @@ impl EventLoop {
                 }),
                 Progress::Connected { url } => self.feed(Input::Connected { conn: id, url }),
                 Progress::Frame(frame) => self.feed(Input::Frame { conn: id, frame }),
+                // The connection's id names the request.
+                Progress::Http(head) => self.feed(Input::Http {
+                    id,
+                    method: head.method,
+                    path: head.path,
+                    query: head.query,
+                    headers: head.headers,
+                }),
                 Progress::Ended(why) => self.end(id, why),
             }
         }
@@ -785,6 +887,10 @@ impl EventLoop {
             conn.flush_queued = false;
             match conn.flush() {
                 Ok(()) => {
+                    // A finished HTTP answer starts its linger deadline.
+                    if let Some(at) = conn.take_new_deadline() {
+                        self.deadlines.schedule(at, id);
+                    }
                     if conn.is_done() && conn.ended() {
                         self.conns.remove(&id);
                     }

@@ -23,6 +23,12 @@
 //! - `dial`: outbound URL parsing, name resolution off the loop, non-blocking
 //!   connect.
 //! - `timer`: per-connection deadlines (handshake, dial, close linger).
+//! - monitoring: with `monitoring_enabled` a second listener whose
+//!   connections are HTTP only; a plain HTTP request (no
+//!   `Upgrade: websocket`) on the client port is answered the same way
+//!   (`conn` peeks at the request head and parses it with
+//!   `mpreg_core::monitoring::http`), through `Input::Http` /
+//!   `Output::HttpReply`.
 //! - `dns`: the DNS gateway's UDP socket and TCP listener (same port by
 //!   default), length-framed TCP with several queries per connection and an
 //!   idle timeout; queries go to the node as `Input::DnsQuery`.

@@ -6,13 +6,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mpreg_core::monitoring::http::{self as codec, Head};
 use mpreg_core::wire::fabric::SUBPROTOCOL;
 use mpreg_core::{
-    Command, ConnId, ConnKind, DnsQueryId, Event as NodeEvent, Frame, Input, Instant, Node, Now,
-    Output, Settings, PERSISTED_FILES,
+    Command, ConnId, ConnKind, DnsQueryId, Event as NodeEvent, Frame, HttpId, Input, Instant, Node,
+    Now, Output, Settings, PERSISTED_FILES,
 };
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -20,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::conn::{self, ConnHandle, Write};
 use crate::dns;
+use crate::http::{self, Prefixed};
 
 /// Something that happened on a socket, for the driver.
 #[derive(Debug)]
@@ -44,6 +46,13 @@ pub enum Event {
     Frame(ConnId, Frame),
     /// A connection ended.
     Closed(ConnId),
+    /// An HTTP request for the monitoring endpoints; the encoded response
+    /// goes back through `reply`.
+    Http {
+        id: HttpId,
+        head: Head,
+        reply: oneshot::Sender<Vec<u8>>,
+    },
 }
 
 /// Why the runtime could not run.
@@ -99,6 +108,10 @@ impl Clock {
     }
 }
 
+/// An inbound connection must send its request head and finish the
+/// WebSocket upgrade (or get its HTTP answer) within this long.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn ws_config(settings: &Settings) -> WebSocketConfig {
     // tungstenite's own bound sits above the node's limits so the node sees
     // (and counts, and answers) oversized messages itself.
@@ -123,6 +136,9 @@ pub struct Ready {
     /// were configured differently), when `dns_gateway_enabled` and its
     /// sockets could be bound.
     pub dns: Option<SocketAddr>,
+    /// The monitoring HTTP listener, when `monitoring_enabled` and it could
+    /// be bound.
+    pub monitoring: Option<SocketAddr>,
 }
 
 /// Runs a node until `shutdown` fires or SIGINT / SIGTERM arrives.
@@ -194,9 +210,15 @@ pub async fn run_with(
         None => (None, None),
     };
     let mut dns_pending: HashMap<DnsQueryId, dns::ReplyTo> = HashMap::new();
+    let monitoring = bind_monitoring(&settings).await;
+    let monitoring_addr = monitoring.as_ref().and_then(|l| l.local_addr().ok());
+    if let Some(addr) = monitoring_addr {
+        tracing::info!(%addr, "monitoring endpoints listening");
+    }
     on_ready(Ready {
         addr: local,
         dns: dns_addr,
+        monitoring: monitoring_addr,
     });
     tracing::info!(node_id = %node.identity().node_id, instance = %node.identity().instance_id, "node listening");
 
@@ -204,6 +226,10 @@ pub async fn run_with(
     let config = ws_config(&settings);
     let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
     spawn_acceptor(listener, events_tx.clone(), config, next_conn.clone());
+    if let Some(l) = monitoring {
+        http::spawn_listener(l, events_tx.clone(), next_conn.clone());
+    }
+    let mut http_pending: HashMap<HttpId, oneshot::Sender<Vec<u8>>> = HashMap::new();
 
     let mut writers: HashMap<ConnId, ConnHandle> = HashMap::new();
     // Connections dropped for a full write queue, to report to the node as
@@ -256,6 +282,22 @@ pub async fn run_with(
                         dns::deliver(dns_udp.as_deref(), to, bytes);
                     }
                 }
+                Output::HttpReply {
+                    id,
+                    status,
+                    content_type,
+                    body,
+                    headers,
+                } => {
+                    if let Some(reply) = http_pending.remove(&id) {
+                        let _ = reply.send(codec::encode_response(
+                            status,
+                            &content_type,
+                            &headers,
+                            &body,
+                        ));
+                    }
+                }
             }
         }
         if stopped {
@@ -293,6 +335,16 @@ pub async fn run_with(
                         writers.remove(&conn);
                         Input::Closed { conn }
                     }
+                    Event::Http { id, head, reply } => {
+                        http_pending.insert(id, reply);
+                        Input::Http {
+                            id,
+                            method: head.method,
+                            path: head.path,
+                            query: head.query,
+                            headers: head.headers,
+                        }
+                    }
                 };
                 node.handle(now, input);
             }
@@ -320,6 +372,28 @@ pub async fn run_with(
                 tracing::info!("signal received; sending GOODBYE to peers");
                 node.handle(clock.now(), Input::Command(Command::Shutdown { reason: "graceful_shutdown".into() }));
             }
+        }
+    }
+}
+
+/// Binds the monitoring listener on `monitoring_host` (default `host`) and
+/// `monitoring_port` (unset: a free port, as MPREG auto-allocates it), when
+/// `monitoring_enabled`. A bind failure is logged and the node serves without
+/// monitoring, like the DNS gateway.
+async fn bind_monitoring(settings: &Settings) -> Option<TcpListener> {
+    if !settings.monitoring_enabled {
+        return None;
+    }
+    let host = settings
+        .monitoring_host
+        .as_deref()
+        .unwrap_or(&settings.host);
+    let bind = format!("{host}:{}", settings.monitoring_port.unwrap_or(0));
+    match TcpListener::bind(&bind).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!("monitoring endpoints not started: cannot listen on {bind}: {e}");
+            None
         }
     }
 }
@@ -457,16 +531,38 @@ fn spawn_acceptor(
     });
 }
 
-/// Completes the WebSocket handshake; the subprotocol decides client vs fabric.
+/// Reads the request head, then either answers a plain HTTP request (no
+/// `Upgrade: websocket`: the monitoring endpoints, so
+/// `mpreg discovery lag --url ws://node:port` works) or completes the
+/// WebSocket handshake over the same bytes; the subprotocol decides client vs
+/// fabric. Head and handshake together are bounded by one timeout.
 // The callback's error type is tungstenite's `ErrorResponse`, not ours.
 #[allow(clippy::result_large_err)]
 async fn upgrade(
     conn: ConnId,
-    stream: TcpStream,
+    mut stream: TcpStream,
     addr: SocketAddr,
     config: WebSocketConfig,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let timed_out = || {
+        tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "handshake timed out",
+        ))
+    };
+    let started = tokio::time::Instant::now();
+    let (bytes, head) = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream))
+        .await
+        .map_err(|_| timed_out())??;
+    match &head {
+        Ok(h) if h.is_websocket_upgrade() => {}
+        _ => {
+            http::answer(&mut stream, conn, head, &events).await?;
+            return Ok(());
+        }
+    }
+    let stream = Prefixed::new(bytes, stream);
     let mut headers = Vec::new();
     let mut kind = ConnKind::Client;
     let callback = |req: &Request, mut resp: Response| {
@@ -493,14 +589,9 @@ async fn upgrade(
         Ok(resp)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let ws = tokio::time::timeout(Duration::from_secs(10), handshake)
+    let ws = tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, handshake)
         .await
-        .map_err(|_| {
-            tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "handshake timed out",
-            ))
-        })??;
+        .map_err(|_| timed_out())??;
     let writer = conn::spawn(conn, ws, events.clone());
     let _ = events.send(Event::Accepted {
         conn,

@@ -10,6 +10,11 @@
 //! ([`dns`]): UDP and TCP on one port, queries fed to the node as
 //! `Input::DnsQuery`, answers written back from `Output::DnsReply`.
 //!
+//! With `monitoring_enabled` the driver serves the monitoring endpoints
+//! (`http`) on their own listener, and a plain HTTP request (no
+//! `Upgrade: websocket`) on the client port gets the same answers; the node
+//! answers `Input::Http` with `Output::HttpReply`.
+//!
 //! Backpressure: each connection's write queue holds at most
 //! [`WRITE_QUEUE_FRAMES`] messages; a peer that does not read fast enough to
 //! keep it below that is disconnected instead of growing the node's memory.
@@ -17,6 +22,7 @@
 mod conn;
 pub mod dns;
 mod driver;
+mod http;
 
 pub use driver::{run, run_with, Ready, RunError, Shutdown};
 

@@ -460,7 +460,10 @@ fn error_paths() {
         "{line}"
     );
 
-    // Monitoring commands: their own URL variable, and http:// only.
+    // Monitoring commands: --url, MPREG_MONITORING_URL or the node's
+    // MPREG_URL, a ws:// URL read over HTTP on the same port.
+    let port = closed_port();
+    let ws = format!("ws://127.0.0.1:{port}");
     for args in [
         &["discovery", "lag"][..],
         &["discovery", "status"],
@@ -468,15 +471,19 @@ fn error_paths() {
         &["report", "namespace-health"],
         &["monitor", "dns"],
     ] {
-        let run = mpreg(args, Some("ws://127.0.0.1:1"));
+        let run = mpreg(args, None);
         assert_eq!(
             run.fails(2),
-            "error: Provide --url or set MPREG_MONITORING_URL.",
+            "error: Provide --url or set MPREG_MONITORING_URL or MPREG_URL.",
             "{args:?}"
         );
+        let run = mpreg(args, Some(&ws));
+        let line = run.fails(1);
+        assert!(
+            line.contains(&format!("http://127.0.0.1:{port}/")) && line.contains("refused"),
+            "{args:?}: {line}"
+        );
     }
-    let run = mpreg(&["discovery", "lag", "--url", "ws://127.0.0.1:1"], None);
-    assert!(run.fails(2).contains("WebSocket URL"), "{run:#?}");
     let http = format!("http://127.0.0.1:{}", closed_port());
     let run = mpreg(&["report", "export-lag", "--url", &http], None);
     let line = run.fails(1);
@@ -749,5 +756,167 @@ fn local_commands() {
             help.contains(mentions),
             "{args:?} should mention {mentions}: {help}"
         );
+    }
+}
+
+/// The runbook's "Policy Or Tenant Visibility Denials", end to end: a
+/// tenant-restricted namespace comes back empty for the wrong tenant
+/// (symptom); `discovery policy status` and `discovery access-audit` name
+/// the rule's decision (checks); asking as the allowed tenant, and
+/// authenticating as it, shows the entries (actions). The admin gate and the
+/// watch denial the runbook mentions are checked on the way.
+#[test]
+fn runbook_policy_or_tenant_visibility_denials() {
+    let config = r#"
+discovery_policy_enabled = true
+discovery_policy_default_allow = true
+discovery_tenant_mode = true
+discovery_tenant_allow_request_override = true
+
+[[discovery_policy_rules]]
+namespace = "svc.secret"
+visibility_tenants = ["tenant-a"]
+
+[[discovery_tenant_credentials]]
+tenant_id = "tenant-a"
+token = "token-a"
+role = "reader"
+
+[[discovery_tenant_credentials]]
+tenant_id = "ops"
+token = "admin-token"
+role = "admin"
+"#;
+    let node = Node::start_with_config(config, ["--cluster-id", "runbook"]);
+    let url = node.url();
+    let register = r#"{"entry_type": "functions", "name": "svc.secret.keys", "version": "1.0.0", "ttl_seconds": 600}"#;
+    // Registration needs an admin once credentials exist.
+    let line = mpreg(
+        &[
+            "client",
+            "call",
+            "catalog_register",
+            register,
+            "--token",
+            "token-a",
+        ],
+        Some(url),
+    )
+    .fails(1)
+    .to_string();
+    assert!(line.contains("403"), "{line}");
+    mpreg(
+        &[
+            "client",
+            "call",
+            "catalog_register",
+            register,
+            "--token",
+            "admin-token",
+        ],
+        Some(url),
+    )
+    .ok();
+
+    // Symptom: catalog_query returns empty for a known service.
+    let query = |extra: &[&str]| {
+        let mut args = vec!["discovery", "query", "--namespace", "svc.secret", "--json"];
+        args.extend_from_slice(extra);
+        let v = mpreg(&args, Some(url)).json();
+        v["items"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(query(&["--viewer-tenant-id", "tenant-b"]), 0);
+    // The CLI shows discovery_access_denied on watches.
+    let run = mpreg(
+        &[
+            "discovery",
+            "watch",
+            "--namespace",
+            "svc.secret",
+            "--count",
+            "1",
+        ],
+        Some(url),
+    );
+    let line = run.fails(1).to_string();
+    assert!(line.contains("discovery_access_denied"), "{line}");
+
+    // Checks: the policy status names the decision; the audit records it.
+    let status = mpreg(
+        &[
+            "discovery",
+            "policy",
+            "status",
+            "--namespace",
+            "svc.secret",
+            "--viewer-tenant-id",
+            "tenant-b",
+            "--json",
+        ],
+        Some(url),
+    )
+    .json();
+    assert_eq!(status["allowed"], false, "{status}");
+    assert_eq!(status["reason"], "viewer_denied");
+    assert!(status.get("rule").is_none(), "rule redacted: {status}");
+    let audit = mpreg(&["discovery", "access-audit", "--json"], Some(url)).json();
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["event"] == "catalog_query" && e["reason"] == "viewer_denied"),
+        "{audit}"
+    );
+    // The table form names the same.
+    let table = mpreg(&["discovery", "access-audit"], Some(url));
+    assert!(table.ok().stdout.contains("viewer_denied"), "{table:#?}");
+
+    // Actions: include the right viewer_tenant_id; or authenticate as the
+    // tenant (a bound tenant wins over whatever the request claims).
+    assert_eq!(query(&["--viewer-tenant-id", "tenant-a"]), 1);
+    assert_eq!(
+        query(&["--viewer-tenant-id", "tenant-b", "--token", "token-a"]),
+        1
+    );
+}
+
+/// The runbook's "Discovery Rate Limiting": the third query within the
+/// window fails with 429 `discovery_rate_limited` (symptom); the access
+/// audit shows `rate_limited` (check); a node with a higher
+/// `discovery_rate_limit_requests_per_minute` serves the same load (action).
+#[test]
+fn runbook_discovery_rate_limiting() {
+    let limited = |per_minute: u32| {
+        format!(
+            "discovery_rate_limit_requests_per_minute = {per_minute}\n\
+             discovery_rate_limit_window_seconds = 60\n\
+             discovery_rate_limit_max_keys = 100\n"
+        )
+    };
+    let node = Node::start_with_config(&limited(2), ["--cluster-id", "rl"]);
+    let url = node.url();
+    let q = ["discovery", "query", "--entry-type", "nodes", "--json"];
+    mpreg(&q, Some(url)).json();
+    mpreg(&q, Some(url)).json();
+    let run = mpreg(&q, Some(url));
+    let line = run.fails(1);
+    assert!(
+        line.contains("429") && line.contains("discovery_rate_limited"),
+        "{line}"
+    );
+    // Unlimited commands keep working for the same client.
+    mpreg(&["client", "list-peers", "--json"], Some(url)).json();
+    let audit = mpreg(&["discovery", "access-audit", "--json"], Some(url)).json();
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["reason"] == "rate_limited" && e["event"] == "catalog_query"),
+        "{audit}"
+    );
+
+    let roomy = Node::start_with_config(&limited(100), ["--cluster-id", "rl"]);
+    for _ in 0..5 {
+        mpreg(&q, Some(roomy.url())).json();
     }
 }

@@ -49,10 +49,10 @@
 //!   question's spelling byte for byte (DNS 0x20).
 //! - Scope applies to every answer: a `local` entry is seen only when it is
 //!   this node's, a `zone` entry only by viewers of its cluster, `region` and
-//!   `global` entries by everyone. The namespace visibility predicate
-//!   (policy) applies to services, functions and queues (functions and
-//!   queues by their full name, as MPREG checks them); nodes are not
-//!   namespaced.
+//!   `global` entries by everyone. Namespace policy is the node's per-entry
+//!   decision ([`crate::policy::Access`], the one every reader uses) for
+//!   the viewer of the query's source network (`dns_views`, ours) or the
+//!   `dns_viewer_*` settings; nodes are not namespaced.
 //! - CNAME for aliases: a service whose endpoints all carry the metadata
 //!   `dns_cname = "<target name>"` is an alias at its plain name
 //!   `<service>.<ns…>`: that name answers one CNAME and nothing else.
@@ -67,6 +67,7 @@ mod responder_tests;
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::catalog::entry::Entry;
 use crate::catalog::store::Catalog;
 use crate::config::Settings;
 use crate::time::Instant;
@@ -84,14 +85,10 @@ pub enum DnsTransport {
     Tcp,
 }
 
-/// Who is asking, for scope and policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Viewer {
-    /// Viewer cluster (`zone` entries of this cluster are visible).
-    pub cluster_id: String,
-    /// Viewer tenant, for tenant policy rules.
-    pub tenant_id: Option<String>,
-}
+/// Who is asking, for scope and policy: the same viewer every other path
+/// uses (a DNS query carries no identity, so it comes from the source
+/// network's view or the `dns_viewer_*` settings).
+pub use crate::identity::Viewer;
 
 /// An IP network `addr/prefix`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,11 +193,21 @@ pub struct DnsConfig {
 pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1232;
 
 impl DnsConfig {
-    /// Derives the configuration from (normalised) settings.
-    ///
-    /// `views` are the per-network viewers; the settings have no `dns_views`
-    /// key yet, so the node passes none until the integrator adds it.
-    pub fn from_settings(settings: &Settings, node_id: &str, views: Vec<DnsView>) -> DnsConfig {
+    /// Derives the configuration from (normalised) settings, `dns_views`
+    /// included (normalisation has checked their networks; one that still
+    /// does not parse is skipped rather than widened).
+    pub fn from_settings(settings: &Settings, node_id: &str) -> DnsConfig {
+        let views = settings
+            .dns_views
+            .iter()
+            .filter_map(|v| {
+                Some(DnsView {
+                    network: Cidr::parse(&v.network).ok()?,
+                    cluster_id: v.cluster_id.clone(),
+                    tenant_id: v.tenant_id.clone(),
+                })
+            })
+            .collect();
         // `int()` truncation of the bounds, as MPREG does when it starts.
         let secs = |v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -227,13 +234,13 @@ impl DnsConfig {
             negative_ttl: min_ttl,
             max_udp_payload: DEFAULT_MAX_UDP_PAYLOAD,
             node_id: node_id.to_string(),
-            default_viewer: Viewer {
-                cluster_id: settings
+            default_viewer: Viewer::new(
+                settings
                     .dns_viewer_cluster_id
                     .clone()
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(|| settings.cluster_id.clone()),
-                tenant_id: settings
+                settings
                     .dns_viewer_tenant_id
                     .clone()
                     .filter(|t| !t.is_empty())
@@ -243,7 +250,7 @@ impl DnsConfig {
                             .then(|| settings.discovery_tenant_default_id.clone())
                             .flatten()
                     }),
-            },
+            ),
             views,
             nameserver_addrs,
             rate_limit: RateLimitConfig::default(),
@@ -262,16 +269,14 @@ impl DnsConfig {
             }
         }
         match best {
-            Some(v) => Viewer {
-                cluster_id: v
-                    .cluster_id
+            Some(v) => Viewer::new(
+                v.cluster_id
                     .clone()
-                    .unwrap_or_else(|| self.default_viewer.cluster_id.clone()),
-                tenant_id: v
-                    .tenant_id
+                    .unwrap_or_else(|| self.default_viewer.cluster.clone()),
+                v.tenant_id
                     .clone()
-                    .or_else(|| self.default_viewer.tenant_id.clone()),
-            },
+                    .or_else(|| self.default_viewer.tenant.clone()),
+            ),
             None => self.default_viewer.clone(),
         }
     }
@@ -348,7 +353,7 @@ impl Gateway {
         transport: DnsTransport,
         bytes: &[u8],
         catalog: &Catalog,
-        visible: &dyn Fn(&Viewer, &str) -> bool,
+        visible: &dyn Fn(&Viewer, &Entry) -> bool,
     ) -> Vec<u8> {
         self.stats.queries += 1;
         match transport {
@@ -367,7 +372,7 @@ impl Gateway {
             return reply.unwrap_or_default();
         }
         let viewer = self.config.viewer_for(src.ip());
-        let ns_visible = |ns: &str| visible(&viewer, ns);
+        let entry_visible = |e: &Entry| visible(&viewer, e);
         let reply = respond(
             bytes,
             transport,
@@ -375,7 +380,7 @@ impl Gateway {
             catalog,
             &self.config,
             wall,
-            &ns_visible,
+            &entry_visible,
         );
         self.count(&reply);
         reply.bytes.unwrap_or_default()
@@ -408,6 +413,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DnsViewConfig;
 
     #[test]
     fn cidr_matching() {
@@ -435,31 +441,27 @@ mod tests {
             dns_viewer_tenant_id: Some("t0".into()),
             ..Default::default()
         };
-        let views = vec![
-            DnsView {
-                network: Cidr::parse("10.0.0.0/8").unwrap(),
+        let mut s = s;
+        s.dns_views = vec![
+            DnsViewConfig {
+                network: "10.0.0.0/8".into(),
                 cluster_id: Some("wide".into()),
                 tenant_id: None,
             },
-            DnsView {
-                network: Cidr::parse("10.1.0.0/16").unwrap(),
+            DnsViewConfig {
+                network: " 10.1.0.0/16".into(),
                 cluster_id: None,
                 tenant_id: Some("narrow".into()),
             },
         ];
-        let cfg = DnsConfig::from_settings(&s, "ws://127.0.0.1:1", views);
+        let s = s.normalized().expect("valid views");
+        let cfg = DnsConfig::from_settings(&s, "ws://127.0.0.1:1");
         let v = |ip: &str| cfg.viewer_for(ip.parse().unwrap());
-        assert_eq!(
-            v("192.0.2.1"),
-            Viewer {
-                cluster_id: "home".into(),
-                tenant_id: Some("t0".into())
-            }
-        );
-        assert_eq!(v("10.9.0.1").cluster_id, "wide");
-        assert_eq!(v("10.9.0.1").tenant_id.as_deref(), Some("t0"));
-        assert_eq!(v("10.1.0.1").cluster_id, "home");
-        assert_eq!(v("10.1.0.1").tenant_id.as_deref(), Some("narrow"));
+        assert_eq!(v("192.0.2.1"), Viewer::new("home", Some("t0".into())));
+        assert_eq!(v("10.9.0.1").cluster, "wide");
+        assert_eq!(v("10.9.0.1").tenant.as_deref(), Some("t0"));
+        assert_eq!(v("10.1.0.1").cluster, "home");
+        assert_eq!(v("10.1.0.1").tenant.as_deref(), Some("narrow"));
     }
 
     #[test]
@@ -471,16 +473,16 @@ mod tests {
             dns_zones: vec!["mpreg".into(), "svc.corp".into()],
             ..Default::default()
         };
-        let cfg = DnsConfig::from_settings(&s, "n", Vec::new());
+        let cfg = DnsConfig::from_settings(&s, "n");
         assert_eq!((cfg.min_ttl, cfg.max_ttl), (2, 2));
-        assert_eq!(cfg.default_viewer.cluster_id, "viewers");
+        assert_eq!(cfg.default_viewer.cluster, "viewers");
         assert_eq!(cfg.zones[0].name, "svc.corp");
         assert_eq!(
             cfg.nameserver_addrs,
             vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
         );
         s.host = "0.0.0.0".into();
-        assert!(DnsConfig::from_settings(&s, "n", Vec::new())
+        assert!(DnsConfig::from_settings(&s, "n")
             .nameserver_addrs
             .is_empty());
     }

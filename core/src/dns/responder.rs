@@ -64,7 +64,7 @@ pub fn answer(
     catalog: &Catalog,
     cfg: &DnsConfig,
     now_wall: f64,
-    visible: &dyn Fn(&str) -> bool,
+    visible: &dyn Fn(&Entry) -> bool,
 ) -> Vec<u8> {
     respond(query, transport, viewer, catalog, cfg, now_wall, visible)
         .bytes
@@ -211,9 +211,10 @@ pub fn limited_reply(query: &[u8], transport: DnsTransport, verdict: Verdict) ->
     m.to_vec().ok()
 }
 
-/// Answers one query. `viewer` decides scope; `visible(namespace)` is the
-/// namespace policy (services are checked by namespace, functions and
-/// queues by full name); `now_wall` is the Unix time for expiry and TTLs.
+/// Answers one query. `viewer` decides scope; `visible(entry)` is the
+/// namespace policy for that viewer (the node passes the same per-entry
+/// decision every reader uses); `now_wall` is the Unix time for expiry and
+/// TTLs.
 pub fn respond(
     query: &[u8],
     transport: DnsTransport,
@@ -221,7 +222,7 @@ pub fn respond(
     catalog: &Catalog,
     cfg: &DnsConfig,
     now_wall: f64,
-    visible: &dyn Fn(&str) -> bool,
+    visible: &dyn Fn(&Entry) -> bool,
 ) -> Reply {
     let Some(h) = raw_header(query) else {
         return Reply::none();
@@ -344,7 +345,7 @@ struct Resolver<'a> {
     cfg: &'a DnsConfig,
     viewer: &'a Viewer,
     now: f64,
-    visible: &'a dyn Fn(&str) -> bool,
+    visible: &'a dyn Fn(&Entry) -> bool,
     /// The zone apex spelled as in the question; `None` in external mode.
     apex: Option<&'a Name>,
     /// The question name: owner of every answer.
@@ -366,22 +367,15 @@ impl<'a> Resolver<'a> {
         }
         match e.scope() {
             Scope::Local => e.node_id() == self.cfg.node_id,
-            Scope::Zone => e.cluster_id() == self.viewer.cluster_id,
+            Scope::Zone => e.cluster_id() == self.viewer.cluster,
             Scope::Region | Scope::Global => true,
         }
     }
 
-    /// Scope plus namespace policy.
+    /// Scope plus namespace policy (the caller's per-entry decision, the
+    /// same every other reader uses).
     fn visible(&self, e: &Entry) -> bool {
-        if !self.in_scope(e) {
-            return false;
-        }
-        match e {
-            Entry::Service(s) => (self.visible)(&s.namespace),
-            Entry::Function(f) => (self.visible)(&f.identity.name),
-            Entry::Queue(q) => (self.visible)(&q.queue_name),
-            _ => true,
-        }
+        self.in_scope(e) && (self.visible)(e)
     }
 
     /// TTL from the remaining lifetime `advertised_at + ttl − now`.

@@ -134,14 +134,11 @@ fn config() -> DnsConfig {
         cluster_id: "c1".into(),
         ..Default::default()
     };
-    DnsConfig::from_settings(&s, ME, Vec::new())
+    DnsConfig::from_settings(&s, ME)
 }
 
 fn viewer(cluster: &str) -> Viewer {
-    Viewer {
-        cluster_id: cluster.into(),
-        tenant_id: None,
-    }
+    Viewer::new(cluster, None)
 }
 
 fn query_msg(name: &str, qtype: RecordType) -> Message {
@@ -177,7 +174,14 @@ impl Fx {
     }
 
     fn raw(&self, bytes: &[u8], transport: DnsTransport, v: &Viewer) -> Reply {
-        let deny_secret = |ns: &str| ns != "secret";
+        // Policy hides the namespace `secret` (services by namespace,
+        // functions and queues by full name).
+        let deny_secret = |e: &Entry| match e {
+            Entry::Service(s) => s.namespace != "secret",
+            Entry::Function(f) => f.identity.name != "secret",
+            Entry::Queue(q) => q.queue_name != "secret",
+            _ => true,
+        };
         respond(
             bytes,
             transport,
@@ -826,7 +830,7 @@ fn gateway_rate_limits_per_source_and_picks_views() {
     let cat = catalog();
     let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
     let q = query("tradefeed.market.mpreg.", RecordType::A);
-    let all = |_: &Viewer, _: &str| true;
+    let all = |_: &Viewer, _: &Entry| true;
     let t0 = crate::time::Instant::ZERO;
     for _ in 0..2 {
         let r = gw.handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all);
@@ -855,7 +859,7 @@ fn gateway_rate_limits_per_source_and_picks_views() {
         ["10.2.2.2"]
     );
     // The policy predicate sees the viewer.
-    let only_c1 = |v: &Viewer, _: &str| v.cluster_id == "c1";
+    let only_c1 = |v: &Viewer, _: &Entry| v.cluster == "c1";
     let r = gw.handle(t0, NOW, src2, DnsTransport::Udp, &q2, &cat, &only_c1);
     assert_eq!(
         rcode(&Message::from_vec(&r).unwrap()),

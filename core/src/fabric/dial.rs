@@ -165,6 +165,12 @@ impl Dialer {
         let is_seed = self.seeds.contains(url);
         if let Some(s) = self.states.get_mut(url) {
             s.record_dial_failure(now, url, is_seed, t, c, self.gossip_interval);
+            // Wake when the retry is due, not a whole reconcile interval
+            // later: with few targets that interval is `gi / sqrt(T)` (5 s
+            // for one seed at the default 5 s gossip interval), which made a
+            // node whose seed was not listening yet wait 5 s instead of the
+            // unrecovered-seed backoff (at most `gi / 2`, plus spread).
+            self.next_tick = self.next_tick.min(s.next_attempt_at);
         }
         t
     }
@@ -192,6 +198,32 @@ mod tests {
 
     fn cands(urls: &[(&str, bool)]) -> Vec<(String, bool)> {
         urls.iter().map(|(u, c)| (u.to_string(), *c)).collect()
+    }
+
+    #[test]
+    fn a_failed_seed_dial_is_retried_when_its_backoff_ends() {
+        // One seed at MPREG's default 5 s interval: the reconcile loop would
+        // sleep 5 s, the unrecovered-seed backoff is 2.5 s plus spread.
+        let mut d = Dialer::new(
+            "ws://me:1",
+            5.0,
+            ["ws://a:1".to_string()],
+            ["ws://me:1".to_string()],
+        );
+        let c = cands(&[("ws://a:1", false)]);
+        let t0 = Instant::ZERO;
+        assert_eq!(d.tick(t0, &c, 1.0), vec!["ws://a:1".to_string()]);
+        assert!(d.next_deadline() >= t0 + Duration::from_secs(5));
+        let failed_at = t0 + Duration::from_millis(3);
+        d.failed("ws://a:1", failed_at);
+        let retry = d.next_deadline();
+        assert!(
+            retry > failed_at + Duration::from_millis(2400)
+                && retry < failed_at + Duration::from_millis(3200),
+            "retry {:?} after the failure",
+            retry.saturating_duration_since(failed_at)
+        );
+        assert_eq!(d.tick(retry, &c, 1.0), vec!["ws://a:1".to_string()]);
     }
 
     #[test]

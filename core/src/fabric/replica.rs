@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use super::digest::{DigestMirror, DigestSender};
 use crate::catalog::entry::{Entry, EntryKey};
 use crate::catalog::store::Catalog;
 use crate::time::Instant;
@@ -124,8 +125,12 @@ pub struct Applied {
     pub applied: usize,
     /// The delta started past what we hold: ask the sender for a repair.
     pub gap: bool,
-    /// The delta brought something new (changes, heartbeat or refresh) and
-    /// was a flood: relay it to the other peers.
+    /// Relay the delta to the other peers, as a flood: it was a flood that
+    /// brought something new (changes, heartbeat or refresh), or a repair
+    /// that brought new changes. A repair is news for the neighbours too
+    /// (a node that just joined through us, a healed partition): waiting
+    /// for their next anti-entropy round would cost a gossip interval per
+    /// hop (5 s at the default interval).
     pub relay: bool,
     /// A new instance of the origin replaced an older one.
     pub new_instance: bool,
@@ -295,8 +300,10 @@ impl Replica {
 
     // ---- digests -------------------------------------------------------
 
-    /// This node's digest of every origin it holds.
-    pub fn digest(&self, reply: bool) -> Digest {
+    /// This node's anti-entropy state: one entry per origin it holds, its
+    /// own first. Each connection's [`DigestSender`] turns it into the
+    /// difference against what that peer was last told.
+    pub fn digest_entries(&self) -> Vec<DigestEntry> {
         let mut entries = Vec::with_capacity(self.views.len() + 1);
         entries.push(DigestEntry {
             origin: self.me.clone(),
@@ -316,25 +323,30 @@ impl Replica {
                 refreshed_at: v.refreshed_at,
             });
         }
-        Digest { entries, reply }
+        entries
     }
 
-    /// Handles a peer's digest: learns heartbeats and refreshes from it,
-    /// and returns the repair deltas the peer is missing (paged).
+    /// The full digest a new connection starts with (every origin defined).
+    pub fn digest(&self, reply: bool) -> Digest {
+        DigestSender::new().encode(&self.digest_entries(), reply)
+    }
+
+    /// Handles a peer's digest, already applied to the connection's
+    /// `mirror` (the peer's whole view): learns heartbeats and refreshes
+    /// from the `changed` slots, and returns the repair deltas the peer is
+    /// missing (paged).
     pub fn on_digest(
         &mut self,
         catalog: &mut Catalog,
-        digest: &Digest,
+        theirs: &DigestMirror,
+        changed: &[u32],
         now: Instant,
     ) -> Vec<Delta> {
-        let theirs: HashMap<&str, &DigestEntry> = digest
-            .entries
-            .iter()
-            .map(|e| (e.origin.as_str(), e))
-            .collect();
         // Learn liveness from their view of origins we share.
-        for e in &digest.entries {
-            self.observe(catalog, e, now);
+        for &slot in changed {
+            if let Some(e) = theirs.slot(slot) {
+                self.observe(catalog, e, now);
+            }
         }
         let mut out = Vec::new();
         // Our own state.
@@ -351,11 +363,7 @@ impl Replica {
             let reset = from < self.own.gc_floor;
             out.extend(self.pages(catalog, None, if reset { 0 } else { from }, reset));
         }
-        let origins: Vec<String> = self.views.keys().cloned().collect();
-        for origin in origins {
-            let Some(v) = self.views.get(&origin) else {
-                continue;
-            };
+        for (origin, v) in &self.views {
             let from = match theirs.get(origin.as_str()) {
                 None => Some(0),
                 Some(t) if t.instance_id != v.instance_id => {
@@ -368,7 +376,7 @@ impl Replica {
             };
             if let Some(from) = from {
                 let reset = from < v.versions.gc_floor;
-                out.extend(self.pages(catalog, Some(&origin), if reset { 0 } else { from }, reset));
+                out.extend(self.pages(catalog, Some(origin), if reset { 0 } else { from }, reset));
             }
         }
         out
@@ -570,7 +578,7 @@ impl Replica {
             view.heartbeat = delta.heartbeat;
             view.last_seen = now;
             view.suspect = false;
-            out.relay = delta.flood;
+            out.relay |= delta.flood;
         }
         if delta.floor > view.versions.max_version {
             out.gap = true;
@@ -619,15 +627,17 @@ impl Replica {
         }
         if delta.complete_to > view.versions.max_version {
             view.versions.max_version = delta.complete_to;
-            out.relay = delta.flood;
+            out.relay |= delta.flood;
         }
         if out.applied > 0 {
-            out.relay = delta.flood;
+            // A reset page is not relayed: it would make receivers that are
+            // not behind drop what they hold.
+            out.relay = delta.flood || !delta.reset;
         }
         if delta.refreshed_at.is_finite() && delta.refreshed_at > view.refreshed_at {
             view.refreshed_at = delta.refreshed_at;
             refresh_entries(catalog, &delta.origin, &view.versions, delta.refreshed_at);
-            out.relay = delta.flood;
+            out.relay |= delta.flood;
         }
         out
     }
@@ -755,6 +765,18 @@ impl Replica {
     /// True when `origin` is currently suspected.
     pub fn is_suspect(&self, origin: &str) -> bool {
         self.views.get(origin).is_some_and(|v| v.suspect)
+    }
+
+    /// Remembered gone instances within the horizon: `(departed, dead)`,
+    /// departed being those that said GOODBYE (or were replaced by a newer
+    /// instance), dead those the failure detector declared dead.
+    pub fn gone_counts(&self) -> (usize, usize) {
+        let departed = self
+            .dead
+            .values()
+            .filter(|d| d.heartbeat == u64::MAX)
+            .count();
+        (departed, self.dead.len() - departed)
     }
 
     /// Number of remote origins held.
@@ -905,14 +927,19 @@ mod tests {
         v
     }
 
+    /// `to`'s answer to `from`'s full digest (a new connection's first).
+    fn answer(from: &Side, to: &mut Side, now: Instant) -> Vec<Delta> {
+        let mut mirror = DigestMirror::default();
+        let changed = mirror.apply(&from.r.digest(true)).unwrap();
+        to.r.on_digest(&mut to.c, &mirror, &changed, now)
+    }
+
     /// A full push-pull exchange from `a` to `b` and back.
     fn sync(a: &mut Side, b: &mut Side, now: Instant) {
-        let d = a.r.digest(true);
-        for page in b.r.on_digest(&mut b.c, &d, now) {
+        for page in answer(a, b, now) {
             a.r.on_delta(&mut a.c, &page, WALL, now);
         }
-        let back = b.r.digest(false);
-        for page in a.r.on_digest(&mut a.c, &back, now) {
+        for page in answer(b, a, now) {
             b.r.on_delta(&mut b.c, &page, WALL, now);
         }
     }
@@ -964,7 +991,7 @@ mod tests {
         for i in 0..40 {
             a.r.put_own(&mut a.c, func("A", i), WALL, at(0)).unwrap();
         }
-        let pages = a.r.on_digest(&mut a.c, &b.r.digest(true), at(0));
+        let pages = answer(&b, &mut a, at(0));
         assert!(
             pages.len() > 3,
             "40 entries in 1 KiB pages need several pages, got {}",

@@ -11,8 +11,8 @@
 //!   suspected by the failure detector and its entry has at least half its
 //!   TTL left (owners refresh every quarter TTL, so less than half means at
 //!   least one refresh went missing);
-//! - `latency_band_ms` is `null`: the fabric measures no request latency yet,
-//!   and a constant would pretend to be a measurement;
+//! - `latency_band_ms` is left unmeasured (sent as MPREG's `[0,0]`): the
+//!   fabric measures no request latency yet;
 //! - `ttl_seconds` grows with the scope ([`summary_ttl`]).
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -202,6 +202,36 @@ impl Exporter {
         &self.stats
     }
 
+    /// `(summaries_exported, last_export_at)` of the namespace subtree `ns`
+    /// (`discovery_logic.md` §2.6): summed over the per-namespace counters
+    /// of `ns` and the namespaces under it on a dot boundary, the latest
+    /// export time of those; both `None` when nothing under `ns` was ever
+    /// exported or `ns` is empty.
+    pub fn summary_for_namespace(&self, ns: &str) -> (Option<u64>, Option<f64>) {
+        if ns.is_empty() {
+            return (None, None);
+        }
+        let mut total = 0;
+        let mut last: Option<f64> = None;
+        for (name, st) in &self.stats.per_namespace {
+            let under = name == ns
+                || name
+                    .strip_prefix(ns)
+                    .is_some_and(|rest| rest.starts_with('.'));
+            if under {
+                total += st.summaries_exported;
+                if let Some(t) = st.last_export_at {
+                    last = Some(last.map_or(t, |l: f64| l.max(t)));
+                }
+            }
+        }
+        if total == 0 {
+            (None, None)
+        } else {
+            (Some(total), last)
+        }
+    }
+
     /// Namespaces with hold-down state (for tests and diagnostics).
     pub fn tracked_namespaces(&self) -> usize {
         self.state.len()
@@ -602,6 +632,24 @@ mod tests {
         let pubs = e.export(vec![], 7.0, 30.0, &mut ids());
         assert_eq!(pubs.len(), 2 + 2 * 2); // withdrawals of both namespaces + base
         assert_eq!(e.stats().exports_total, 2);
+    }
+
+    #[test]
+    fn namespace_status_counts_the_subtree_on_dot_boundaries() {
+        let mut e = Exporter::new(cfg(0.0));
+        assert_eq!(e.summary_for_namespace("svc"), (None, None));
+        e.export(
+            vec![s("svc.a.x", 2), s("svc.ab.y", 1)],
+            5.0,
+            30.0,
+            &mut ids(),
+        );
+        e.export(vec![s("svc.a.x", 2)], 8.0, 30.0, &mut ids());
+        assert_eq!(e.summary_for_namespace("svc.a"), (Some(2), Some(8.0)));
+        assert_eq!(e.summary_for_namespace("svc.ab"), (Some(1), Some(5.0)));
+        assert_eq!(e.summary_for_namespace("svc"), (Some(3), Some(8.0)));
+        assert_eq!(e.summary_for_namespace("sv"), (None, None));
+        assert_eq!(e.summary_for_namespace(""), (None, None));
     }
 
     #[test]

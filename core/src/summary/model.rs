@@ -2,8 +2,9 @@
 //! (`discovery_logic.md` §3.1, §3.6; `client_protocol.md` §3.7–3.8).
 //!
 //! Differences from MPREG, all additive so MPREG clients still parse them:
-//! `latency_band_ms` is `null` when nothing was measured (MPREG always says
-//! `[0,0]`, which reads as "instant"); `health_band` takes the values
+//! `latency_band_ms` carries a measured band when there is one, and MPREG's
+//! `[0,0]` when nothing was measured (never `null`: MPREG's client turns the
+//! field into a tuple), so `[0,0]` reads as "unmeasured"; `health_band` takes the values
 //! `healthy` / `degraded` / `unhealthy` (MPREG only ever says `healthy`); a
 //! message may carry `withdrawn`, the services that left the export.
 
@@ -108,7 +109,7 @@ impl ServiceSummary {
             "latency_band_ms".into(),
             match self.latency_band_ms {
                 Some((lo, hi)) => json!([lo, hi]),
-                None => Value::Null,
+                None => json!([0, 0]),
             },
         );
         m.insert("ttl_seconds".into(), json!(self.ttl_seconds));
@@ -137,7 +138,8 @@ impl ServiceSummary {
         let num = |k: &str| o.get(k).and_then(Value::as_f64).filter(|f| f.is_finite());
         let latency_band_ms = match o.get("latency_band_ms").and_then(Value::as_array) {
             Some(a) if a.len() >= 2 => match (a[0].as_f64(), a[1].as_f64()) {
-                (Some(lo), Some(hi)) => Some((lo, hi)),
+                // `[0,0]` is MPREG's (and our) "nothing measured".
+                (Some(lo), Some(hi)) if (lo, hi) != (0.0, 0.0) => Some((lo, hi)),
                 _ => None,
             },
             _ => None,
@@ -348,7 +350,7 @@ mod tests {
         let s = sample("svc.market.quote");
         let v = s.to_json();
         assert!(v.get("policy_version").is_none());
-        assert!(v["latency_band_ms"].is_null());
+        assert_eq!(v["latency_band_ms"], json!([0, 0]));
         assert_eq!(v["scope"], "global");
         assert_eq!(ServiceSummary::from_json(&v).unwrap(), s);
         let mut measured = s.clone();
@@ -368,7 +370,7 @@ mod tests {
             "source_cluster":"cluster-a","published_at":1.0,"scope":"global"});
         let m = SummaryMessage::from_json(&raw).unwrap();
         assert_eq!(m.namespaces, vec!["svc.market".to_string()]);
-        assert_eq!(m.summaries[0].latency_band_ms, Some((0.0, 0.0)));
+        assert_eq!(m.summaries[0].latency_band_ms, None, "[0,0] is unmeasured");
         assert!(m.withdrawn.is_empty());
         assert!(SummaryMessage::from_json(&json!({"summaries": [{"x": 1}]})).is_err());
         assert!(SummaryMessage::from_json(&json!({"scope": "planet"})).is_err());

@@ -13,8 +13,11 @@ use crate::catalog::entry::{Entry, EntryKey};
 /// The WebSocket subprotocol that marks a connection as fabric, not client.
 pub const SUBPROTOCOL: &str = "mpreg-fabric.v1";
 
-/// The version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The version this build speaks. Version 2 replaced version 1's digest
+/// (every origin spelled out in full in every digest) with the per-connection
+/// incremental [`Digest`] and added [`FabricMsg::Resync`]; the two cannot
+/// interoperate, so a version-1 peer is refused with a named reason.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// One fabric message with its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,13 +37,17 @@ pub enum FabricMsg {
     Status(Status),
     /// Graceful departure (MPREG's GOODBYE).
     Goodbye(Goodbye),
-    /// Anti-entropy summary: what the sender knows of every origin.
+    /// Anti-entropy summary: what the sender knows of every origin, as a
+    /// change against the previous digest on the same connection.
     Digest(Digest),
     /// Versioned changes of one origin's entries.
     Delta(Delta),
     /// One summary export, flooded once per node
     /// ([`crate::summary::flood`]).
     Summary(crate::summary::flood::SummaryFlood),
+    /// The receiver lost the thread of the sender's digests on this
+    /// connection (a digest went missing): the next one must be full.
+    Resync,
 }
 
 /// Identifies the sending node.
@@ -112,7 +119,7 @@ pub struct Goodbye {
     pub timestamp: f64,
 }
 
-/// What a node knows about one origin, in a [`Digest`].
+/// What a node knows about one origin: one row of its anti-entropy state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestEntry {
     /// Origin node id.
@@ -129,14 +136,47 @@ pub struct DigestEntry {
     pub refreshed_at: f64,
 }
 
-/// Scuttlebutt digest: the sender's view of every origin it knows.
+/// A [`DigestEntry`] bound to a slot of the connection's origin table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SlotDef {
+    /// Slot index in the sender's table for this connection.
+    pub slot: u32,
+    /// The origin's full state.
+    pub entry: DigestEntry,
+}
+
+/// Scuttlebutt digest, sent incrementally per connection (and direction).
+///
+/// A full digest of 1000 origins spelled out costs ~128 KB, and digests go
+/// to two peers every gossip interval, so version 2 sends each origin's
+/// identity once per connection ([`SlotDef`], bound to a small slot number)
+/// and afterwards only what changed since the previous digest on the same
+/// connection: heartbeat advances as a dense array of small integers (one
+/// CBOR byte each while below 24), version and refresh changes sparsely.
+/// `seq` numbers the digests of one connection direction from 1, so a lost,
+/// duplicated or reordered digest is detected (the receiver asks for a
+/// [`FabricMsg::Resync`] and the next digest is `full`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Digest {
-    /// One entry per origin (the sender itself included).
-    pub entries: Vec<DigestEntry>,
+    /// Position in this connection direction's digest stream.
+    pub seq: u64,
+    /// The receiver discards what it knew of the sender's view first; the
+    /// slot table restarts empty and `defs` describe every origin.
+    pub full: bool,
     /// True when the receiver should answer with its own digest (the first
     /// leg of an exchange); false for the answer, which ends the exchange.
     pub reply: bool,
+    /// Slots that the sender no longer holds (its origin died or left).
+    /// Applied first, so a freed slot can be redefined in `defs`.
+    pub drops: Vec<u32>,
+    /// Slots (re)defined: a new origin, or a new instance of one.
+    pub defs: Vec<SlotDef>,
+    /// Heartbeat advance of slot `i` at index `i` (trailing zeros omitted).
+    pub beats: Vec<u64>,
+    /// `(slot, max_version)` of slots whose version moved.
+    pub versions: Vec<(u32, u64)>,
+    /// `(slot, refreshed_at)` of slots whose owner refresh moved.
+    pub refreshes: Vec<(u32, f64)>,
 }
 
 /// One versioned change of an origin's entry set.
@@ -317,18 +357,28 @@ mod tests {
             (arb_str(), arb_str(), any::<u64>(), any::<bool>()).prop_map(
                 |(origin, instance_id, v, reply)| {
                     FabricMsg::Digest(Digest {
-                        entries: vec![DigestEntry {
-                            origin,
-                            instance_id,
-                            started_at: 1.5,
-                            heartbeat: v,
-                            max_version: v / 2,
-                            refreshed_at: 2.5,
-                        }],
+                        seq: v,
+                        full: !reply,
                         reply,
+                        drops: vec![(v % 7) as u32],
+                        defs: vec![SlotDef {
+                            slot: (v % 5) as u32,
+                            entry: DigestEntry {
+                                origin,
+                                instance_id,
+                                started_at: 1.5,
+                                heartbeat: v,
+                                max_version: v / 2,
+                                refreshed_at: 2.5,
+                            },
+                        }],
+                        beats: vec![0, v % 30, 1, v],
+                        versions: vec![(1, v / 3)],
+                        refreshes: vec![(2, 3.25)],
                     })
                 }
             ),
+            Just(FabricMsg::Resync),
         ]
     }
 
@@ -365,6 +415,36 @@ mod tests {
             decode(&bytes, 10),
             Err(FabricDecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn version_1_peers_are_refused_by_name() {
+        // A version-1 frame (the full-digest protocol) from an older build.
+        let mut bytes = 1u16.to_be_bytes().to_vec();
+        let _ = ciborium::into_writer(&"Resync", &mut bytes);
+        let err = decode(&bytes, 1 << 20).unwrap_err();
+        assert_eq!(err, FabricDecodeError::Version(1));
+        assert_eq!(
+            err.to_string(),
+            "unsupported fabric protocol version 1 (this node speaks 2)"
+        );
+    }
+
+    #[test]
+    fn steady_digest_costs_about_a_byte_per_origin() {
+        // 1000 origins whose heartbeats advanced by a few rounds, nothing else.
+        let d = FabricMsg::Digest(Digest {
+            seq: 1234,
+            full: false,
+            reply: true,
+            drops: vec![],
+            defs: vec![],
+            beats: (0..1000).map(|i| 1 + i % 20).collect(),
+            versions: vec![],
+            refreshes: vec![],
+        });
+        let len = encode(&d).len();
+        assert!(len < 1100, "1000-origin steady digest is {len} bytes");
     }
 
     #[test]
