@@ -416,7 +416,11 @@ fn two_regions_export_and_resolve_with_withdrawal() {
         );
         assert_eq!(v["items"][0]["regions"], json!(["eu"]));
         assert_eq!(v["items"][0]["health_band"], "healthy");
-        assert_eq!(v["items"][0]["latency_band_ms"], json!([0, 0]), "unmeasured");
+        assert_eq!(
+            v["items"][0]["latency_band_ms"],
+            json!([0, 0]),
+            "unmeasured"
+        );
         // Its own global function is in its catalog but not in any summary:
         // us exports nothing, and the cache holds only what was exported.
         assert!(!v.to_string().contains("us_only"));

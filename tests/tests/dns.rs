@@ -343,3 +343,94 @@ fn dig_when_available() {
         "{mixed}"
     );
 }
+
+/// A node whose `dns_views` map 127.0.0.0/8 to `tenant`, with a policy that
+/// shows namespace `vault` only to tenant `ops`.
+fn start_with_view(tenant: &str) -> Node {
+    let config = format!(
+        r#"
+cluster_id = "dns-views"
+dns_gateway_enabled = true
+dns_zones = ["mpreg"]
+discovery_policy_enabled = true
+
+[[discovery_policy_rules]]
+namespace = "vault"
+visibility_tenants = ["ops"]
+
+[[dns_views]]
+network = "127.0.0.0/8"
+tenant_id = "{tenant}"
+
+[[services]]
+name = "keys"
+namespace = "vault"
+protocol = "tcp"
+port = 7000
+targets = ["127.0.0.1"]
+
+[[services]]
+name = "tradefeed"
+namespace = "market"
+protocol = "tcp"
+port = 9000
+targets = ["127.0.0.1"]
+"#
+    );
+    let node = Node::start_with_config(&config, NO_ARGS);
+    assert!(
+        node.dns_port().is_some(),
+        "no DNS port; log:\n{}",
+        node.log()
+    );
+    node
+}
+
+/// `dns_views`: the viewer of a query is the tenant of its source network,
+/// and namespace policy decides what that tenant may resolve. The same
+/// catalog answers `ops` and hides the namespace from `guest` (NXDOMAIN
+/// with the zone's SOA, as for a name that does not exist, so a hidden
+/// service cannot be told from a missing one), over UDP, TCP and `dig`.
+#[test]
+fn tenant_view_hides_a_namespace() {
+    let ops = start_with_view("ops");
+    let guest = start_with_view("guest");
+    let name = "_svc._tcp.keys.vault.mpreg.";
+    let m = udp(ops.dns_port().unwrap(), &query(name, RecordType::SRV, 40));
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(answers(&m, RecordType::SRV).len(), 1, "{m:?}");
+    let port = guest.dns_port().unwrap();
+    for m in [
+        udp(port, &query(name, RecordType::SRV, 41)),
+        tcp(port, &query(name, RecordType::SRV, 42)),
+        udp(port, &query("keys.vault.mpreg.", RecordType::A, 43)),
+    ] {
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain, "{m:?}");
+        assert!(m.answers.is_empty());
+        assert_soa_authority(&m);
+    }
+    // Other namespaces answer the guest as before.
+    let m = udp(
+        port,
+        &query("_svc._tcp.tradefeed.market.mpreg.", RecordType::SRV, 44),
+    );
+    assert_eq!(answers(&m, RecordType::SRV).len(), 1, "{m:?}");
+    if Command::new("dig").arg("-v").output().is_ok() {
+        let dig = |port: u16| {
+            let out = Command::new("dig")
+                .args(["@127.0.0.1", "-p", &port.to_string(), "+time=3", "+tries=1"])
+                .args(["SRV", name])
+                .output()
+                .expect("dig runs");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let seen = dig(ops.dns_port().unwrap());
+        assert!(
+            seen.contains("status: NOERROR") && seen.contains("7000"),
+            "{seen}"
+        );
+        let hidden = dig(port);
+        assert!(hidden.contains("status: NXDOMAIN"), "{hidden}");
+        assert!(!hidden.contains("7000"), "{hidden}");
+    }
+}
