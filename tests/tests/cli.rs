@@ -7,10 +7,8 @@
 //! with exactly one `error: ...` line on stderr (1 for failures, 2 for usage
 //! errors).
 //!
-//! Commands whose RPC a node may not serve yet (`summary_query`,
-//! `resolver_*`, `namespace_*`, `dns_*`, ...) are checked with
-//! [`ok_or_pending`]: they either work or fail honestly with the node's
-//! `1001 Command not found`.
+//! Every command's RPC is served; [`ok_json`] requires exit 0 and a JSON
+//! object.
 
 use std::fs::File;
 use std::net::TcpListener;
@@ -124,19 +122,12 @@ fn mpreg(args: &[&str], url_env: Option<&str>) -> Run {
 /// A command whose RPC may not exist on the node yet: it succeeds (and then
 /// `--json` output is an object), or it fails with one error line naming
 /// the node's `1001 Command not found` for `fun`.
-fn ok_or_pending(args: &[&str], url: &str, fun: &str) -> Option<Value> {
+fn ok_json(args: &[&str], url: &str, fun: &str) -> Value {
     let run = mpreg(args, Some(url));
-    if run.code == 0 {
-        let v = run.json();
-        assert!(v.is_object(), "{args:?}: {v}");
-        return Some(v);
-    }
-    let line = run.fails(1);
-    assert!(
-        line.contains("RPC error 1001") && line.contains(&format!("Command not found: {fun}")),
-        "{args:?}: {line}"
-    );
-    None
+    assert_eq!(run.code, 0, "{args:?} ({fun}) failed: {run:#?}");
+    let v = run.json();
+    assert!(v.is_object(), "{args:?}: {v}");
+    v
 }
 
 /// A 127.0.0.1 port nothing listens on.
@@ -499,10 +490,11 @@ fn error_paths() {
     );
 }
 
-/// Errors the node reports: unknown RPC (1001), bad payload (1003), and the
-/// commands whose RPCs are still being added.
+/// Errors the node reports: unknown RPC (1001), bad payload (1003); and
+/// every read command of the runbook and of MPREG's CLI succeeding on a
+/// plain node.
 #[test]
-fn node_errors_and_pending_rpcs() {
+fn node_errors_and_served_rpcs() {
     let node = Node::start(["--cluster-id", "cli"]);
     let url = node.url();
 
@@ -541,7 +533,7 @@ fn node_errors_and_pending_rpcs() {
     )
     .expect("write rules");
     let rules = rules.to_string_lossy().to_string();
-    let pending: [(&[&str], &str); 12] = [
+    let served: [(&[&str], &str); 12] = [
         (
             &["discovery", "cache-stats", "--json"],
             "resolver_cache_stats",
@@ -617,18 +609,17 @@ fn node_errors_and_pending_rpcs() {
             "dns_unregister",
         ),
     ];
-    for (args, fun) in pending {
-        ok_or_pending(args, url, fun);
+    for (args, fun) in served {
+        ok_json(args, url, fun);
     }
 }
 
-/// dns-register → dns-list → dns-unregister, when the node serves the DNS
-/// registry RPCs (otherwise each fails with 1001, checked above).
+/// dns-register → dns-list → dns-describe → dns-unregister.
 #[test]
 fn dns_registration_round_trip() {
     let node = Node::start(["--cluster-id", "cli"]);
     let url = node.url();
-    let Some(reg) = ok_or_pending(
+    let reg = ok_json(
         &[
             "client",
             "dns-register",
@@ -656,17 +647,14 @@ fn dns_registration_round_trip() {
         ],
         url,
         "dns_register",
-    ) else {
-        return;
-    };
+    );
     assert_eq!(reg["service"]["name"], "tradefeed", "{reg}");
     assert_eq!(reg["service"]["metadata"]["n"], 5, "{reg}");
-    let list = ok_or_pending(
+    let list = ok_json(
         &["client", "dns-list", "--namespace", "market", "--json"],
         url,
         "dns_list",
-    )
-    .expect("dns_list exists when dns_register does");
+    );
     assert_eq!(list["items"][0]["port"], 9000, "{list}");
     let run = mpreg(
         &["client", "dns-describe", "--namespace", "market"],
@@ -677,7 +665,7 @@ fn dns_registration_round_trip() {
         table.contains("tradefeed") && table.contains("tier=gold"),
         "{table}"
     );
-    let gone = ok_or_pending(
+    let gone = ok_json(
         &[
             "client",
             "dns-unregister",
@@ -691,8 +679,7 @@ fn dns_registration_round_trip() {
         ],
         url,
         "dns_unregister",
-    )
-    .expect("dns_unregister exists when dns_register does");
+    );
     assert_eq!(gone["removed"], true, "{gone}");
 }
 

@@ -154,3 +154,67 @@ fn resolver_cache_stats_and_resync() {
     .expect("discovery query");
     assert!(q.to_string().contains("svc.market.quote"), "{q}");
 }
+
+/// Every command the runbook names, spelled as it spells it, against a real
+/// two-region cluster (eu exports, us is a summary resolver in resolver
+/// mode), each with `--url ws://...`: exit 0 and the fields the runbook's
+/// checks look at.
+#[test]
+fn runbook_commands_walk_two_regions() {
+    let (eu, us) = regions();
+    // "Summary Export Lag": lag on the exporter, global summaries on the
+    // other region's resolver.
+    let lag = cli(&["discovery", "lag"], eu.url()).expect("discovery lag");
+    assert!(
+        lag["summary_export_lag_seconds"].is_number() && lag["summary_export_enabled"] == true,
+        "{lag}"
+    );
+    let global = wait_for(Duration::from_secs(20), Duration::from_millis(200), || {
+        let v = cli(
+            &[
+                "discovery",
+                "summary",
+                "--namespace",
+                "svc.market",
+                "--scope",
+                "global",
+            ],
+            us.url(),
+        )
+        .ok()?;
+        (v["items"][0]["service_id"] == "svc.market.quote").then_some(v)
+    })
+    .expect("the resolver never showed eu's global summary");
+    assert_eq!(global["items"][0]["source_cluster"], "eu", "{global}");
+    let status = cli(&["discovery", "policy", "status"], eu.url()).expect("policy status");
+    assert!(
+        status["allowed"].is_boolean() && status["reason"].is_string(),
+        "{status}"
+    );
+    // "Resolver Cache Stale Or Empty".
+    let stats = cli(&["discovery", "cache-stats"], us.url()).expect("cache-stats");
+    assert_eq!(stats["enabled"], true, "{stats}");
+    assert!(
+        stats["entry_counts"]["nodes"].as_u64() >= Some(2),
+        "{stats}"
+    );
+    let resync = cli(&["discovery", "resync"], us.url()).expect("resync");
+    assert_eq!(resync["resynced"], true, "{resync}");
+    // "Summary Resolver Scope Mismatch": the resolver caches only `global`,
+    // so a `region` query is empty while `global` is not.
+    let region = cli(&["discovery", "summary", "--scope", "region"], us.url())
+        .expect("summary --scope region");
+    assert_eq!(region["items"], serde_json::json!([]), "{region}");
+    // "Policy Or Tenant Visibility Denials".
+    let audit = cli(&["discovery", "access-audit"], eu.url()).expect("access-audit");
+    assert!(audit["entries"].is_array(), "{audit}");
+    // "Cluster Map Missing Nodes".
+    let map = cli(&["discovery", "cluster-map", "--scope", "zone"], eu.url()).expect("cluster-map");
+    assert_eq!(map["cluster_id"], "eu", "{map}");
+    assert!(
+        map["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["node_id"] == eu.url())),
+        "{map}"
+    );
+}
