@@ -444,3 +444,34 @@ fn server_rejects_bad_settings_with_one_clear_line() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A mixed cluster: nodes on the tokio and the mio runtime side by side
+/// (alternating, whatever `MPREG_TEST_RUNTIME` says) form a full mesh, list
+/// each other, and a GOODBYE from a mio node reaches the tokio ones.
+#[test]
+fn mixed_runtimes_form_one_cluster() {
+    let runtime = |i: usize| if i % 2 == 0 { "tokio" } else { "mio" };
+    let mut nodes = start_cluster("mixed", 4, |i| {
+        vec!["--runtime".to_string(), runtime(i).to_string()]
+    });
+    if let Err(e) = wait_for_mesh(&nodes, Duration::from_secs(10)) {
+        panic!("{e}");
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(
+            node.log().contains(&format!("mpreg_{}", runtime(i))),
+            "node {i} is not on {}: {}",
+            runtime(i),
+            node.log()
+        );
+    }
+    let gone = nodes[3].url().to_string();
+    nodes[3].stop();
+    let mut hub = nodes[0].connect();
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(50), || {
+            !peer_urls(&mut hub).contains(&gone)
+        }),
+        "the tokio hub still lists the departed mio node {gone}"
+    );
+}
