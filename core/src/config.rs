@@ -338,6 +338,12 @@ pub struct Settings {
     /// Upper TTL clamp of DNS answers in seconds (raised to the minimum if
     /// lower), so a long catalog TTL does not pin stale answers in caches.
     pub dns_max_ttl_seconds: f64,
+    /// Sustained DNS queries per second per source address (ours; a token
+    /// bucket); `0` turns the per-source limit off.
+    pub dns_rate_limit_queries_per_second: f64,
+    /// Queries a quiet source may send at once (the bucket size, at least 1
+    /// while the limit is on).
+    pub dns_rate_limit_burst: f64,
     /// Answer names outside `dns_zones` by treating the whole name as relative.
     pub dns_allow_external_names: bool,
     /// Viewer cluster used for policy on DNS answers; `None` = `cluster_id`.
@@ -446,6 +452,8 @@ impl Default for Settings {
             dns_zones: vec!["mpreg".into()],
             dns_min_ttl_seconds: 1.0,
             dns_max_ttl_seconds: 60.0,
+            dns_rate_limit_queries_per_second: 200.0,
+            dns_rate_limit_burst: 400.0,
             dns_allow_external_names: false,
             dns_viewer_cluster_id: None,
             dns_viewer_tenant_id: None,
@@ -1126,6 +1134,8 @@ const SETTINGS: &[Field] = &[
     field("dns_zones", Kind::TextList),
     field("dns_min_ttl_seconds", Kind::Float),
     field("dns_max_ttl_seconds", Kind::Float),
+    field("dns_rate_limit_queries_per_second", Kind::Float),
+    field("dns_rate_limit_burst", Kind::Float),
     field("dns_allow_external_names", Kind::Bool),
     field("dns_viewer_cluster_id", Kind::Opt(&Kind::Text)),
     field("dns_viewer_tenant_id", Kind::Opt(&Kind::Text)),
@@ -1596,6 +1606,11 @@ const FLOAT_RULES: &[((&str, FloatAt), FloatRule)] = &[
     ),
     (at!(FloatAt, dns_min_ttl_seconds), FloatRule::Finite),
     (at!(FloatAt, dns_max_ttl_seconds), FloatRule::Finite),
+    (
+        at!(FloatAt, dns_rate_limit_queries_per_second),
+        FloatRule::NonNegative,
+    ),
+    (at!(FloatAt, dns_rate_limit_burst), FloatRule::NonNegative),
 ];
 
 /// MPREG counters where a negative value means 0 (MPREG clamps them).
@@ -2650,6 +2665,19 @@ mod tests {
             from_file("dns_min_ttl_seconds = 30\ndns_max_ttl_seconds = 10").expect("loads");
         assert_eq!(loaded.settings.dns_min_ttl_seconds, 30.0);
         assert_eq!(loaded.settings.dns_max_ttl_seconds, 30.0);
+    }
+
+    #[test]
+    fn dns_rate_limit_settings_load_and_clamp() {
+        let s = Settings::default();
+        assert_eq!(s.dns_rate_limit_queries_per_second, 200.0);
+        assert_eq!(s.dns_rate_limit_burst, 400.0);
+        let loaded = from_file("dns_rate_limit_queries_per_second = 0\ndns_rate_limit_burst = -3")
+            .expect("loads");
+        assert_eq!(loaded.settings.dns_rate_limit_queries_per_second, 0.0);
+        assert_eq!(loaded.settings.dns_rate_limit_burst, 0.0);
+        let err = from_file("dns_rate_limit_burst = \"lots\"").unwrap_err();
+        assert!(err.to_string().contains("dns_rate_limit_burst"), "{err}");
     }
 
     #[test]

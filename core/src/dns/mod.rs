@@ -253,7 +253,12 @@ impl DnsConfig {
             ),
             views,
             nameserver_addrs,
-            rate_limit: RateLimitConfig::default(),
+            rate_limit: RateLimitConfig {
+                queries_per_second: settings.dns_rate_limit_queries_per_second,
+                // An empty bucket would refuse every query of a limited source.
+                burst: settings.dns_rate_limit_burst.max(1.0),
+                ..RateLimitConfig::default()
+            },
         }
     }
 
