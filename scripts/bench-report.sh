@@ -115,9 +115,65 @@ run loadgen 240 "${LOADGEN_CMD[@]}" --summary "$WORK/loadgen.sum"
 MEM_CMD=(target/release/catalog_mem --sizes 10000,100000)
 run catalog_mem 120 "${MEM_CMD[@]}" --summary "$WORK/catalog_mem.sum"
 
+# --- DNS gateway throughput (dnsperf) -----------------------------------------
+# One node per runtime with the DNS gateway on and the per-source limit off
+# (dnsperf is one source), answering a mix of SRV, A and NXDOMAIN queries.
+DNSPERF_SECS=${DNSPERF_SECS:-10}
+DNSPERF_CMD=(dnsperf -s 127.0.0.1 -d "$WORK/dns-queries.txt" -l "$DNSPERF_SECS" -c 4 -T 1)
+cat >"$WORK/dns.toml" <<'TOML'
+cluster_id = "bench-dns"
+dns_gateway_enabled = true
+dns_zones = ["mpreg"]
+dns_rate_limit_queries_per_second = 0
+
+[[services]]
+name = "tradefeed"
+namespace = "market"
+protocol = "tcp"
+port = 9000
+targets = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+TOML
+printf '%s\n' "_svc._tcp.tradefeed.market.mpreg SRV" "tradefeed.market.mpreg A" \
+  "nothere.market.mpreg A" >"$WORK/dns-queries.txt"
+dnsperf_runtime() {
+  local rt=$1 port="" pid i
+  target/release/mpreg server --port 0 --runtime "$rt" --config "$WORK/dns.toml" \
+    >"$WORK/dns-$rt.node" 2>&1 &
+  pid=$!
+  for i in $(seq 1 100); do
+    port=$(sed -n 's/^MPREG_DNS_PORT=//p' "$WORK/dns-$rt.node" | head -n1)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  if [ -z "$port" ]; then
+    echo "the $rt node printed no MPREG_DNS_PORT within 10 s" >&2
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+    return 1
+  fi
+  dnsperf -s 127.0.0.1 -d "$WORK/dns-queries.txt" -l "$DNSPERF_SECS" -c 4 -T 1 -p "$port"
+  local rc=$?
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  return $rc
+}
+if command -v dnsperf >/dev/null 2>&1; then
+  export WORK DNSPERF_SECS
+  export -f dnsperf_runtime
+  for rt in tokio mio; do
+    run "dnsperf_$rt" $((DNSPERF_SECS + 30)) bash -c 'dnsperf_runtime "$1"' dnsperf "$rt"
+    awk -v rt="$rt" '
+      /Queries per second:/ { printf "dnsperf.%s.qps=%d\n", rt, $4 }
+      /Queries lost:/ { printf "dnsperf.%s.lost=%s\n", rt, $3 }
+      /Average Latency/ { printf "dnsperf.%s.avg_us=%d\n", rt, $4 * 1e6 }
+    ' "$WORK/dnsperf_$rt.out" >"$WORK/dnsperf_$rt.sum"
+  done
+else
+  log "dnsperf not installed (Debian package dnsperf); DNS throughput not measured"
+  for rt in tokio mio; do echo 127 >"$WORK/dnsperf_$rt.rc"; echo "dnsperf not installed" >"$WORK/dnsperf_$rt.err"; done
+fi
+
 # --- criterion ---------------------------------------------------------------
 # Same as `cargo bench -p mpreg-benches -- --quick`, without a second build.
-run criterion 300 bash -c 'for exe in "$@"; do "$exe" --bench --quick || exit $?; done' \
+run criterion 600 bash -c 'for exe in "$@"; do "$exe" --bench --quick || exit $?; done' \
   criterion "${BENCH_EXES[@]}"
 # Criterion prints "<id>" then "time: [low median high]" (same line when the
 # id is short), then possibly "change: time: [...]" against the last run,
@@ -172,12 +228,13 @@ ${BUILD_CMD[*]}
 ${SCALING_CMD[*]}
 ${LOADGEN_CMD[*]}
 ${MEM_CMD[*]}
+${DNSPERF_CMD[*]} -p \$MPREG_DNS_PORT   # per runtime, node config in the script
 cargo bench -p mpreg-benches -- --quick   # the script runs the executables built above
 \`\`\`
 
 | step | wall s | exit status |
 |---|---|---|
-$(for st in build scaling loadgen catalog_mem criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
+$(for st in build scaling loadgen catalog_mem dnsperf_tokio dnsperf_mio criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
 
 ## Summary against the references
 
@@ -199,7 +256,10 @@ $(for st in build scaling loadgen catalog_mem criterion; do echo "| $st | $(cat 
 | indexed catalog lookup by name at 100k entries | $(crit catalog_index/by_name_100k) | ≤ 1 µs (target) | anchors §3.4 |
 | \`catalog_query\` 200-item page at 100k entries (handler, no socket) | $(crit catalog_query/functions_page200_100k) | scan of 100k records 0.3–1 ms (rough) | anchors §3.3 |
 | catalog memory per entry at 100k (catalog + indexes / whole node) | $(val catalog_mem.n100000.catalog_bpe) B / $(val catalog_mem.n100000.node_bpe) B | CoreDNS ≈ 900 B per record (0.000858 MB); ≈ 300 B per endpoint as JSON | anchors §3.2, §3.3 |
-| DNS queries per second (dnsperf) | not measured (out of scope for this report, see below) | CoreDNS 33.7k QPS on 2 vCPU | anchors §3.2 |
+| DNS queries per second (dnsperf, 4 clients, SRV/A/NXDOMAIN mix; dnsperf on the same cores) | tokio $(val dnsperf.tokio.qps), mio $(val dnsperf.mio.qps) (lost: $(val dnsperf.tokio.lost) / $(val dnsperf.mio.lost)) | CoreDNS 33.7k QPS on 2 vCPU | anchors §3.2 |
+| DNS answer build (SRV with glue, 10k-service catalog, no socket) | $(crit dns_answer_srv_with_glue) | ≤ 2 µs (goal) | issue 7 |
+| policy decision, deep namespace, 200 rules | $(crit policy_decision_deep_namespace) | ≤ 200 ns (goal) | issue 5 |
+| rate-limit check, known key | $(crit rate_limit_check_known_key) | ≤ 100 ns (goal) | issue 5 |
 
 ## Simulator scaling
 
@@ -224,10 +284,21 @@ $(cat "$WORK/scaling.out" 2>/dev/null)
 $(status loadgen)
 
 Both nodes run on this machine in the same run; the client threads share its
-$NPROC cores with the node under test, so absolute rates are a floor. DNS
-queries per second with dnsperf are out of scope here (see the last section).
+$NPROC cores with the node under test, so absolute rates are a floor.
 
 $(cat "$WORK/loadgen.out" 2>/dev/null)
+
+## DNS gateway (dnsperf)
+
+$(status dnsperf_tokio)
+$(status dnsperf_mio)
+
+dnsperf and the node share the machine's $NPROC cores; the node's per-source
+rate limit is off for the run (\`dns_rate_limit_queries_per_second = 0\`).
+
+\`\`\`
+$(for rt in tokio mio; do echo "== $rt"; sed -n '/Statistics:/,$p' "$WORK/dnsperf_$rt.out" 2>/dev/null; done)
+\`\`\`
 
 ## Catalog memory
 
@@ -251,12 +322,6 @@ $(awk -F'\t' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }' "$WORK/criterion.tsv"
 
 ## Not measured yet
 
-- DNS gateway queries per second (dnsperf): out of scope for this report. The
-  gateway landed while this harness was being written, and dnsperf is not
-  installed on this machine; a UDP load generator in \`loadgen\` is the follow-up.
-- Criterion benches for the resolver cache, policy decisions, rate-limit checks
-  and DNS answer building (issue 10): not written yet; those modules also
-  landed meanwhile.
 - Simulator sizes above those in the table: they are skipped by the budgets
   (memory grows as N² in one process: every node holds every entry).
 EOF
