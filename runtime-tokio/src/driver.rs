@@ -376,19 +376,12 @@ pub async fn run_with(
     }
 }
 
-/// Binds the monitoring listener on `monitoring_host` (default `host`) and
-/// `monitoring_port` (unset: a free port, as MPREG auto-allocates it), when
-/// `monitoring_enabled`. A bind failure is logged and the node serves without
-/// monitoring, like the DNS gateway.
+/// Binds the monitoring listener where
+/// [`mpreg_core::monitoring::listen_address`] says, if anywhere. A bind
+/// failure is logged and the node serves without monitoring, like the DNS
+/// gateway.
 async fn bind_monitoring(settings: &Settings) -> Option<TcpListener> {
-    if !settings.monitoring_enabled {
-        return None;
-    }
-    let host = settings
-        .monitoring_host
-        .as_deref()
-        .unwrap_or(&settings.host);
-    let bind = format!("{host}:{}", settings.monitoring_port.unwrap_or(0));
+    let bind = mpreg_core::monitoring::listen_address(settings)?;
     match TcpListener::bind(&bind).await {
         Ok(l) => Some(l),
         Err(e) => {

@@ -450,7 +450,7 @@ fn server_rejects_bad_settings_with_one_clear_line() {
 /// each other, and a GOODBYE from a mio node reaches the tokio ones.
 #[test]
 fn mixed_runtimes_form_one_cluster() {
-    let runtime = |i: usize| if i % 2 == 0 { "tokio" } else { "mio" };
+    let runtime = |i: usize| if i.is_multiple_of(2) { "tokio" } else { "mio" };
     let mut nodes = start_cluster("mixed", 4, |i| {
         vec!["--runtime".to_string(), runtime(i).to_string()]
     });

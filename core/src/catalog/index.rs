@@ -117,6 +117,17 @@ impl SortKey {
         self.kind
     }
 
+    /// Whether a service's key has this namespace, ignoring ASCII case
+    /// (services sort by namespace first): lets a caller skip entries
+    /// before looking them up. `false` for other kinds.
+    pub(crate) fn is_service_in(&self, namespace: &str) -> bool {
+        self.kind == EntryKind::Services
+            && self
+                .parts
+                .first()
+                .is_some_and(|ns| ns.eq_ignore_ascii_case(namespace))
+    }
+
     /// Compact string form: `<kind>|<component>|...`, with `%` and `|`
     /// inside components escaped as `%25` and `%7C`.
     pub fn to_cursor(&self) -> String {

@@ -130,6 +130,10 @@ pub struct Catalog {
     keys: BTreeMap<EntryKey, SortKey>,
     namespaces: [SetIndex; EntryKind::COUNT],
     names: [SetIndex; EntryKind::COUNT],
+    /// Entries whose name has ASCII upper case, under the lower-cased name:
+    /// with `names` this answers case-insensitive lookups (DNS) without a
+    /// scan, and stays tiny while names are lower case, as they usually are.
+    folded_names: [SetIndex; EntryKind::COUNT],
     nodes: SetIndex,
     origins: SetIndex,
     expiry: BTreeSet<(Expiry, SortKey)>,
@@ -379,6 +383,58 @@ impl Catalog {
             .map(|s| &s.entry)
     }
 
+    /// The distinct values of `kind`'s namespace index ([`Entry::filter_values`]:
+    /// a service's namespace, a function's effective namespace, ...).
+    pub fn namespace_values(&self, kind: EntryKind) -> impl Iterator<Item = &str> + '_ {
+        self.namespaces[kind.index()].values()
+    }
+
+    /// Entries of `kind` with `value` among their namespace index values.
+    pub fn with_namespace_value<'a>(
+        &'a self,
+        kind: EntryKind,
+        value: &str,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        let map = self.kind_map(kind);
+        self.namespaces[kind.index()]
+            .get(value)
+            .filter_map(move |sk| map.get(sk))
+            .map(|s| &s.entry)
+    }
+
+    /// Services named `name` (exact case) whose namespace equals
+    /// `namespace` ignoring ASCII case. Keys are checked before entries are
+    /// fetched, so a name shared by many namespaces costs one lookup per
+    /// match, not one per namespace.
+    pub fn services_named<'a>(&'a self, name: &str, namespace: &str) -> Vec<&'a Entry> {
+        let map = self.kind_map(EntryKind::Services);
+        self.names[EntryKind::Services.index()]
+            .get(name)
+            .filter(|sk| sk.is_service_in(namespace))
+            .filter_map(|sk| map.get(sk))
+            .map(|s| &s.entry)
+            .collect()
+    }
+
+    /// Entries of `kind` whose name equals `name` ignoring ASCII case, from
+    /// the indexes (no scan): those spelled in lower case are under the
+    /// lower-cased name in the name index, the others in the folded index.
+    pub fn by_name_ignore_ascii_case<'a>(
+        &'a self,
+        kind: EntryKind,
+        name: &str,
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
+        let lower = name.to_ascii_lowercase();
+        let map = self.kind_map(kind);
+        let plain: Vec<&'a SortKey> = self.names[kind.index()].get(&lower).collect();
+        let mixed: Vec<&'a SortKey> = self.folded_names[kind.index()].get(&lower).collect();
+        plain
+            .into_iter()
+            .chain(mixed)
+            .filter_map(move |sk| map.get(sk))
+            .map(|s| &s.entry)
+    }
+
     /// Entries of every kind served by / held on `node_id` (kind order, then
     /// sort order): what `list_peers` reports for a peer.
     pub fn by_node<'a>(&'a self, node_id: &str) -> impl Iterator<Item = &'a Entry> + 'a {
@@ -433,6 +489,9 @@ impl Catalog {
             }
         }
         self.names[kind].insert(entry.name(), &sk);
+        if let Some(folded) = folded(entry.name()) {
+            self.folded_names[kind].insert(&folded, &sk);
+        }
         self.nodes.insert(entry.node_id(), &sk);
         self.origins.insert(&origin, &sk);
         self.expiry.insert((Expiry(entry.expires_at()), sk.clone()));
@@ -463,6 +522,9 @@ impl Catalog {
             }
         }
         self.names[kind].remove(entry.name(), sk);
+        if let Some(folded) = folded(entry.name()) {
+            self.folded_names[kind].remove(&folded, sk);
+        }
         self.nodes.remove(entry.node_id(), sk);
         self.origins.remove(&stored.origin, sk);
         self.expiry
@@ -557,6 +619,13 @@ impl<'a> Iterator for InNamespace<'a> {
             },
         }
     }
+}
+
+/// `name` lower-cased when it has ASCII upper case (the folded index key).
+fn folded(name: &str) -> Option<String> {
+    name.bytes()
+        .any(|b| b.is_ascii_uppercase())
+        .then(|| name.to_ascii_lowercase())
 }
 
 #[cfg(test)]

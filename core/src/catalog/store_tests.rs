@@ -420,6 +420,26 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
             let got_names: Vec<&Entry> = cat.by_name(kind, name).collect();
             prop_assert_eq!(got_names, expected_names);
         }
+        if kind == EntryKind::Services {
+            for ns in ["", "a", "A", "a.b", "b.c", "B.C"] {
+                for name in ["svc", "api", "Svc"] {
+                    let expected = model.sorted(|(_, e)| {
+                        matches!(e, Entry::Service(s)
+                            if s.name == name && s.namespace.eq_ignore_ascii_case(ns))
+                    });
+                    let mut got = cat.services_named(name, ns);
+                    got.sort_by_key(|e| SortKey::of(e));
+                    prop_assert_eq!(got, expected, "services {:?} in {:?}", name, ns);
+                }
+            }
+        }
+        for name in ["a.b", "A.b", "a.B", "A.B", "b", "B"] {
+            let expected =
+                model.sorted(|(_, e)| e.kind() == kind && e.name().eq_ignore_ascii_case(name));
+            let mut got: Vec<&Entry> = cat.by_name_ignore_ascii_case(kind, name).collect();
+            got.sort_by_key(|e| SortKey::of(e));
+            prop_assert_eq!(got, expected, "ignoring case: {:?}", name);
+        }
     }
     for n in ["n1", "n2", "n3"] {
         let mut expected: Vec<&Entry> = model

@@ -29,7 +29,9 @@ fn tags() -> impl Strategy<Value = Vec<String>> {
 
 const NODES: &[&str] = &["n1", "n2"];
 const CLUSTERS: &[&str] = &["c1", "c2"];
-const NAMES: &[&str] = &["a", "a.b", "a.b.c", "a.bc", "ab.x", "b", "a.b.d"];
+const NAMES: &[&str] = &[
+    "a", "a.b", "a.b.c", "a.bc", "ab.x", "b", "a.b.d", "A.b", "A.B",
+];
 const NAMESPACES: &[&str] = &["", "a", "a.b", "ab", "b.c"];
 
 /// Timing drawn from a small grid so staleness and expiry both happen.

@@ -387,9 +387,9 @@ impl<'a> Resolver<'a> {
         )
     }
 
-    /// Visible entries of `kind` named `name`, case-insensitively: the name
-    /// index first, then (only when that finds nothing) a scan for entries
-    /// spelled with other cases.
+    /// Visible entries of `kind` named `name`, case-insensitively: those
+    /// spelled exactly as asked first, and only when there are none, those
+    /// spelled with other cases (both from the catalog's indexes).
     fn lookup(&self, kind: EntryKind, name: &str, keep: impl Fn(&Entry) -> bool) -> Vec<&'a Entry> {
         let ok = |e: &&Entry| self.visible(e) && keep(e);
         let found: Vec<&'a Entry> = self.catalog.by_name(kind, name).filter(ok).collect();
@@ -397,23 +397,39 @@ impl<'a> Resolver<'a> {
             return found;
         }
         self.catalog
-            .iter(kind)
-            .filter(|e| e.name() != name && e.name().eq_ignore_ascii_case(name))
+            .by_name_ignore_ascii_case(kind, name)
+            .filter(|e| e.name() != name)
             .filter(ok)
             .collect()
     }
 
     fn services(&self, name: &str, namespace: &str) -> Vec<&'a ServiceEndpoint> {
-        self.lookup(EntryKind::Services, name, |e| {
-            namespace.is_empty()
-                || matches!(e, Entry::Service(s) if s.namespace.eq_ignore_ascii_case(namespace))
-        })
-        .into_iter()
-        .filter_map(|e| match e {
-            Entry::Service(s) => Some(s),
-            _ => None,
-        })
-        .collect()
+        // The common case, the name spelled as registered: only the
+        // services of that namespace are fetched.
+        let exact: Vec<&'a Entry> = if namespace.is_empty() {
+            Vec::new()
+        } else {
+            self.catalog
+                .services_named(name, namespace)
+                .into_iter()
+                .filter(|e| self.visible(e))
+                .collect()
+        };
+        let found = if exact.is_empty() {
+            self.lookup(EntryKind::Services, name, |e| {
+                namespace.is_empty()
+                    || matches!(e, Entry::Service(s) if s.namespace.eq_ignore_ascii_case(namespace))
+            })
+        } else {
+            exact
+        };
+        found
+            .into_iter()
+            .filter_map(|e| match e {
+                Entry::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect()
     }
 
     fn functions(&self, full: &str) -> Vec<&'a FunctionEndpoint> {
@@ -803,15 +819,25 @@ impl<'a> Resolver<'a> {
                 .iter(kind)
                 .any(|e| ns_of(e).is_some_and(ends_with) && self.visible(e))
         };
-        any(EntryKind::Services, &|e| match e {
-            Entry::Service(s) => Some(s.namespace.as_str()),
-            _ => None,
-        }) || any(EntryKind::Functions, &|e| match e {
-            Entry::Function(f) => Some(name_namespace(&f.identity.name)),
-            _ => None,
-        }) || any(EntryKind::Queues, &|e| match e {
-            Entry::Queue(q) => Some(name_namespace(&q.queue_name)),
-            _ => None,
-        })
+        // Services: through the namespace index (one check per distinct
+        // namespace, not per entry).
+        let services_below = self
+            .catalog
+            .namespace_values(EntryKind::Services)
+            .filter(|ns| ends_with(ns))
+            .any(|ns| {
+                self.catalog
+                    .with_namespace_value(EntryKind::Services, ns)
+                    .any(|e| self.visible(e))
+            });
+        services_below
+            || any(EntryKind::Functions, &|e| match e {
+                Entry::Function(f) => Some(name_namespace(&f.identity.name)),
+                _ => None,
+            })
+            || any(EntryKind::Queues, &|e| match e {
+                Entry::Queue(q) => Some(name_namespace(&q.queue_name)),
+                _ => None,
+            })
     }
 }

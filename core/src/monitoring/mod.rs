@@ -179,6 +179,20 @@ impl Response {
     }
 }
 
+/// Where a runtime binds the monitoring listener: `monitoring_host`
+/// (default the node's `host`) and `monitoring_port` (unset: port 0, a free
+/// one, as MPREG auto-allocates it); `None` when `monitoring_enabled` is off.
+pub fn listen_address(settings: &Settings) -> Option<String> {
+    if !settings.monitoring_enabled {
+        return None;
+    }
+    let host = settings
+        .monitoring_host
+        .as_deref()
+        .unwrap_or(&settings.host);
+    Some(format!("{host}:{}", settings.monitoring_port.unwrap_or(0)))
+}
+
 /// Answers one request from `view`.
 pub fn respond(view: &MonitoringView<'_>, req: &Request<'_>) -> Response {
     let mut resp = route(view, req);
