@@ -475,3 +475,27 @@ fn mixed_runtimes_form_one_cluster() {
         "the tokio hub still lists the departed mio node {gone}"
     );
 }
+
+/// `mpreg server --log-format json` writes one JSON object per log line
+/// (for log shippers), on either runtime.
+#[test]
+fn json_log_lines_on_request() {
+    let node = Node::start(["--cluster-id", "logs", "--log-format", "json"]);
+    assert!(
+        wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            node.log().contains("node listening")
+        }),
+        "no listening line: {}",
+        node.log()
+    );
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("node listening"))
+        .unwrap_or_default();
+    let v: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("not a JSON object per line ({e}): {log}"));
+    assert_eq!(v["level"], "INFO", "{v}");
+    assert_eq!(v["fields"]["message"], "node listening", "{v}");
+    assert_eq!(v["fields"]["node_id"], node.url(), "{v}");
+}
