@@ -2,16 +2,16 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpreg_core::monitoring::http::{self as codec, Head};
 use mpreg_core::wire::fabric::SUBPROTOCOL;
 use mpreg_core::{
-    Command, ConnId, ConnKind, DnsQueryId, Event as NodeEvent, Frame, HttpId, Input, Instant, Node,
-    Now, Output, Settings, PERSISTED_FILES,
+    Command, ConnId, ConnKind, DnsQueryId, Frame, HttpId, Input, Instant, Node, Now, Output,
+    Settings,
 };
+use mpreg_runtime_support::{log_event, restore_persisted, write_persisted};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -399,69 +399,6 @@ async fn next_dns(queries: &mut Option<mpsc::Receiver<dns::Query>>) -> Option<dn
     }
 }
 
-/// Feeds the node every file it persisted earlier (`Input::Restored`), from
-/// `data_dir`, before it serves anyone. A missing file is a first start; an
-/// unreadable one is logged and skipped (the node starts without it).
-fn restore_persisted(node: &mut Node, settings: &Settings, now: Now) {
-    let Some(dir) = settings.data_dir.as_deref() else {
-        return;
-    };
-    for name in PERSISTED_FILES {
-        let path = Path::new(dir).join(name);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                tracing::info!(path = %path.display(), bytes = bytes.len(), "restoring persisted state");
-                node.handle(
-                    now,
-                    Input::Restored {
-                        name: name.to_string(),
-                        bytes,
-                    },
-                );
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read persisted state; starting without it")
-            }
-        }
-    }
-}
-
-/// Replaces `<data_dir>/<name>` with `bytes` atomically: write a temporary
-/// file next to it, sync it, rename it over the old one, sync the
-/// directory. A crash leaves the old or the new file, never a torn one.
-fn write_persisted(data_dir: Option<&str>, name: &str, bytes: &[u8]) {
-    let Some(dir) = data_dir else {
-        return;
-    };
-    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\']) {
-        tracing::warn!(
-            name,
-            "refusing to persist a file name outside the data directory"
-        );
-        return;
-    }
-    let dir = Path::new(dir);
-    let result = (|| -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, dir.join(name))?;
-        // Make the rename itself durable (not supported everywhere: best effort).
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        tracing::error!(dir = %dir.display(), name, error = %e, "cannot persist state; it lives in memory only until the next successful write");
-    }
-}
-
 /// SIGINT and SIGTERM merged into one channel.
 fn signal_stream() -> mpsc::UnboundedReceiver<()> {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -483,16 +420,6 @@ fn signal_stream() -> mpsc::UnboundedReceiver<()> {
     #[cfg(not(unix))]
     drop(tx2);
     rx
-}
-
-fn log_event(e: NodeEvent) {
-    match e {
-        NodeEvent::BadInput { conn, detail } => tracing::warn!(?conn, "rejected input: {detail}"),
-        NodeEvent::PeerUp { node_id } => tracing::info!(%node_id, "peer up"),
-        NodeEvent::PeerDown { node_id, reason } => tracing::info!(%node_id, %reason, "peer down"),
-        NodeEvent::Info(line) => tracing::debug!("{line}"),
-        NodeEvent::Diag { scope, line } => tracing::info!(scope, "{line}"),
-    }
 }
 
 fn spawn_acceptor(
