@@ -101,6 +101,41 @@ impl Harness {
         conn
     }
 
+    /// Asks the node's DNS gateway for `name`/`qtype` over UDP from
+    /// 127.0.0.1; returns the reply's response code and answer count.
+    fn dns(
+        &mut self,
+        name: &str,
+        qtype: hickory_proto::rr::RecordType,
+    ) -> (hickory_proto::op::ResponseCode, usize) {
+        use hickory_proto::op::{Message, MessageType, OpCode, Query};
+        let mut q = Message::new(9, MessageType::Query, OpCode::Query);
+        q.add_query(Query::query(
+            hickory_proto::rr::Name::from_ascii(name).expect("test name"),
+            qtype,
+        ));
+        let now = self.now();
+        self.node.handle(
+            now,
+            Input::DnsQuery {
+                id: 1,
+                src: "127.0.0.1:5353".parse().unwrap(),
+                transport: crate::DnsTransport::Udp,
+                bytes: q.to_vec().expect("test query encodes"),
+            },
+        );
+        let reply = self
+            .drain()
+            .into_iter()
+            .find_map(|o| match o {
+                Output::DnsReply { bytes, .. } => Some(bytes),
+                _ => None,
+            })
+            .expect("the gateway answers");
+        let m = Message::from_vec(&reply).expect("the reply parses");
+        (m.metadata.response_code, m.answers.len())
+    }
+
     /// Sends one RPC; returns `Ok(result)` or `Err(error object)`.
     fn rpc(&mut self, conn: ConnId, fun: &str, payload: Value) -> Result<Value, Value> {
         let req = json!({"role": "rpc", "u": "u1",
@@ -479,9 +514,10 @@ fn apply_emits_a_persist_output_with_a_data_dir() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Random policies, tenants and catalogs: a catalog_query answer and a
-    /// watcher's deliveries hold exactly the entries the viewer may see, and
-    /// adding an unrelated rule never turns a hidden entry visible.
+    /// Random policies, tenants and catalogs: a catalog_query answer, a
+    /// watcher's deliveries and the DNS answers hold exactly the entries the
+    /// viewer may see, and adding an unrelated rule never turns a hidden
+    /// entry visible.
     #[test]
     fn queries_never_leak(
         rules in proptest::collection::vec(
@@ -510,6 +546,10 @@ proptest! {
         s.discovery_policy_rules = configs.clone();
         s.discovery_tenant_mode = true;
         s.discovery_tenant_allow_request_override = Some(true);
+        // DNS queries from 127.0.0.0/8 are the same viewer.
+        s.dns_gateway_enabled = true;
+        s.dns_zones = vec!["mpreg".into()];
+        s.dns_viewer_tenant_id = tenant.map(|t| TENANTS[t].to_string());
         let mut h = Harness::new(s);
         let tenant = tenant.map(|t| TENANTS[t]);
         // A watcher with the same viewer, subscribed before the changes.
@@ -544,6 +584,11 @@ proptest! {
             let visible = access.entry_visible(&f);
             prop_assert_eq!(got.contains(n), visible, "query: {}", n);
             prop_assert_eq!(delivered.contains(n.as_str()), visible, "watch delivery: {}", n);
+            // `_mpreg._tcp.<function>.<namespace>.mpreg` SRV.
+            let (ns, leaf) = n.rsplit_once('.').expect("namespaced test name");
+            let (rcode, answers) =
+                h.dns(&format!("_mpreg._tcp.{leaf}.{ns}.mpreg."), hickory_proto::rr::RecordType::SRV);
+            prop_assert_eq!(answers > 0, visible, "DNS answer for {}: {:?}", n, rcode);
         }
         // Add an unrelated rule (a namespace no function uses): nothing
         // hidden becomes visible.
