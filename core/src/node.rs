@@ -128,6 +128,9 @@ pub struct Node {
     dialer: Dialer,
     /// Live outbound connection per dialled URL.
     outbound: BTreeMap<String, ConnId>,
+    /// The STATUS of the last gossip round: while the offer in it holds,
+    /// rounds send a [`FabricMsg::Beat`] instead of the whole STATUS.
+    last_status: Option<Status>,
     conns: HashMap<ConnId, ConnState>,
     subs: Subscriptions,
     /// Registrations made over RPC (leases, connection bindings, persistence).
@@ -239,6 +242,7 @@ impl Node {
             peers: PeerTable::default(),
             dialer,
             outbound: BTreeMap::new(),
+            last_status: None,
             conns: HashMap::new(),
             subs: Subscriptions::default(),
             registry: Registry::new(),
@@ -596,10 +600,17 @@ impl Node {
             // digest to a few random peers (anti-entropy).
             self.replica.beat();
             // STATUS goes to our outbound links, as in MPREG; peers that
-            // dialled us send theirs the other way.
-            let status = FabricMsg::Status(self.own_status(now));
+            // dialled us send theirs the other way. Every link got a full
+            // STATUS when it opened, so a round where the offer did not
+            // change sends only the moving part.
+            let status = self.own_status(now);
+            let msg = match &self.last_status {
+                Some(last) if last.same_offer(&status) => FabricMsg::Beat(status.beat()),
+                _ => FabricMsg::Status(status.clone()),
+            };
+            self.last_status = Some(status);
             let conns: Vec<ConnId> = self.outbound.values().copied().collect();
-            self.send_fabric_many(conns, &status);
+            self.send_fabric_many(conns, &msg);
             self.gossip_digests();
             self.timers.status = now.mono + self.gossip_interval();
         }
@@ -792,8 +803,17 @@ impl Node {
             instance_id: self.me.instance_id.clone(),
         });
         self.send_fabric(conn, &hello);
-        let status = FabricMsg::Status(self.own_status(now));
-        self.send_fabric(conn, &status);
+        let status = self.own_status(now);
+        if !self
+            .last_status
+            .as_ref()
+            .is_some_and(|last| last.same_offer(&status))
+        {
+            // This link learns an offer the others were not sent yet: the
+            // next round must send it to every link, even if it reverts.
+            self.last_status = None;
+        }
+        self.send_fabric(conn, &FabricMsg::Status(status));
         let view = self.replica.digest_entries();
         self.send_digest(conn, &view, true);
     }
@@ -834,6 +854,18 @@ impl Node {
                 }
                 self.identify(conn, &s.node_id);
                 self.peers.on_status(s, now.mono, now.wall);
+            }
+            FabricMsg::Beat(b) => {
+                let from = match self.conns.get(&conn) {
+                    Some(ConnState::Fabric {
+                        node_id: Some(id), ..
+                    }) => id.clone(),
+                    _ => String::new(),
+                };
+                if !self.peers.on_beat(&from, b, now.mono, now.wall) {
+                    // A conforming peer sends a full STATUS on a link first.
+                    self.counters.fabric_frames_rejected += 1;
+                }
             }
             FabricMsg::Goodbye(g) => self.on_goodbye(Some(conn), g, now),
             FabricMsg::Digest(d) => self.on_digest(conn, &d, now),

@@ -355,6 +355,7 @@ impl Sim {
                             match f.msg {
                                 crate::wire::fabric::FabricMsg::Hello(_) => "hello".to_string(),
                                 crate::wire::fabric::FabricMsg::Status(_) => "status".to_string(),
+                                crate::wire::fabric::FabricMsg::Beat(_) => "beat".to_string(),
                                 crate::wire::fabric::FabricMsg::Goodbye(_) => "goodbye".to_string(),
                                 crate::wire::fabric::FabricMsg::Digest(d) =>
                                     format!("digest{}", if d.reply { "" } else { "-reply" }),

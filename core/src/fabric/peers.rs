@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::io::ConnId;
 use crate::time::Instant;
-use crate::wire::fabric::Status;
+use crate::wire::fabric::{Beat, Status};
 
 /// What we know about a peer's liveness.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +54,22 @@ impl PeerTable {
         rec.liveness = Some(Liveness::Ok { at: now });
         rec.status_wall = Some(wall);
         rec.status = Some(status);
+    }
+
+    /// Records a beat from `node_id`: the same liveness as a STATUS, applied
+    /// to the last full STATUS. False when no STATUS is known (a beat that
+    /// arrived first, which a conforming peer never sends).
+    pub fn on_beat(&mut self, node_id: &str, beat: Beat, now: Instant, wall: f64) -> bool {
+        let Some(rec) = self.peers.get_mut(node_id) else {
+            return false;
+        };
+        let Some(status) = rec.status.as_mut() else {
+            return false;
+        };
+        status.apply_beat(beat);
+        rec.liveness = Some(Liveness::Ok { at: now });
+        rec.status_wall = Some(wall);
+        true
     }
 
     /// A fabric connection was identified as `node_id`.
@@ -200,6 +216,26 @@ mod tests {
         let rec = t.get("p");
         assert!(!exclude_disconnected(rec, at(11.1), 0.3, 12));
         assert!(exclude_disconnected(rec, at(11.2), 0.3, 12));
+    }
+
+    #[test]
+    fn a_beat_refreshes_liveness_and_load_of_the_last_status() {
+        let mut t = PeerTable::default();
+        let mut beat = status("p").beat();
+        beat.active_clients = 9;
+        assert!(!t.on_beat("p", beat.clone(), at(0.5), 0.5), "no STATUS yet");
+        assert!(t.get("p").is_none());
+
+        t.on_status(status("p"), at(0.0), 0.0);
+        assert!(t.on_beat("p", beat, at(3.0), 3.0));
+        let rec = t.get("p").unwrap();
+        assert_eq!(rec.liveness, Some(Liveness::Ok { at: at(3.0) }));
+        assert_eq!(rec.status_wall, Some(3.0));
+        let s = rec.status.as_ref().unwrap();
+        assert_eq!((s.active_clients, s.advertised_urls.len()), (9, 1));
+        // Fresh from the beat: 3.6 s of quiet after it, not after the STATUS.
+        assert!(!exclude_disconnected(Some(rec), at(6.5), 0.3, 12));
+        assert!(exclude_disconnected(Some(rec), at(6.6), 0.3, 12));
     }
 
     #[test]

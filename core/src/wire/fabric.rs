@@ -15,9 +15,11 @@ pub const SUBPROTOCOL: &str = "mpreg-fabric.v1";
 
 /// The version this build speaks. Version 2 replaced version 1's digest
 /// (every origin spelled out in full in every digest) with the per-connection
-/// incremental [`Digest`] and added [`FabricMsg::Resync`]; the two cannot
-/// interoperate, so a version-1 peer is refused with a named reason.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// incremental [`Digest`] and added [`FabricMsg::Resync`]. Version 3 sends the
+/// full [`Status`] only when its offer changes and a small [`Beat`] in the
+/// other gossip rounds, so a version-2 peer would see us go stale. Versions
+/// cannot interoperate, so an older peer is refused with a named reason.
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// One fabric message with its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,8 +35,13 @@ pub struct FabricFrame {
 pub enum FabricMsg {
     /// First frame in each direction: who is on the other end.
     Hello(Hello),
-    /// Periodic liveness and load report (MPREG's STATUS).
+    /// Liveness and load report with the sender's offer (MPREG's STATUS):
+    /// sent when a connection opens and whenever the offer changes.
     Status(Status),
+    /// Liveness and load in the gossip rounds where the offer did not change:
+    /// the [`Status`] fields that move, against the last full one received
+    /// on the same connection.
+    Beat(Beat),
     /// Graceful departure (MPREG's GOODBYE).
     Goodbye(Goodbye),
     /// Anti-entropy summary: what the sender knows of every origin, as a
@@ -86,6 +93,53 @@ pub struct Status {
     pub advertised_urls: Vec<String>,
     /// The sender's region (`cache_region`).
     pub region: String,
+    /// Message counters.
+    pub metrics: StatusMetrics,
+}
+
+impl Status {
+    /// Whether `other` offers the same as `self`: everything but the time,
+    /// the load and the counters, which a [`Beat`] carries.
+    pub fn same_offer(&self, other: &Status) -> bool {
+        self.node_id == other.node_id
+            && self.cluster_id == other.cluster_id
+            && self.instance_id == other.instance_id
+            && self.status == other.status
+            && self.funs == other.funs
+            && self.locs == other.locs
+            && self.advertised_urls == other.advertised_urls
+            && self.region == other.region
+    }
+
+    /// The moving part of this status.
+    pub fn beat(&self) -> Beat {
+        Beat {
+            timestamp: self.timestamp,
+            active_clients: self.active_clients,
+            peer_count: self.peer_count,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// Applies a beat from the same sender.
+    pub fn apply_beat(&mut self, beat: Beat) {
+        self.timestamp = beat.timestamp;
+        self.active_clients = beat.active_clients;
+        self.peer_count = beat.peer_count;
+        self.metrics = beat.metrics;
+    }
+}
+
+/// The part of a [`Status`] that changes every gossip round. Identity comes
+/// from the connection (its sender sent a full STATUS on it first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Beat {
+    /// Sender wall clock, Unix seconds.
+    pub timestamp: f64,
+    /// Client connections open at the sender.
+    pub active_clients: u64,
+    /// Nodes the sender knows, itself included.
+    pub peer_count: u64,
     /// Message counters.
     pub metrics: StatusMetrics,
 }
@@ -378,6 +432,17 @@ mod tests {
                     })
                 }
             ),
+            (0.0f64..2e9, any::<u64>()).prop_map(|(timestamp, n)| {
+                FabricMsg::Beat(Beat {
+                    timestamp,
+                    active_clients: n % 100,
+                    peer_count: n / 2,
+                    metrics: StatusMetrics {
+                        server_messages: n,
+                        ..Default::default()
+                    },
+                })
+            }),
             Just(FabricMsg::Resync),
         ]
     }
@@ -418,16 +483,53 @@ mod tests {
     }
 
     #[test]
-    fn version_1_peers_are_refused_by_name() {
-        // A version-1 frame (the full-digest protocol) from an older build.
-        let mut bytes = 1u16.to_be_bytes().to_vec();
-        let _ = ciborium::into_writer(&"Resync", &mut bytes);
-        let err = decode(&bytes, 1 << 20).unwrap_err();
-        assert_eq!(err, FabricDecodeError::Version(1));
-        assert_eq!(
-            err.to_string(),
-            "unsupported fabric protocol version 1 (this node speaks 2)"
-        );
+    fn older_peers_are_refused_by_name() {
+        // Version 1 (full digests) and version 2 (STATUS every round) frames
+        // from older builds.
+        for old in [1u16, 2] {
+            let mut bytes = old.to_be_bytes().to_vec();
+            let _ = ciborium::into_writer(&"Resync", &mut bytes);
+            let err = decode(&bytes, 1 << 20).unwrap_err();
+            assert_eq!(err, FabricDecodeError::Version(old));
+            assert_eq!(
+                err.to_string(),
+                format!("unsupported fabric protocol version {old} (this node speaks 3)")
+            );
+        }
+    }
+
+    #[test]
+    fn a_beat_is_a_fraction_of_a_status() {
+        let status = Status {
+            node_id: "ws://127.0.0.1:7001".into(),
+            cluster_id: "prod".into(),
+            instance_id: "01JCZ6D5V6W0000000000000AB".into(),
+            timestamp: 1_764_000_000.25,
+            status: "ok".into(),
+            active_clients: 3,
+            peer_count: 100,
+            funs: (0..25).map(|i| format!("mpreg.builtin.fn{i}")).collect(),
+            locs: vec!["gpu".into()],
+            advertised_urls: vec!["ws://127.0.0.1:7001".into()],
+            region: "eu".into(),
+            metrics: StatusMetrics {
+                messages_processed: 123_456,
+                server_messages: 654_321,
+                ..Default::default()
+            },
+        };
+        let full = encode(&FabricMsg::Status(status.clone())).len();
+        let beat = encode(&FabricMsg::Beat(status.beat())).len();
+        assert!(beat * 5 < full, "beat {beat} B, status {full} B");
+        let mut applied = status.clone();
+        applied.apply_beat(status.beat());
+        assert_eq!(applied, status);
+        let mut moved = status.clone();
+        moved.timestamp += 1.0;
+        moved.metrics.server_messages += 9;
+        assert!(moved.same_offer(&status));
+        moved.funs.pop();
+        assert!(!moved.same_offer(&status));
     }
 
     #[test]
