@@ -22,10 +22,11 @@ use std::collections::binary_heap::BinaryHeap;
 use std::collections::{btree_set, BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::entry::{Entry, EntryKind};
+use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
 
 /// Position of an entry in its kind's output order; also the keyset
 /// pagination cursor.
@@ -39,7 +40,9 @@ use super::entry::{Entry, EntryKind};
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SortKey {
     kind: EntryKind,
-    parts: Vec<String>,
+    /// Shared, not copied: the catalog's primary map and each secondary
+    /// index hold the same key, so a clone is a reference count.
+    parts: Arc<[Box<str>]>,
 }
 
 /// A cursor string that is not a valid [`SortKey`].
@@ -71,43 +74,123 @@ impl SortKey {
 
     /// The sort key of an entry.
     pub fn of(entry: &Entry) -> SortKey {
-        let parts = match entry {
+        match entry {
             Entry::Function(e) => {
-                let mut parts = vec![
-                    e.identity.name.clone(),
-                    e.identity.function_id.clone(),
-                    version_part(&e.identity.version),
-                    e.cluster_id.clone(),
-                    e.node_id.clone(),
-                ];
-                parts.extend(e.resources.iter().cloned());
-                parts
+                Self::function(&e.identity, &e.cluster_id, &e.node_id, &e.resources)
             }
-            Entry::Node(e) => vec![e.cluster_id.clone(), e.node_id.clone()],
-            Entry::Queue(e) => vec![
-                e.queue_name.clone(),
-                e.cluster_id.clone(),
-                e.node_id.clone(),
+            Entry::Node(e) => Self::build(EntryKind::Nodes, [&e.cluster_id, &e.node_id]),
+            Entry::Queue(e) => Self::build(
+                EntryKind::Queues,
+                [&e.queue_name, &e.cluster_id, &e.node_id],
+            ),
+            Entry::Service(e) => Self::service(
+                &e.namespace,
+                &e.name,
+                &e.protocol,
+                e.port,
+                &e.cluster_id,
+                &e.node_id,
+            ),
+            Entry::Topic(e) => Self::build(
+                EntryKind::Topics,
+                [&e.cluster_id, &e.node_id, &e.subscription_id],
+            ),
+            Entry::Cache(e) => Self::build(EntryKind::Caches, [&e.role, &e.cluster_id, &e.node_id]),
+            Entry::CacheProfile(e) => {
+                Self::build(EntryKind::CacheProfiles, [&e.cluster_id, &e.node_id])
+            }
+        }
+    }
+
+    /// The sort key of the entry a removal key names, without the entry:
+    /// for every kind but topics the key holds exactly the sort tuple's
+    /// fields, so the catalog needs no key → sort key map for them. A topic
+    /// is keyed by its subscription id alone and sorts by cluster and node
+    /// first: `None`.
+    pub fn of_key(key: &EntryKey) -> Option<SortKey> {
+        Some(match key {
+            EntryKey::Function {
+                cluster_id,
+                node_id,
+                identity,
+                resources,
+            } => Self::function(identity, cluster_id, node_id, resources),
+            EntryKey::Node {
+                cluster_id,
+                node_id,
+            } => Self::build(EntryKind::Nodes, [cluster_id, node_id]),
+            EntryKey::Queue {
+                cluster_id,
+                node_id,
+                queue_name,
+            } => Self::build(EntryKind::Queues, [queue_name, cluster_id, node_id]),
+            EntryKey::Service {
+                cluster_id,
+                node_id,
+                namespace,
+                name,
+                protocol,
+                port,
+            } => Self::service(namespace, name, protocol, *port, cluster_id, node_id),
+            EntryKey::Cache {
+                cluster_id,
+                node_id,
+                role,
+            } => Self::build(EntryKind::Caches, [role, cluster_id, node_id]),
+            EntryKey::CacheProfile {
+                cluster_id,
+                node_id,
+            } => Self::build(EntryKind::CacheProfiles, [cluster_id, node_id]),
+            EntryKey::Topic { .. } => return None,
+        })
+    }
+
+    fn function(
+        identity: &FunctionIdentity,
+        cluster_id: &str,
+        node_id: &str,
+        resources: &BTreeSet<String>,
+    ) -> SortKey {
+        let version = version_part(&identity.version);
+        let head = [
+            identity.name.as_str(),
+            identity.function_id.as_str(),
+            version.as_str(),
+            cluster_id,
+            node_id,
+        ];
+        Self::build(
+            EntryKind::Functions,
+            head.into_iter().chain(resources.iter().map(String::as_str)),
+        )
+    }
+
+    fn service(
+        namespace: &str,
+        name: &str,
+        protocol: &str,
+        port: u16,
+        cluster_id: &str,
+        node_id: &str,
+    ) -> SortKey {
+        let port = port_part(port);
+        Self::build(
+            EntryKind::Services,
+            [
+                namespace,
+                name,
+                protocol,
+                port.as_str(),
+                cluster_id,
+                node_id,
             ],
-            Entry::Service(e) => vec![
-                e.namespace.clone(),
-                e.name.clone(),
-                e.protocol.clone(),
-                port_part(e.port),
-                e.cluster_id.clone(),
-                e.node_id.clone(),
-            ],
-            Entry::Topic(e) => vec![
-                e.cluster_id.clone(),
-                e.node_id.clone(),
-                e.subscription_id.clone(),
-            ],
-            Entry::Cache(e) => vec![e.role.clone(), e.cluster_id.clone(), e.node_id.clone()],
-            Entry::CacheProfile(e) => vec![e.cluster_id.clone(), e.node_id.clone()],
-        };
+        )
+    }
+
+    fn build<S: AsRef<str>>(kind: EntryKind, parts: impl IntoIterator<Item = S>) -> SortKey {
         SortKey {
-            kind: entry.kind(),
-            parts,
+            kind,
+            parts: parts.into_iter().map(|p| Box::from(p.as_ref())).collect(),
         }
     }
 
@@ -132,7 +215,7 @@ impl SortKey {
     /// inside components escaped as `%25` and `%7C`.
     pub fn to_cursor(&self) -> String {
         let mut out = String::from(self.kind.as_str());
-        for part in &self.parts {
+        for part in self.parts.iter() {
             out.push(SEP);
             for c in part.chars() {
                 match c {
@@ -178,7 +261,10 @@ impl SortKey {
         if !well_formed {
             return Err(SortKeyError::BadComponent);
         }
-        Ok(SortKey { kind, parts })
+        Ok(SortKey {
+            kind,
+            parts: parts.into_iter().map(String::into_boxed_str).collect(),
+        })
     }
 }
 

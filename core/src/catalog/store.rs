@@ -4,7 +4,8 @@
 //! Layout (all ordered maps, so iteration is deterministic and no hashing
 //! randomness enters the sans-IO core):
 //! - per kind, `SortKey → (origin, entry)` in MPREG's output order;
-//! - `EntryKey → SortKey`, to find an entry by its removal key;
+//! - topics' subscription id → `SortKey` (every other kind's removal key
+//!   holds exactly its sort tuple, [`SortKey::of_key`], so it needs no map);
 //! - per kind, namespace → keys ([`Entry::filter_values`]) and name → keys
 //!   ([`Entry::name`]);
 //! - node id → keys, origin → keys;
@@ -127,7 +128,9 @@ struct IdentityUse {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     entries: [BTreeMap<SortKey, Stored>; EntryKind::COUNT],
-    keys: BTreeMap<EntryKey, SortKey>,
+    /// Subscription id → sort key: the one kind whose removal key is not
+    /// its sort tuple.
+    topics: BTreeMap<String, SortKey>,
     namespaces: [SetIndex; EntryKind::COUNT],
     names: [SetIndex; EntryKind::COUNT],
     /// Entries whose name has ASCII upper case, under the lower-cased name:
@@ -183,8 +186,7 @@ impl Catalog {
                 now,
             });
         }
-        let key = entry.key();
-        let existing = self.keys.get(&key).cloned();
+        let existing = self.sort_key_of(&entry.key());
         if let Some(old) = existing.as_ref().and_then(|sk| self.stored(sk)) {
             let old_at = old.entry.advertised_at();
             let old_ttl = old.entry.ttl_seconds();
@@ -214,16 +216,36 @@ impl Catalog {
     /// Removes the entry with this key, unconditionally (no timestamp check,
     /// no tombstone: tombstones belong to the fabric layer).
     pub fn remove(&mut self, key: &EntryKey) -> Option<Entry> {
-        let sk = self.keys.get(key)?.clone();
+        let sk = self.sort_key_of(key)?;
         self.remove_by_sort_key(&sk).map(|s| s.entry)
+    }
+
+    /// Moves the entry with this key to `advertised_at = at` when that is
+    /// later than its own (an owner's refresh), in place: only the expiry
+    /// index changes. False when the key is absent or nothing changed.
+    pub fn refresh(&mut self, key: &EntryKey, at: f64) -> bool {
+        let Some(sk) = self.sort_key_of(key) else {
+            return false;
+        };
+        let Some(stored) = self.entries[sk.kind().index()].get_mut(&sk) else {
+            return false;
+        };
+        // Only a later, finite time whose expiry stays finite moves it
+        // (upsert admits finite expiries only; keep the index that way).
+        let before = stored.entry.expires_at();
+        let after = at + stored.entry.ttl_seconds();
+        if !(at.is_finite() && at > stored.entry.advertised_at() && after.is_finite()) {
+            return false;
+        }
+        stored.entry.refresh(at);
+        self.expiry.remove(&(Expiry(before), sk.clone()));
+        self.expiry.insert((Expiry(after), sk));
+        true
     }
 
     /// The entry with this key.
     pub fn get(&self, key: &EntryKey) -> Option<&Entry> {
-        self.keys
-            .get(key)
-            .and_then(|sk| self.stored(sk))
-            .map(|s| &s.entry)
+        self.stored_by_key(key).map(|s| &s.entry)
     }
 
     /// The entry at this sort key.
@@ -233,10 +255,7 @@ impl Catalog {
 
     /// The origin that stored the entry with this key.
     pub fn origin_of(&self, key: &EntryKey) -> Option<&str> {
-        self.keys
-            .get(key)
-            .and_then(|sk| self.stored(sk))
-            .map(|s| s.origin.as_str())
+        self.stored_by_key(key).map(|s| s.origin.as_str())
     }
 
     /// Removes every entry stored by `origin` (e.g. on its departure) and
@@ -287,12 +306,12 @@ impl Catalog {
 
     /// Number of stored entries.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.entries.iter().map(BTreeMap::len).sum()
     }
 
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.entries.iter().all(BTreeMap::is_empty)
     }
 
     /// Number of stored entries of `kind`.
@@ -454,6 +473,23 @@ impl Catalog {
         self.entries[sk.kind().index()].get(sk)
     }
 
+    /// The sort key under which the entry with removal key `key` is stored,
+    /// if it is.
+    fn sort_key_of(&self, key: &EntryKey) -> Option<SortKey> {
+        let sk = match key {
+            EntryKey::Topic { subscription_id } => self.topics.get(subscription_id)?.clone(),
+            _ => SortKey::of_key(key)?,
+        };
+        self.stored(&sk).is_some().then_some(sk)
+    }
+
+    fn stored_by_key(&self, key: &EntryKey) -> Option<&Stored> {
+        match key {
+            EntryKey::Topic { subscription_id } => self.stored(self.topics.get(subscription_id)?),
+            _ => self.stored(&SortKey::of_key(key)?),
+        }
+    }
+
     fn check_identity(&self, identity: &FunctionIdentity) -> Result<(), CatalogError> {
         if let Some(bound) = self.function_names.get(&identity.name) {
             if bound.other != identity.function_id {
@@ -482,7 +518,9 @@ impl Catalog {
     fn insert_new(&mut self, origin: String, entry: Entry) {
         let sk = SortKey::of(&entry);
         let kind = entry.kind().index();
-        self.keys.insert(entry.key(), sk.clone());
+        if let Entry::Topic(t) = &entry {
+            self.topics.insert(t.subscription_id.clone(), sk.clone());
+        }
         if let Some(values) = entry.filter_values() {
             for ns in values {
                 self.namespaces[kind].insert(ns, &sk);
@@ -515,7 +553,9 @@ impl Catalog {
         let kind = sk.kind().index();
         let stored = self.entries[kind].remove(sk)?;
         let entry = &stored.entry;
-        self.keys.remove(&entry.key());
+        if let Entry::Topic(t) = entry {
+            self.topics.remove(&t.subscription_id);
+        }
         if let Some(values) = entry.filter_values() {
             for ns in values {
                 self.namespaces[kind].remove(ns, sk);
@@ -541,12 +581,15 @@ impl Catalog {
     #[cfg(test)]
     pub(crate) fn assert_consistent(&self) {
         let total: usize = self.entries.iter().map(BTreeMap::len).sum();
-        assert_eq!(total, self.keys.len());
         assert_eq!(total, self.expiry.len());
-        for (key, sk) in &self.keys {
-            let stored = self.stored(sk).expect("key index points at a stored entry");
-            assert_eq!(&stored.entry.key(), key);
+        assert_eq!(self.topics.len(), self.count(EntryKind::Topics));
+        for (sk, stored) in self.entries.iter().flatten() {
             assert_eq!(&SortKey::of(&stored.entry), sk);
+            let key = stored.entry.key();
+            assert_eq!(self.sort_key_of(&key).as_ref(), Some(sk));
+            if !matches!(key, EntryKey::Topic { .. }) {
+                assert_eq!(SortKey::of_key(&key).as_ref(), Some(sk));
+            }
         }
         let mut names = 0usize;
         let mut ids = 0usize;

@@ -167,6 +167,25 @@ fn prune_uses_expiry_order() {
 }
 
 #[test]
+fn refresh_moves_the_expiry_in_place() {
+    let mut cat = Catalog::new();
+    cat.upsert("o", node("a", 0.0, 10.0), 0.0).unwrap();
+    cat.upsert("o", node("b", 0.0, 20.0), 0.0).unwrap();
+    let a = node("a", 0.0, 10.0).key();
+    assert!(cat.refresh(&a, 15.0));
+    assert_eq!(cat.get(&a).map(Entry::advertised_at), Some(15.0));
+    assert_eq!(cat.next_expiry(), Some(20.0));
+    // Not later, not finite, or absent: nothing moves.
+    assert!(!cat.refresh(&a, 15.0));
+    assert!(!cat.refresh(&a, 3.0));
+    assert!(!cat.refresh(&a, f64::INFINITY));
+    assert!(!cat.refresh(&node("zz", 0.0, 1.0).key(), 50.0));
+    assert_eq!(cat.prune_expired(21.0), 1, "b expires first now");
+    assert_eq!(cat.take_expired(26.0).len(), 1);
+    cat.assert_consistent();
+}
+
+#[test]
 fn namespace_queries_use_the_dot_rule_and_sort_order() {
     let mut cat = Catalog::new();
     for (name, node) in [
@@ -315,6 +334,17 @@ impl Model {
         }
     }
 
+    fn refresh(&mut self, key: &EntryKey, at: f64) -> bool {
+        let Some((_, e)) = self.items.iter_mut().find(|(_, e)| &e.key() == key) else {
+            return false;
+        };
+        if at > e.advertised_at() {
+            e.refresh(at);
+            return true;
+        }
+        false
+    }
+
     fn remove(&mut self, key: &EntryKey) -> Option<Entry> {
         let p = self.items.iter().position(|(_, e)| &e.key() == key)?;
         Some(self.items.remove(p).1)
@@ -355,6 +385,7 @@ fn outcome(r: Result<Upsert, CatalogError>) -> Outcome {
 enum Op {
     Upsert(String, Entry, f64),
     Remove(Entry),
+    Refresh(Entry, f64),
     RemoveOrigin(String),
     Prune(f64),
 }
@@ -365,6 +396,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (origin.clone(), pooled_entry(), now.clone()).prop_map(|(o, e, n)| Op::Upsert(o, e, n)),
         2 => pooled_entry().prop_map(Op::Remove),
+        2 => (pooled_entry(), now.clone()).prop_map(|(e, n)| Op::Refresh(e, n)),
         1 => origin.prop_map(Op::RemoveOrigin),
         1 => now.prop_map(Op::Prune),
     ]
@@ -493,6 +525,10 @@ proptest! {
                 Op::Remove(entry) => {
                     let key = entry.key();
                     prop_assert_eq!(cat.remove(&key), model.remove(&key));
+                }
+                Op::Refresh(entry, at) => {
+                    let key = entry.key();
+                    prop_assert_eq!(cat.refresh(&key, at), model.refresh(&key, at));
                 }
                 Op::RemoveOrigin(origin) => {
                     prop_assert_eq!(cat.remove_origin(&origin).len(), model.remove_origin(&origin));

@@ -25,6 +25,7 @@
 //! module holds the versions and tombstones next to it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::digest::{DigestMirror, DigestSender};
@@ -48,8 +49,10 @@ struct Versions {
     max_version: u64,
     /// Versions at or below this may have had tombstones collected.
     gc_floor: u64,
-    slots: BTreeMap<EntryKey, Slot>,
-    by_version: BTreeMap<u64, EntryKey>,
+    /// Both maps hold the same key (one allocation, shared): at 100k
+    /// entries a second copy of every key costs tens of MiB.
+    slots: BTreeMap<Arc<EntryKey>, Slot>,
+    by_version: BTreeMap<u64, Arc<EntryKey>>,
 }
 
 impl Versions {
@@ -57,7 +60,8 @@ impl Versions {
         if let Some(old) = self.slots.get(&key) {
             self.by_version.remove(&old.version);
         }
-        self.by_version.insert(version, key.clone());
+        let key = Arc::new(key);
+        self.by_version.insert(version, Arc::clone(&key));
         self.slots.insert(
             key,
             Slot {
@@ -70,22 +74,22 @@ impl Versions {
     }
 
     fn live_keys(&self) -> impl Iterator<Item = &EntryKey> {
-        self.slots.iter().filter(|(_, s)| s.live).map(|(k, _)| k)
+        self.slots.iter().filter(|(_, s)| s.live).map(|(k, _)| &**k)
     }
 
     /// Drops tombstones older than `horizon`; returns how many.
     fn collect(&mut self, now: Instant, horizon: Duration) -> usize {
-        let doomed: Vec<(EntryKey, u64)> = self
+        let doomed: Vec<(Arc<EntryKey>, u64)> = self
             .slots
             .iter()
             .filter(|(_, s)| {
                 s.dead_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= horizon)
             })
-            .map(|(k, s)| (k.clone(), s.version))
+            .map(|(k, s)| (Arc::clone(k), s.version))
             .collect();
         for (k, v) in &doomed {
-            self.slots.remove(k);
+            self.slots.remove(&**k);
             self.by_version.remove(v);
             self.gc_floor = self.gc_floor.max(*v);
         }
@@ -439,7 +443,7 @@ impl Replica {
         let budget = self.params.page_bytes.max(1024);
         let mut first = true;
         for (version, key) in versions.by_version.range(from + 1..) {
-            let Some(slot) = versions.slots.get(key) else {
+            let Some(slot) = versions.slots.get(&**key) else {
                 continue;
             };
             // A reset carries only live entries: the receiver starts empty.
@@ -453,7 +457,7 @@ impl Replica {
             }
             let change = Change {
                 version: *version,
-                key: key.clone(),
+                key: EntryKey::clone(key),
                 entry,
             };
             let size = encoded_len(&change);
@@ -844,14 +848,7 @@ fn refresh_entries(catalog: &mut Catalog, origin: &str, versions: &Versions, at:
         if catalog.origin_of(key) != Some(origin) {
             continue;
         }
-        if let Some(mut entry) = catalog.get(key).cloned() {
-            if entry.advertised_at() >= at {
-                continue;
-            }
-            entry.refresh(at);
-            catalog.remove(key);
-            let _ = catalog.upsert(origin, entry, at);
-        }
+        catalog.refresh(key, at);
     }
 }
 
