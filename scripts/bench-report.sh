@@ -256,6 +256,7 @@ $(for st in build scaling loadgen catalog_mem dnsperf_tokio dnsperf_mio criterio
 | indexed catalog lookup by name at 100k entries | $(crit catalog_index/by_name_100k) | ≤ 1 µs (target) | anchors §3.4 |
 | \`catalog_query\` 200-item page at 100k entries (handler, no socket) | $(crit catalog_query/functions_page200_100k) | scan of 100k records 0.3–1 ms (rough) | anchors §3.3 |
 | catalog memory per entry at 100k (catalog + indexes / whole node) | $(val catalog_mem.n100000.catalog_bpe) B / $(val catalog_mem.n100000.node_bpe) B | CoreDNS ≈ 900 B per record (0.000858 MB); ≈ 300 B per endpoint as JSON | anchors §3.2, §3.3 |
+| index memory per entry at 100k (catalog minus the entries themselves) | $(val catalog_mem.n100000.index_bpe) B | ≤ 1 KiB (issue 4) | |
 | DNS queries per second (dnsperf, 4 clients, SRV/A/NXDOMAIN mix; dnsperf on the same cores) | tokio $(val dnsperf.tokio.qps), mio $(val dnsperf.mio.qps) (lost: $(val dnsperf.tokio.lost) / $(val dnsperf.mio.lost)) | CoreDNS 33.7k QPS on 2 vCPU | anchors §3.2 |
 | DNS answer build (SRV with glue, 10k-service catalog, no socket) | $(crit dns_answer_srv_with_glue) | ≤ 2 µs (goal) | issue 7 |
 | policy decision, deep namespace, 200 rules | $(crit policy_decision_deep_namespace) | ≤ 200 ns (goal) | issue 5 |

@@ -1,5 +1,6 @@
 //! Catalog index memory per entry, measured with a counting global
-//! allocator: heap bytes held by a [`Catalog`] (entries plus every index)
+//! allocator: heap bytes of the entries alone, held by a [`Catalog`]
+//! (entries plus every index; the difference is the index)
 //! and by a whole [`Node`] (catalog plus the replica's per-origin versions)
 //! after inserting N entries, divided by N. The fixture is
 //! `mpreg_benches::fixtures` (100 entries per origin, half functions, half
@@ -42,12 +43,21 @@ fn main() {
         json as f64 / sample.len() as f64,
         cbor as f64 / sample.len() as f64
     );
-    println!("| entries | `Catalog` heap MiB | `Catalog` B/entry | `Node` heap MiB (catalog + replica) | `Node` B/entry | build catalog ms | fill node via fabric ms |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("`entries` B/entry is the entries alone (a plain `Vec<Entry>` of the same fixture); the index is the `Catalog` minus that: what ordering, lookups and expiry cost on top of the data.\n");
+    println!("| entries | `entries` B/entry | `Catalog` heap MiB | `Catalog` B/entry | index B/entry | `Node` heap MiB (catalog + replica) | `Node` B/entry | build catalog ms | fill node via fabric ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut summary = String::new();
     for &n in &args.sizes {
         let origins = (n / PER_ORIGIN).max(1);
         let entries = origins * PER_ORIGIN;
+
+        let before = alloc::live_bytes();
+        let plain: Vec<_> = (0..origins)
+            .flat_map(|o| fixtures::origin_entries(o, PER_ORIGIN, fixtures::WALL))
+            .collect();
+        let plain_bytes = alloc::live_bytes().saturating_sub(before);
+        assert_eq!(plain.len(), entries);
+        drop(plain);
 
         let before = alloc::live_bytes();
         let t = Instant::now();
@@ -66,13 +76,15 @@ fn main() {
         drop(node);
 
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        let index_bpe = cat_bytes.saturating_sub(plain_bytes) as f64 / entries as f64;
         summary.push_str(&format!(
-            "catalog_mem.n{entries}.catalog_bpe={:.0}\ncatalog_mem.n{entries}.node_bpe={:.0}\n",
+            "catalog_mem.n{entries}.catalog_bpe={:.0}\ncatalog_mem.n{entries}.index_bpe={index_bpe:.0}\ncatalog_mem.n{entries}.node_bpe={:.0}\n",
             cat_bytes as f64 / entries as f64,
             node_bytes as f64 / held.max(1) as f64
         ));
         println!(
-            "| {entries} | {:.1} | {:.0} | {:.1} | {:.0} | {build_ms:.0} | {fill_ms:.0} |",
+            "| {entries} | {:.0} | {:.1} | {:.0} | {index_bpe:.0} | {:.1} | {:.0} | {build_ms:.0} | {fill_ms:.0} |",
+            plain_bytes as f64 / entries as f64,
             mib(cat_bytes),
             cat_bytes as f64 / entries as f64,
             mib(node_bytes),
