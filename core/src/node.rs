@@ -24,6 +24,7 @@ use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::local;
 use crate::monitoring;
+use crate::monitoring::latency::{Latencies, Timed};
 use crate::policy::{self, Access, PolicyHistory};
 use crate::pubsub::Subscriptions;
 use crate::ratelimit::{self, RateKey, RateLimiter};
@@ -128,6 +129,11 @@ pub struct Node {
     dialer: Dialer,
     /// Live outbound connection per dialled URL.
     outbound: BTreeMap<String, ConnId>,
+    /// Server-side query latency, timed by the runtime.
+    latency: Latencies,
+    /// What the input being handled was, when its time is worth filing
+    /// ([`Node::record_handle_time`]).
+    timing: Option<Timed>,
     /// The STATUS of the last gossip round: while the offer in it holds,
     /// rounds send a [`FabricMsg::Beat`] instead of the whole STATUS.
     last_status: Option<Status>,
@@ -198,6 +204,20 @@ const NAMESPACE_CHECKED: &[&str] = &[
     "summary_watch",
 ];
 
+/// Commands whose envelopes count as discovery queries for
+/// `discovery.query.latency_ms`: the read paths of the discovery plane.
+const TIMED_QUERIES: &[&str] = &[
+    "catalog_query",
+    "cluster_map",
+    "cluster_map_v2",
+    "dns_describe",
+    "dns_list",
+    "list_peers",
+    "rpc_describe",
+    "rpc_list",
+    "summary_query",
+];
+
 impl Node {
     /// Builds a node from validated settings. `seed` fixes every random
     /// choice the node makes (ids, jitter), so a simulator run replays.
@@ -243,6 +263,8 @@ impl Node {
             dialer,
             outbound: BTreeMap::new(),
             last_status: None,
+            latency: Latencies::default(),
+            timing: None,
             conns: HashMap::new(),
             subs: Subscriptions::default(),
             registry: Registry::new(),
@@ -407,12 +429,14 @@ impl Node {
             resolver_cache: cache.get("resolver_cache").cloned(),
             summary_cache: cache.get("summary_cache").cloned(),
             lag: Some(self.discovery_lag_snapshot(now)),
+            latency: &self.latency,
             now: now.wall,
         }
     }
 
     /// Feeds one input. Drain [`Node::poll_output`] afterwards.
     pub fn handle(&mut self, now: Now, input: Input) {
+        self.timing = None;
         if self.stopped {
             return;
         }
@@ -483,6 +507,7 @@ impl Node {
                 let engine = self.policy.engine();
                 let own = &self.me.cluster_id;
                 let visible = |v: &Viewer, e: &Entry| Access::new(engine, v, own).entry_visible(e);
+                self.timing = Some(Timed::Dns);
                 let bytes = self.dns.handle(
                     now.mono,
                     now.wall,
@@ -528,6 +553,16 @@ impl Node {
     /// The next output, if any. Call until `None` after every `handle`.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// How long the last [`Node::handle`] call took, measured by the
+    /// runtime around it (the core has no clock). Filed as query latency
+    /// when that input was a discovery or DNS query, ignored otherwise, so
+    /// a runtime may report every call.
+    pub fn record_handle_time(&mut self, elapsed: std::time::Duration) {
+        if let Some(what) = self.timing.take() {
+            self.latency.observe(what, elapsed);
+        }
     }
 
     /// When the node next needs `Input::Tick`.
@@ -1152,6 +1187,9 @@ impl Node {
     fn on_client_message(&mut self, conn: ConnId, msg: ClientMessage, now: Now) {
         match msg {
             ClientMessage::Rpc { u, cmds } => {
+                if cmds.iter().any(|c| TIMED_QUERIES.contains(&c.fun.as_str())) {
+                    self.timing = Some(Timed::Query);
+                }
                 let mut diag = Vec::new();
                 let caller = match self.conns.get(&conn) {
                     Some(ConnState::Client { who, anon }) => Caller {

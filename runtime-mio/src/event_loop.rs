@@ -386,7 +386,11 @@ impl EventLoop {
         if self.stop_by.is_some() {
             return; // the node stopped; nothing more to tell it
         }
+        // Timed here, not in the core (which has no clock): the node files
+        // it when the input was a query (`discovery.query.latency_ms`).
+        let started = std::time::Instant::now();
         self.node.handle(self.clock.now(), input);
+        self.node.record_handle_time(started.elapsed());
         self.drain();
     }
 

@@ -346,18 +346,19 @@ pub async fn run_with(
                         }
                     }
                 };
-                node.handle(now, input);
+                timed(&mut node, |node| node.handle(now, input));
             }
             q = next_dns(&mut dns_queries) => {
                 match q {
                     Some(q) => {
                         dns_pending.insert(q.id, q.reply);
-                        node.handle(clock.now(), Input::DnsQuery {
+                        let input = Input::DnsQuery {
                             id: q.id,
                             src: q.src,
                             transport: q.transport,
                             bytes: q.bytes,
-                        });
+                        };
+                        timed(&mut node, |node| node.handle(clock.now(), input));
                     }
                     None => dns_queries = None,
                 }
@@ -374,6 +375,15 @@ pub async fn run_with(
             }
         }
     }
+}
+
+/// Runs one `handle` call and tells the node how long it took: the core
+/// has no clock, and files the time when the input was a query
+/// (`discovery.query.latency_ms`, DNS latency).
+fn timed(node: &mut Node, handle: impl FnOnce(&mut Node)) {
+    let started = std::time::Instant::now();
+    handle(node);
+    node.record_handle_time(started.elapsed());
 }
 
 /// Binds the monitoring listener where

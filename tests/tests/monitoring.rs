@@ -265,6 +265,25 @@ fn endpoints_on_the_monitoring_port_and_the_client_port() {
         .map(|(_, v)| *v);
     assert!(messages.is_some_and(|m| m >= 1.0), "{messages:?}");
 
+    // Discovery queries are timed by the runtime (echo is not a query).
+    let count = |samples: &[(String, f64)]| {
+        samples
+            .iter()
+            .find(|(s, _)| s == "mpreg_discovery_query_latency_ms_count")
+            .map(|(_, v)| *v)
+    };
+    let before = count(&samples).unwrap_or(-1.0);
+    for _ in 0..3 {
+        conn.call_ok("catalog_query", json!({"entry_type": "nodes"}));
+    }
+    let samples = parse_metrics(&get(&monitoring, "/metrics").body);
+    assert_eq!(count(&samples), Some(before + 3.0), "{samples:?}");
+    let le_inf = samples
+        .iter()
+        .find(|(s, _)| s == "mpreg_discovery_query_latency_ms_bucket{le=\"+Inf\"}")
+        .map(|(_, v)| *v);
+    assert_eq!(le_inf, Some(before + 3.0));
+
     // Requests the runtime refuses itself: garbage and an oversized head.
     let bad = exchange(&monitoring, b"\x16\x03\x01 not http\r\n\r\n");
     assert_eq!(bad.status, 400, "{bad:#?}");

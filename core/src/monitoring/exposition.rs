@@ -19,6 +19,8 @@ pub enum Kind {
     Counter,
     /// Goes up and down.
     Gauge,
+    /// Cumulative buckets with `_bucket{le}`, `_sum` and `_count` samples.
+    Histogram,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -111,7 +114,14 @@ impl Exposition {
     /// One sample of the current family with these labels (label values
     /// are escaped; label names are literals of this crate).
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.suffixed("", labels, value)
+    }
+
+    /// A sample named the family plus `suffix` (`_bucket`, `_sum` and
+    /// `_count` of a histogram).
+    pub fn suffixed(&mut self, suffix: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
         self.out.push_str(&self.family);
+        self.out.push_str(suffix);
         if !labels.is_empty() {
             self.out.push('{');
             for (i, (name, value)) in labels.iter().enumerate() {

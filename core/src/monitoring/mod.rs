@@ -32,6 +32,7 @@
 
 pub mod exposition;
 pub mod http;
+pub mod latency;
 
 use serde_json::{json, Map, Value};
 
@@ -134,6 +135,8 @@ pub struct MonitoringView<'a> {
     /// The node's own `DiscoveryLagStatus`, when it builds one; otherwise
     /// `/discovery/lag` derives it from the two snapshots above.
     pub lag: Option<Value>,
+    /// Server-side latency of discovery and DNS queries.
+    pub latency: &'a latency::Latencies,
     /// Wall clock of the request, Unix seconds.
     pub now: f64,
 }
@@ -420,7 +423,21 @@ fn dns_gateway(view: &MonitoringView<'_>) -> Value {
             "truncated_responses": d.truncated,
             "dropped": d.dropped,
             "rate_limited": d.rate_limited,
+            // Ours: the node's time per query, bucket upper bounds (ms).
+            "latency_ms": latency_json(&view.latency.dns),
         },
+    })
+}
+
+/// p50 / p99 (bucket upper bounds, ms), mean and count of a histogram;
+/// the quantiles are null before the first observation.
+fn latency_json(h: &latency::LatencyHistogram) -> Value {
+    let finite = |v: Option<f64>| v.filter(|v| v.is_finite());
+    json!({
+        "count": h.count(),
+        "mean": h.mean_ms(),
+        "p50_le": finite(h.quantile_upper_ms(0.5)),
+        "p99_le": finite(h.quantile_upper_ms(0.99)),
     })
 }
 
@@ -664,10 +681,20 @@ fn metrics(view: &MonitoringView<'_>) -> String {
 /// it (`discovery.cache.hit_rate` → `mpreg_discovery_cache_hit_rate`) and
 /// computed from the resolver and exporter snapshots. Counters of a
 /// subsystem the node does not run are 0 (nothing happened); ratios and lags
-/// without a source have no sample. `discovery.query.latency_ms` is not
-/// exported: the sans-IO core sees one `now` per input, so it cannot time a
-/// query.
+/// without a source have no sample. `discovery.query.latency_ms` is a
+/// histogram of the node's own time per query, timed by the runtime
+/// ([`latency`]).
 fn roadmap_metrics(view: &MonitoringView<'_>, e: &mut Exposition) {
+    view.latency.query.write(
+        e,
+        "mpreg_discovery_query_latency_ms",
+        "Milliseconds the node spent answering a discovery query (decode, policy, lookup, encode).",
+    );
+    view.latency.dns.write(
+        e,
+        "mpreg_dns_query_latency_ms",
+        "Milliseconds the node spent answering a DNS query.",
+    );
     let resolver = view.resolver_cache.as_ref();
     let qc = resolver.and_then(|r| r.get("query_cache"));
     let stats = resolver.and_then(|r| r.get("stats"));

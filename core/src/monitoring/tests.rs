@@ -3,6 +3,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::exposition::{valid_label_name, valid_metric_name};
+use super::latency::{Latencies, Timed};
 use super::*;
 use crate::config::{PolicyRuleConfig, TenantCredential};
 
@@ -15,6 +16,7 @@ struct Fixture {
     policy: PolicyHistory,
     access: AccessAudit,
     ident: IdentityConfig,
+    latency: Latencies,
 }
 
 fn fixture(settings: Settings) -> Fixture {
@@ -35,6 +37,12 @@ fn fixture(settings: Settings) -> Fixture {
             started_at: 100.0,
         },
         ident: IdentityConfig::from_settings(&settings),
+        latency: {
+            let mut l = Latencies::default();
+            l.observe(Timed::Query, std::time::Duration::from_micros(300));
+            l.observe(Timed::Dns, std::time::Duration::from_micros(20));
+            l
+        },
         settings,
         counters: Counters {
             messages_processed: 7,
@@ -88,6 +96,7 @@ fn view(f: &Fixture) -> MonitoringView<'_> {
         resolver_cache: None,
         summary_cache: None,
         lag: None,
+        latency: &f.latency,
         now: 160.0,
     }
 }
@@ -415,7 +424,7 @@ pub(crate) fn parse_exposition(text: &str) -> Parsed {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
             assert_eq!(helped.as_deref(), Some(name), "HELP before TYPE: {line}");
-            assert!(["counter", "gauge"].contains(&kind), "{line}");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
             types.insert(name.to_string(), kind.to_string());
             current = Some(name.to_string());
             continue;
@@ -437,7 +446,18 @@ pub(crate) fn parse_exposition(text: &str) -> Parsed {
             None => (series, String::new()),
         };
         assert!(valid_metric_name(name), "{line}");
-        assert_eq!(current.as_deref(), Some(name), "sample outside its family");
+        let family = current.as_deref().unwrap_or_default();
+        let histogram_part = types.get(family).is_some_and(|k| k == "histogram")
+            && ["_bucket", "_sum", "_count"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix) == Some(family));
+        if histogram_part && name.ends_with("_bucket") {
+            assert!(labels.contains("le=\""), "bucket without le: {line}");
+        }
+        assert!(
+            name == family || histogram_part,
+            "sample outside its family: {line}"
+        );
         let dup = samples.insert((name.to_string(), labels), value);
         assert!(dup.is_none(), "duplicate series: {line}");
     }
@@ -497,6 +517,22 @@ fn metrics_parse_back_with_counters_present() {
         ("mpreg_discovery_summary_hold_downs", "", 0.0),
         ("mpreg_discovery_cache_stale_serves", "", 0.0),
         ("mpreg_discovery_delta_dropped", "", 0.0),
+        // The fixture's 300 µs query and 20 µs DNS answer.
+        (
+            "mpreg_discovery_query_latency_ms_bucket",
+            "le=\"0.25\"",
+            0.0,
+        ),
+        ("mpreg_discovery_query_latency_ms_bucket", "le=\"0.5\"", 1.0),
+        (
+            "mpreg_discovery_query_latency_ms_bucket",
+            "le=\"+Inf\"",
+            1.0,
+        ),
+        ("mpreg_discovery_query_latency_ms_count", "", 1.0),
+        ("mpreg_discovery_query_latency_ms_sum", "", 0.3),
+        ("mpreg_dns_query_latency_ms_bucket", "le=\"0.025\"", 1.0),
+        ("mpreg_dns_query_latency_ms_count", "", 1.0),
     ];
     for (name, labels, value) in want {
         assert_eq!(m.value(name, labels), Some(value), "{name}{{{labels}}}");
