@@ -3,21 +3,27 @@
 //!
 //! What a request pays: the node's `resolver_answer`
 //! (`core/src/node_discovery.rs`) builds the cache key from the request
-//! payload on every request (its private `cache_key`: a clone of the
-//! payload map, then [`CacheKey::new`], which canonicalises the payload to
-//! JSON and copies the viewer), then calls [`QueryCache::lookup`], which
-//! clones the cached answer out. The benches reproduce exactly that:
+//! payload on every request (its private `cache_key`, i.e.
+//! [`CacheKey::for_request`]: the payload canonicalised to JSON, the viewer
+//! copied), then calls [`QueryCache::lookup`], which clones the cached
+//! answer out (the reply encoder takes an owned value). The benches
+//! reproduce exactly that:
 //!
 //! - `resolver_cache_hit/request/<answer>`: key from the payload + lookup
 //!   of a fresh entry in a cache of 1000 answers (MPREG's default size), for
-//!   an empty answer (the cache's own cost) and a 10-item page (plus the
-//!   answer clone the API hands back).
-//! - `resolver_cache_hit/lookup_only`: the lookup with a key built once.
+//!   an empty (negative) answer, where the answer clone is smallest, and a
+//!   10-item page.
+//! - `resolver_cache_hit/lookup_only`: the lookup of the empty answer with
+//!   a key built once.
 //! - `resolver_cache_hit/key_only`: the key building alone.
+//! - `resolver_cache_hit/answer_clone/<answer>`: cloning the answer alone,
+//!   the part of a hit that grows with the answer.
 //! - `resolver_cache_miss/request`: key + lookup of an absent key (the
 //!   answer's computation is not included: that is the catalog query).
-//! - `resolver_cache_miss/store_full`: storing an answer into a full cache
-//!   (the oldest one is evicted).
+//! - `resolver_cache_miss/store_full`: storing a computed 10-item answer
+//!   into a full cache, as the node does after a miss (it stores a clone
+//!   of the answer it replies with); the oldest answer is evicted and
+//!   dropped.
 //!
 //! Not a criterion figure: `resolver_zipf_hit_rate` replays a Zipf query
 //! mix through the cache on a virtual clock and prints the steady-state hit
@@ -27,7 +33,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use mpreg_core::catalog::{EntryKind, NamespaceFilter};
 use mpreg_core::identity::Viewer;
 use mpreg_core::resolver::query_cache::{
@@ -79,21 +85,6 @@ fn query(i: usize) -> Query {
     (p, viewer, namespace, kind)
 }
 
-/// The node's `cache_key` (private in `node_discovery.rs`), reproduced
-/// step for step: clone the payload, mark a denied namespace, canonicalise.
-fn node_cache_key(
-    kind: CacheKind,
-    payload: &Map<String, Value>,
-    viewer: &Viewer,
-    deny_all: bool,
-) -> CacheKey {
-    let mut p = payload.clone();
-    if deny_all {
-        p.insert("\u{0}deny_all".into(), Value::Bool(true));
-    }
-    CacheKey::new(kind, &p, viewer)
-}
-
 /// A `catalog_query` answer with `items` function entries of the usual
 /// shape (`client_protocol.md` §2.5).
 fn answer(namespace: &str, items: usize) -> Value {
@@ -124,7 +115,7 @@ fn filled_cache(n: usize, items: usize) -> QueryCache {
     let mut cache = QueryCache::new(default_config());
     for i in 0..n {
         let (p, viewer, ns, kind) = query(i);
-        let key = node_cache_key(CacheKind::Catalog, &p, &viewer, false);
+        let key = CacheKey::for_request(CacheKind::Catalog, &p, &viewer, false);
         cache.store(key, answer(&ns, items), items == 0, depends(&ns, kind), 0.0);
     }
     assert_eq!(cache.len(), n, "every answer stored");
@@ -137,7 +128,7 @@ fn cache_hit(c: &mut Criterion) {
     let (payload, viewer, _, _) = query(probe);
     for items in [0usize, 10] {
         let mut cache = filled_cache(1000, items);
-        let key = node_cache_key(CacheKind::Catalog, &payload, &viewer, false);
+        let key = CacheKey::for_request(CacheKind::Catalog, &payload, &viewer, false);
         assert!(
             matches!(cache.lookup(&key, 1.0), Lookup::Hit(_)),
             "the probe is a fresh hit"
@@ -149,7 +140,7 @@ fn cache_hit(c: &mut Criterion) {
         };
         g.bench_function(label, |b| {
             b.iter(|| {
-                let key = node_cache_key(
+                let key = CacheKey::for_request(
                     CacheKind::Catalog,
                     black_box(&payload),
                     black_box(&viewer),
@@ -159,14 +150,20 @@ fn cache_hit(c: &mut Criterion) {
             })
         });
     }
+    for items in [0usize, 10] {
+        let value = answer("svc.team4.app1", items);
+        g.bench_function(format!("answer_clone/{items}_items"), |b| {
+            b.iter(|| black_box(&value).clone())
+        });
+    }
     let mut cache = filled_cache(1000, 0);
-    let key = node_cache_key(CacheKind::Catalog, &payload, &viewer, false);
+    let key = CacheKey::for_request(CacheKind::Catalog, &payload, &viewer, false);
     g.bench_function("lookup_only", |b| {
         b.iter(|| cache.lookup(black_box(&key), 1.0))
     });
     g.bench_function("key_only", |b| {
         b.iter(|| {
-            node_cache_key(
+            CacheKey::for_request(
                 CacheKind::Catalog,
                 black_box(&payload),
                 black_box(&viewer),
@@ -181,12 +178,12 @@ fn cache_miss(c: &mut Criterion) {
     let mut g = c.benchmark_group("resolver_cache_miss");
     let mut cache = filled_cache(1000, 10);
     // Query 5000 is not in the cache (only 0..1000 are).
-    let (payload, viewer, ns, kind) = query(5000);
-    let key = node_cache_key(CacheKind::Catalog, &payload, &viewer, false);
+    let (payload, viewer, ns, _) = query(5000);
+    let key = CacheKey::for_request(CacheKind::Catalog, &payload, &viewer, false);
     assert_eq!(cache.lookup(&key, 1.0), Lookup::Miss, "the probe misses");
     g.bench_function("request", |b| {
         b.iter(|| {
-            let key = node_cache_key(
+            let key = CacheKey::for_request(
                 CacheKind::Catalog,
                 black_box(&payload),
                 black_box(&viewer),
@@ -195,18 +192,29 @@ fn cache_miss(c: &mut Criterion) {
             cache.lookup(&key, 1.0)
         })
     });
-    let full = filled_cache(1000, 10);
+    // Steady state of a full cache: each store evicts the oldest answer.
+    // Queries 1000.. are not cached yet; cycling through 4000 of them
+    // keeps every store a new key.
+    let mut full = filled_cache(1000, 10);
     let fresh = answer(&ns, 10);
+    let incoming: Vec<(CacheKey, Depends)> = (1000..5000)
+        .map(|i| {
+            let (p, viewer, ns, kind) = query(i);
+            let key = CacheKey::for_request(CacheKind::Catalog, &p, &viewer, false);
+            (key, depends(&ns, kind))
+        })
+        .collect();
+    let mut next = 0usize;
+    let mut now = 1.0;
     g.bench_function("store_full", |b| {
-        b.iter_batched(
-            || (full.clone(), key.clone(), fresh.clone()),
-            |(mut cache, key, value)| {
-                cache.store(key, value, false, depends(&ns, kind), 1.0);
-                cache
-            },
-            BatchSize::LargeInput,
-        )
+        b.iter(|| {
+            let (key, dep) = &incoming[next % incoming.len()];
+            next += 1;
+            now += 1e-6;
+            full.store(key.clone(), fresh.clone(), false, dep.clone(), now);
+        })
     });
+    assert_eq!(full.len(), 1000, "a full cache stays full");
     g.finish();
 }
 
@@ -293,7 +301,7 @@ fn zipf_hit_rate(w: &Workload) -> Outcome {
     let queries: Vec<(CacheKey, Depends)> = (0..w.distinct)
         .map(|i| {
             let (p, viewer, ns, kind) = query(i);
-            let key = node_cache_key(CacheKind::Catalog, &p, &viewer, false);
+            let key = CacheKey::for_request(CacheKind::Catalog, &p, &viewer, false);
             (key, depends(&ns, kind))
         })
         .collect();
