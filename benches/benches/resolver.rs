@@ -291,7 +291,7 @@ struct Outcome {
 /// `warmup_seconds` is counted.
 fn zipf_hit_rate(w: &Workload) -> Outcome {
     let zipf = Zipf::new(w.distinct, w.zipf_s);
-    let mut rng = SplitMix(0x5EED_0F_CAC4E);
+    let mut rng = SplitMix(0x05EE_D0FC_AC4E);
     // rank → query id: a fixed pseudo-random permutation.
     let mut perm: Vec<usize> = (0..w.distinct).collect();
     for i in (1..perm.len()).rev() {
