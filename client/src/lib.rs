@@ -4,6 +4,10 @@
 //! request envelopes exactly as MPREG's Python client sends them, responses
 //! matched by request id, and a timeout on every call (MPREG's client waits
 //! forever by default; a discovery tool must not).
+//!
+//! [`Client`] talks to one node. [`FailoverClient`] (module [`failover`])
+//! rotates over several ingress URLs, seeds plus URLs learned from
+//! `cluster_map_v2` and `summary_query`, when a node is down.
 
 use std::time::Duration;
 
@@ -14,6 +18,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub mod failover;
+
+pub use failover::{
+    BackoffPolicy, Endpoint, Endpoints, FailoverClient, FailoverOptions, Origin, Served,
+};
 
 /// Default per-call timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,9 +65,21 @@ pub enum ClientError {
         /// Details, when given.
         details: Option<String>,
     },
-    /// The connection broke or the node sent something unexpected.
+    /// The node sent something unexpected.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The connection broke (closed by the node, reset, send failed): the
+    /// node may be gone, so [`FailoverClient`] tries another URL.
+    #[error("connection lost: {0}")]
+    Disconnected(String),
+    /// [`FailoverClient`]: no URL answered within the call's bounds.
+    #[error("no node reachable (tried {}): {last}", if tried.is_empty() { "none".to_string() } else { tried.join(", ") })]
+    Unavailable {
+        /// URLs tried, in order.
+        tried: Vec<String>,
+        /// The last failure.
+        last: String,
+    },
 }
 
 /// A fresh ULID-format request id: millisecond time plus 80 random bits
@@ -142,6 +164,16 @@ impl Client {
         })
     }
 
+    /// The URL this connection was opened to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Changes the bound on waiting for each later reply.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Calls `fun` with positional `args` and keyword `kwargs`; returns the
     /// unwrapped result (`r[fun]`).
     pub async fn call(
@@ -194,7 +226,7 @@ impl Client {
         self.ws
             .send(Message::Binary(bytes.into()))
             .await
-            .map_err(|e| ClientError::Protocol(format!("send failed: {e}")))?;
+            .map_err(|e| ClientError::Disconnected(format!("send failed: {e}")))?;
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
@@ -206,10 +238,10 @@ impl Client {
             let msg = match next {
                 Some(Ok(m)) => m,
                 Some(Err(e)) => {
-                    return Err(ClientError::Protocol(format!("connection failed: {e}")))
+                    return Err(ClientError::Disconnected(format!("connection failed: {e}")))
                 }
                 None => {
-                    return Err(ClientError::Protocol(
+                    return Err(ClientError::Disconnected(
                         "connection closed by the node".into(),
                     ))
                 }
@@ -221,7 +253,7 @@ impl Client {
                     let why = frame
                         .map(|f| format!("{} {}", u16::from(f.code), f.reason))
                         .unwrap_or_default();
-                    return Err(ClientError::Protocol(format!(
+                    return Err(ClientError::Disconnected(format!(
                         "connection closed by the node: {why}"
                     )));
                 }
@@ -245,10 +277,10 @@ impl Client {
         }
         match tokio::time::timeout(timeout, self.ws.next()).await {
             Err(_) => Ok(None),
-            Ok(None) => Err(ClientError::Protocol(
+            Ok(None) => Err(ClientError::Disconnected(
                 "connection closed by the node".into(),
             )),
-            Ok(Some(Err(e))) => Err(ClientError::Protocol(e.to_string())),
+            Ok(Some(Err(e))) => Err(ClientError::Disconnected(e.to_string())),
             Ok(Some(Ok(Message::Binary(b)))) => serde_json::from_slice(&b)
                 .map(Some)
                 .map_err(|e| ClientError::Protocol(e.to_string())),

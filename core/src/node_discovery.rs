@@ -719,11 +719,7 @@ fn cache_key(
     viewer: &Viewer,
     deny_all: bool,
 ) -> CacheKey {
-    let mut p = payload.clone();
-    if deny_all {
-        p.insert("\u{0}deny_all".into(), Value::Bool(true));
-    }
-    CacheKey::new(kind, &p, viewer)
+    CacheKey::for_request(kind, payload, viewer, deny_all)
 }
 
 /// MPREG's summary notification message.

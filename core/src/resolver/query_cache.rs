@@ -10,7 +10,8 @@
 //!
 //! Lookups never serve an answer past its `stale_until`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{json, Map, Value};
 
@@ -56,18 +57,86 @@ pub struct CacheKey {
     pub viewer_tenant: Option<String>,
 }
 
+/// The payload key [`CacheKey::for_request`] adds when the request's own
+/// namespace was denied (sorts before every printable key).
+const DENY_ALL_KEY: &str = "\u{0}deny_all";
+
 impl CacheKey {
     /// The key of a request made by `viewer`.
     pub fn new(kind: CacheKind, payload: &Map<String, Value>, viewer: &Viewer) -> CacheKey {
-        // Sorted keys, whatever the map's own order: equal requests, equal keys.
-        let sorted: BTreeMap<&String, &Value> = payload.iter().collect();
+        CacheKey::for_request(kind, payload, viewer, false)
+    }
+
+    /// The key of a request made by `viewer`; `deny_all` marks a request
+    /// whose own namespace was denied (such an answer hides everything, so
+    /// it must not share a key with the allowed one). Equal to
+    /// [`CacheKey::new`] of the payload with `"\u{0}deny_all": true` added,
+    /// without copying the payload: this runs on every resolver request.
+    pub fn for_request(
+        kind: CacheKind,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+        deny_all: bool,
+    ) -> CacheKey {
         CacheKey {
             kind,
-            request: serde_json::to_string(&sorted).unwrap_or_default(),
+            request: canonical_json(payload, deny_all),
             viewer_cluster: viewer.cluster.clone(),
             viewer_tenant: viewer.tenant.clone(),
         }
     }
+}
+
+/// The payload as JSON with its top-level keys sorted (equal requests,
+/// equal keys, whatever the map's own order), plus the deny marker first.
+/// Written straight into one buffer: no sorted copy of the map unless its
+/// keys come out of order (only with serde_json's `preserve_order`).
+fn canonical_json(payload: &Map<String, Value>, deny_all: bool) -> String {
+    let mut buf: Vec<u8> = Vec::with_capacity(16 + 32 * payload.len());
+    buf.push(b'{');
+    let mut first = true;
+    let mut member = |buf: &mut Vec<u8>, key: &str, value: &Value| {
+        if !first {
+            buf.push(b',');
+        }
+        first = false;
+        // Writing JSON into a Vec only fails for maps with non-string keys,
+        // which a `Value` cannot hold.
+        let _ = serde_json::to_writer(&mut *buf, key);
+        buf.push(b':');
+        let _ = serde_json::to_writer(&mut *buf, value);
+    };
+    // The marker goes where sorting would put it (after a `""` key only).
+    let mut marker_due = deny_all;
+    let mut emit = |buf: &mut Vec<u8>, k: &String, v: &Value| {
+        if marker_due && k.as_str() > DENY_ALL_KEY {
+            member(buf, DENY_ALL_KEY, &Value::Bool(true));
+            marker_due = false;
+        }
+        if !(deny_all && k == DENY_ALL_KEY) {
+            member(buf, k, v);
+        }
+    };
+    let sorted = payload
+        .keys()
+        .zip(payload.keys().skip(1))
+        .all(|(a, b)| a < b);
+    if sorted {
+        for (k, v) in payload {
+            emit(&mut buf, k, v);
+        }
+    } else {
+        let mut members: Vec<(&String, &Value)> = payload.iter().collect();
+        members.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in members {
+            emit(&mut buf, k, v);
+        }
+    }
+    if marker_due {
+        member(&mut buf, DENY_ALL_KEY, &Value::Bool(true));
+    }
+    buf.push(b'}');
+    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// What a cached answer depends on, for targeted invalidation.
@@ -79,10 +148,35 @@ pub struct Depends {
     pub namespace: NamespaceFilter,
 }
 
+/// Eviction order of an answer: when it was stored, then a store sequence
+/// number (answers stored at the same time go oldest first).
+#[derive(Debug, Clone, Copy)]
+struct Age(f64, u64);
+
+impl PartialEq for Age {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Age {}
+
+impl PartialOrd for Age {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Age {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1))
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Cached {
     value: Value,
-    generated_at: f64,
+    age: Age,
     expires_at: f64,
     stale_until: f64,
     negative: bool,
@@ -124,10 +218,20 @@ pub struct KindStats {
 }
 
 /// The cache.
+///
+/// Answers live in a hash map (a hit is one hash of the key, whatever the
+/// cache size) with an age index beside it, so evicting the oldest answer
+/// when full costs O(log n) instead of sorting every key on each store.
+/// Nothing iterates the hash map where order could show: invalidation,
+/// pruning and counting are order-free, eviction follows the age index.
 #[derive(Debug, Clone)]
 pub struct QueryCache {
     cfg: QueryCacheConfig,
-    entries: BTreeMap<CacheKey, Cached>,
+    entries: HashMap<CacheKey, Cached>,
+    /// Eviction order: age → key, one per entry.
+    ages: BTreeMap<Age, CacheKey>,
+    /// Store sequence number (the [`Age`] tie-break).
+    stores: u64,
     generation: u64,
     /// Keys with a refresh scheduled and not yet stored.
     refreshing: BTreeSet<CacheKey>,
@@ -140,7 +244,9 @@ impl QueryCache {
     pub fn new(cfg: QueryCacheConfig) -> QueryCache {
         QueryCache {
             cfg,
-            entries: BTreeMap::new(),
+            entries: HashMap::new(),
+            ages: BTreeMap::new(),
+            stores: 0,
             generation: 0,
             refreshing: BTreeSet::new(),
             catalog: KindStats::default(),
@@ -195,7 +301,9 @@ impl QueryCache {
                 refresh,
             }
         } else {
-            self.entries.remove(key);
+            if let Some(gone) = self.entries.remove(key) {
+                self.ages.remove(&gone.age);
+            }
             self.refreshing.remove(key);
             self.stats_mut(key.kind).misses += 1;
             return Lookup::Miss;
@@ -241,11 +349,14 @@ impl QueryCache {
         }
         .max(0.0);
         let stale = self.cfg.stale_seconds.max(0.0);
-        self.entries.insert(
+        self.stores += 1;
+        let age = Age(now, self.stores);
+        self.ages.insert(age, key.clone());
+        let replaced = self.entries.insert(
             key,
             Cached {
                 value,
-                generated_at: now,
+                age,
                 expires_at: now + ttl,
                 stale_until: now + ttl + stale,
                 negative,
@@ -254,22 +365,18 @@ impl QueryCache {
                 depends,
             },
         );
+        if let Some(old) = replaced {
+            self.ages.remove(&old.age);
+        }
         self.capacity_prune();
     }
 
+    /// Evicts the oldest answers (by store time) beyond `max_entries`.
     fn capacity_prune(&mut self) {
-        let max = self.cfg.max_entries;
-        if self.entries.len() <= max {
-            return;
-        }
-        let mut by_age: Vec<(f64, CacheKey)> = self
-            .entries
-            .iter()
-            .map(|(k, e)| (e.generated_at, k.clone()))
-            .collect();
-        by_age.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
-        let excess = self.entries.len() - max;
-        for (_, k) in by_age.into_iter().take(excess) {
+        while self.entries.len() > self.cfg.max_entries {
+            let Some((_, k)) = self.ages.pop_first() else {
+                break;
+            };
             self.entries.remove(&k);
             self.refreshing.remove(&k);
         }
@@ -304,7 +411,14 @@ impl QueryCache {
     /// Drops answers past their stale window (§8.4 `prune_expired`).
     pub fn prune(&mut self, now: f64) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|_, e| e.stale_until > now);
+        let ages = &mut self.ages;
+        self.entries.retain(|_, e| {
+            let keep = e.stale_until > now;
+            if !keep {
+                ages.remove(&e.age);
+            }
+            keep
+        });
         let entries = &self.entries;
         self.refreshing.retain(|k| entries.contains_key(k));
         before - self.entries.len()
@@ -472,7 +586,82 @@ mod tests {
         assert!(none.is_empty());
     }
 
+    /// The canonical JSON is what serialising a sorted copy gives (the
+    /// key format before the copy-free writer), deny marker included.
+    #[test]
+    fn key_is_the_sorted_payload() {
+        let payload = json!({
+            "namespace": "svc.\"q\"\u{1}", "limit": 50, "entry_type": "functions",
+            "tags": ["b", "a"], "nested": {"z": 1, "a": [null, 1.5]}, "": true,
+        });
+        let Value::Object(map) = payload else {
+            unreachable!("an object literal")
+        };
+        let viewer = Viewer::new("c", Some("t".into()));
+        let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+        let plain = CacheKey::new(CacheKind::Catalog, &map, &viewer);
+        assert_eq!(plain.request, serde_json::to_string(&sorted).unwrap());
+        let mut marked = map.clone();
+        marked.insert(DENY_ALL_KEY.into(), Value::Bool(true));
+        let sorted: BTreeMap<&String, &Value> = marked.iter().collect();
+        let denied = CacheKey::for_request(CacheKind::Catalog, &map, &viewer, true);
+        assert_eq!(denied.request, serde_json::to_string(&sorted).unwrap());
+        assert_ne!(denied, plain);
+        // A payload carrying the marker itself gets it once, set to true.
+        let mut forged = map.clone();
+        forged.insert(DENY_ALL_KEY.into(), Value::Bool(false));
+        assert_eq!(
+            CacheKey::for_request(CacheKind::Catalog, &forged, &viewer, true),
+            denied
+        );
+        assert_eq!(
+            CacheKey::for_request(CacheKind::Catalog, &Map::new(), &viewer, false).request,
+            "{}"
+        );
+    }
+
+    #[test]
+    fn equal_store_times_evict_in_store_order() {
+        let mut c = QueryCache::new(QueryCacheConfig {
+            max_entries: 2,
+            ..cfg()
+        });
+        for ns in ["c", "b", "a"] {
+            c.store(key(ns, None), json!([1]), false, dep(ns), 0.0);
+        }
+        assert_eq!(c.lookup(&key("c", None), 0.0), Lookup::Miss);
+        assert!(matches!(c.lookup(&key("b", None), 0.0), Lookup::Hit(_)));
+        // Storing an answer again makes it the newest.
+        c.store(key("b", None), json!([2]), false, dep("b"), 0.0);
+        c.store(key("d", None), json!([1]), false, dep("d"), 0.0);
+        assert_eq!(c.lookup(&key("a", None), 0.0), Lookup::Miss);
+        assert_eq!(c.lookup(&key("b", None), 0.0), Lookup::Hit(json!([2])));
+    }
+
     proptest! {
+        /// The age index always holds exactly the cached answers, and the
+        /// cache never holds more than `max_entries`.
+        #[test]
+        fn age_index_matches_entries(ops in proptest::collection::vec((0u8..4, 0u8..6, 0u64..50), 1..120)) {
+            let mut c = QueryCache::new(QueryCacheConfig { max_entries: 3, ..cfg() });
+            let mut now = 0.0;
+            for (op, k, dt) in ops {
+                now += dt as f64 * 0.02;
+                let ns = format!("svc.n{k}");
+                match op {
+                    0 | 1 => c.store(key(&ns, None), json!([k]), k == 0, dep(&ns), now),
+                    2 => { c.lookup(&key(&ns, None), now); }
+                    _ => { c.prune(now); }
+                }
+                prop_assert!(c.len() <= 3);
+                prop_assert_eq!(c.ages.len(), c.entries.len());
+                for (age, k) in &c.ages {
+                    prop_assert_eq!(c.entries.get(k).map(|e| e.age), Some(*age));
+                }
+                prop_assert!(c.refreshing.iter().all(|k| c.entries.contains_key(k)));
+            }
+        }
+
         /// Never serves an answer past its stale_until, and a hit is always
         /// within its TTL.
         #[test]
