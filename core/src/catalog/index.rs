@@ -200,15 +200,22 @@ impl SortKey {
         self.kind
     }
 
-    /// Whether a service's key has this namespace, ignoring ASCII case
-    /// (services sort by namespace first): lets a caller skip entries
-    /// before looking them up. `false` for other kinds.
-    pub(crate) fn is_service_in(&self, namespace: &str) -> bool {
-        self.kind == EntryKind::Services
-            && self
-                .parts
-                .first()
-                .is_some_and(|ns| ns.eq_ignore_ascii_case(namespace))
+    /// The smallest key of the services in `namespace` named `name` (a
+    /// prefix of theirs): where a range over them starts.
+    pub(crate) fn service_prefix(namespace: &str, name: &str) -> SortKey {
+        Self::build(EntryKind::Services, [namespace, name])
+    }
+
+    /// Whether `prefix`'s components begin this key (same kind).
+    pub(crate) fn starts_with(&self, prefix: &SortKey) -> bool {
+        self.kind == prefix.kind && self.parts.starts_with(&prefix.parts)
+    }
+
+    /// A service key's name component (`None` for other kinds).
+    pub(crate) fn service_name(&self) -> Option<&str> {
+        (self.kind == EntryKind::Services)
+            .then(|| self.parts.get(1).map(|p| &**p))
+            .flatten()
     }
 
     /// Compact string form: `<kind>|<component>|...`, with `%` and `|`

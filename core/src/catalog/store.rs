@@ -137,6 +137,10 @@ pub struct Catalog {
     /// with `names` this answers case-insensitive lookups (DNS) without a
     /// scan, and stays tiny while names are lower case, as they usually are.
     folded_names: [SetIndex; EntryKind::COUNT],
+    /// Services whose namespace has ASCII upper case, under the lower-cased
+    /// namespace: with the primary map's order this answers
+    /// [`Catalog::services_named`] without a scan.
+    folded_service_namespaces: SetIndex,
     nodes: SetIndex,
     origins: SetIndex,
     expiry: BTreeSet<(Expiry, SortKey)>,
@@ -422,17 +426,32 @@ impl Catalog {
     }
 
     /// Services named `name` (exact case) whose namespace equals
-    /// `namespace` ignoring ASCII case. Keys are checked before entries are
-    /// fetched, so a name shared by many namespaces costs one lookup per
-    /// match, not one per namespace.
+    /// `namespace` ignoring ASCII case, in sort order. Services sort by
+    /// namespace then name, so those in the lower-case spelling are one
+    /// range of the primary map; namespaces spelled with upper case come
+    /// from their folded index (usually empty). Nothing else is visited,
+    /// however many namespaces share the name.
     pub fn services_named<'a>(&'a self, name: &str, namespace: &str) -> Vec<&'a Entry> {
         let map = self.kind_map(EntryKind::Services);
-        self.names[EntryKind::Services.index()]
-            .get(name)
-            .filter(|sk| sk.is_service_in(namespace))
-            .filter_map(|sk| map.get(sk))
-            .map(|s| &s.entry)
-            .collect()
+        let lower = namespace.to_ascii_lowercase();
+        let start = SortKey::service_prefix(&lower, name);
+        let mut found: Vec<(&SortKey, &Entry)> = map
+            .range::<SortKey, _>((Bound::Included(&start), Bound::Unbounded))
+            .take_while(|(sk, _)| sk.starts_with(&start))
+            .map(|(sk, s)| (sk, &s.entry))
+            .collect();
+        let before = found.len();
+        for sk in self.folded_service_namespaces.get(&lower) {
+            if sk.service_name() == Some(name) {
+                if let Some((sk, s)) = map.get_key_value(sk) {
+                    found.push((sk, &s.entry));
+                }
+            }
+        }
+        if found.len() > before {
+            found.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        found.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Entries of `kind` whose name equals `name` ignoring ASCII case, from
@@ -530,6 +549,11 @@ impl Catalog {
         if let Some(folded) = folded(entry.name()) {
             self.folded_names[kind].insert(&folded, &sk);
         }
+        if let Entry::Service(svc) = &entry {
+            if let Some(folded) = folded(&svc.namespace) {
+                self.folded_service_namespaces.insert(&folded, &sk);
+            }
+        }
         self.nodes.insert(entry.node_id(), &sk);
         self.origins.insert(&origin, &sk);
         self.expiry.insert((Expiry(entry.expires_at()), sk.clone()));
@@ -564,6 +588,11 @@ impl Catalog {
         self.names[kind].remove(entry.name(), sk);
         if let Some(folded) = folded(entry.name()) {
             self.folded_names[kind].remove(&folded, sk);
+        }
+        if let Entry::Service(svc) = entry {
+            if let Some(folded) = folded(&svc.namespace) {
+                self.folded_service_namespaces.remove(&folded, sk);
+            }
         }
         self.nodes.remove(entry.node_id(), sk);
         self.origins.remove(&stored.origin, sk);
