@@ -35,9 +35,19 @@ pub fn advertised_urls(settings: &Settings, me: &Identity) -> Vec<String> {
 /// Every function name this node serves (sorted): the built-in RPCs plus the
 /// declared `[[functions]]`.
 pub fn function_names(settings: &Settings) -> Vec<String> {
-    let mut names: BTreeSet<String> = RPC_NAMES.iter().map(|s| s.to_string()).collect();
+    let mut names: BTreeSet<String> = builtin_names(settings).map(str::to_string).collect();
     names.extend(settings.functions.iter().map(|f| f.name.clone()));
     names.into_iter().collect()
+}
+
+/// The built-in RPCs this node advertises (`advertise_builtin_rpcs`).
+fn builtin_names(settings: &Settings) -> impl Iterator<Item = &'static str> {
+    let all: &'static [&'static str] = if settings.advertise_builtin_rpcs {
+        RPC_NAMES
+    } else {
+        &[]
+    };
+    all.iter().copied()
 }
 
 fn scope_or(raw: Option<&str>, default: Scope) -> Scope {
@@ -71,9 +81,9 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
     desc.region = settings.cache_region.clone();
     out.push(Entry::Node(desc));
 
-    for name in RPC_NAMES {
+    for name in builtin_names(settings) {
         let mut f = FunctionEndpoint::new(
-            FunctionIdentity::new(*name, *name, BUILTIN_VERSION),
+            FunctionIdentity::new(name, name, BUILTIN_VERSION),
             node.clone(),
             cluster.clone(),
         )
@@ -154,4 +164,45 @@ pub fn entries(settings: &Settings, me: &Identity, wall: f64) -> Vec<Entry> {
         out.push(Entry::Topic(t));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::entry::EntryKind;
+    use crate::config::FunctionDecl;
+
+    fn me() -> Identity {
+        Identity {
+            node_id: "ws://127.0.0.1:7001".into(),
+            cluster_id: "c".into(),
+            instance_id: "i".into(),
+            started_at: 0.0,
+        }
+    }
+
+    fn declared(name: &str) -> FunctionDecl {
+        toml::from_str(&format!("name = \"{name}\"")).expect("minimal declaration")
+    }
+
+    #[test]
+    fn builtin_rpcs_are_advertised_unless_turned_off() {
+        let mut s = Settings {
+            functions: vec![declared("svc.work")],
+            ..Settings::default()
+        };
+        let functions = |s: &Settings| {
+            entries(s, &me(), 1.0)
+                .into_iter()
+                .filter(|e| e.kind() == EntryKind::Functions)
+                .count()
+        };
+        assert_eq!(functions(&s), RPC_NAMES.len() + 1);
+        assert_eq!(function_names(&s).len(), RPC_NAMES.len() + 1);
+
+        s.advertise_builtin_rpcs = false;
+        assert_eq!(functions(&s), 1);
+        assert_eq!(function_names(&s), vec!["svc.work".to_string()]);
+        assert_eq!(entries(&s, &me(), 1.0).len(), 2, "descriptor + svc.work");
+    }
 }

@@ -65,6 +65,28 @@ struct Args {
     /// Skip the join measurement.
     #[arg(long)]
     no_join: bool,
+    /// From this size on, nodes run with `advertise_builtin_rpcs = false`
+    /// and declare one function each (`sim.work`): 2 entries per node in
+    /// every catalog instead of ~27, what a large deployment would set.
+    /// Membership, digests and liveness are unchanged; the table marks
+    /// these rows.
+    #[arg(long, default_value_t = 300)]
+    lean_from: usize,
+}
+
+/// The settings of node `i` of an `n`-node run (`n` also names the
+/// cluster), lean per `--lean-from`.
+fn node_settings(args: &Args, i: usize, n: usize, gi: f64) -> mpreg_core::Settings {
+    let mut s = cluster_settings(i, n, Topology::MultiHub, gi);
+    s.fabric_catalog_ttl_seconds = args.ttl_secs;
+    if n >= args.lean_from {
+        s.advertise_builtin_rpcs = false;
+        match serde_json::from_value(serde_json::json!({"name": "sim.work"})) {
+            Ok(decl) => s.functions = vec![decl],
+            Err(e) => eprintln!("scaling: cannot declare sim.work: {e}"),
+        }
+    }
+    s
 }
 
 /// What one (interval, size) run measured.
@@ -187,9 +209,7 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
     sim.keep_trace(true);
     let mut meter = Meter::default();
     for i in 0..n {
-        let mut s = cluster_settings(i, n, Topology::MultiHub, gi);
-        s.fabric_catalog_ttl_seconds = args.ttl_secs;
-        sim.add(s);
+        sim.add(node_settings(args, i, n, gi));
     }
     meter.drain(&mut sim);
     let t0 = sim.now().mono;
@@ -282,9 +302,13 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
     );
     // 3. One node joins the converged cluster.
     if !args.no_join && run.steady_bps.is_some() && !over() {
-        let mut s = cluster_settings(n, n + 1, Topology::MultiHub, gi);
+        let mut s = node_settings(args, n, n + 1, gi);
         s.cluster_id = cluster_settings(0, n, Topology::MultiHub, gi).cluster_id;
-        s.fabric_catalog_ttl_seconds = args.ttl_secs;
+        if n >= args.lean_from {
+            // Same catalog shape as the cluster it joins.
+            s.advertise_builtin_rpcs = false;
+            s.functions = node_settings(args, 0, n, gi).functions;
+        }
         sim.add(s);
         let start = sim.now().mono;
         let all_nodes: Vec<usize> = (0..=n).collect();
@@ -406,7 +430,10 @@ fn print_report(args: &Args, runs: &[Run], skipped: &[(f64, usize, String)]) {
          converged cluster; time until every pair involving it is discovered. \
          Serf model: hashicorp/serf `_simulator.js` (fanout 3, 0 % loss) evaluated at the same \
          N and interval; the 0.2 s column is Serf's default configuration (anchors.md §3.1). \
-         Network: 5 ms latency + up to 5 ms jitter, no loss.\n"
+         Network: 5 ms latency + up to 5 ms jitter, no loss. \
+         N marked † ran lean (`advertise_builtin_rpcs = false`, one declared function per \
+         node: 2 catalog entries per node instead of ~27; `--lean-from {}`).\n",
+        args.lean_from
     );
     println!(
         "| interval | N | t50 % | t99 % | **t99.99 %** | t100 % | Serf model t99.99 % | join (1 node) | fabric KiB/node to 99.99 % | steady B/s/node | steady kbit/s/node | Serf max kbit/s/node | frames/s/node | heap MiB/node | wall s |"
@@ -418,7 +445,11 @@ fn print_report(args: &Args, runs: &[Run], skipped: &[(f64, usize, String)]) {
         println!(
             "| {:.1} s | {} | {} | {} | **{}** | {} | {:.1} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.1} |",
             r.gi,
-            r.n,
+            if r.n >= args.lean_from {
+                format!("{} †", r.n)
+            } else {
+                r.n.to_string()
+            },
             fmt_opt(r.t50, 2),
             fmt_opt(r.t99, 2),
             fmt_opt(r.t9999, 2),
