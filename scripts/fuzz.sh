@@ -36,7 +36,7 @@ else
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 
-echo "fuzz: building ${#targets[@]} targets (sanitizer $sanitizer)"
+echo "fuzz: building every target (sanitizer $sanitizer)"
 cargo +nightly fuzz build -s "$sanitizer" -a >/dev/null
 
 mkdir -p logs
