@@ -1883,8 +1883,11 @@ fn normalize_credentials(s: &mut Settings) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Policy rules stay plain data for the engine; only what could poison it
-/// (non-finite times, possible when settings are built in code) is refused.
+/// Policy rules stay plain data for the engine, but they must be rules the
+/// engine accepts ([`crate::policy::validate_settings`]): otherwise loading
+/// would succeed and the node would refuse to start, with an error that no
+/// longer names the file or variable the rule came from. Non-finite times
+/// (possible when settings are built in code) are named precisely first.
 fn normalize_rules(s: &Settings) -> Result<(), Problem> {
     for (i, rule) in s.discovery_policy_rules.iter().enumerate() {
         for (j, window) in rule.cutover_windows.iter().enumerate() {
@@ -1903,7 +1906,8 @@ fn normalize_rules(s: &Settings) -> Result<(), Problem> {
             }
         }
     }
-    Ok(())
+    crate::policy::validate_settings(s)
+        .map_err(|errors| Problem::new("discovery_policy_rules", errors.join("; ")))
 }
 
 fn normalize_decls(s: &mut Settings) -> Result<(), Problem> {
@@ -2914,6 +2918,26 @@ mod tests {
         assert_eq!(e.key, "discovery_policy_rules[0].namespace");
         let e = err_env(&[("MPREG_DISCOVERY_POLICY_RULES", "[1]")]);
         assert_eq!(e.key, "discovery_policy_rules[0]");
+    }
+
+    /// Fuzz finding (`config_file`): rules the policy engine refuses used to
+    /// load, and the node then refused to start without naming their source.
+    #[test]
+    fn policy_rules_the_engine_refuses_are_load_errors() {
+        let e = err_env(&[(
+            "MPREG_DISCOVERY_POLICY_RULES",
+            r#"[{"namespace":"adiscov*ery_accsummary_watch"}]"#,
+        )]);
+        assert_eq!(e.key, "discovery_policy_rules");
+        assert_eq!(e.source_name, "environment MPREG_DISCOVERY_POLICY_RULES");
+        assert!(e.problem.contains("wildcard inside it"), "{e}");
+        let e = err_file(
+            "[[discovery_policy_rules]]\nnamespace = \"a\"\n[[discovery_policy_rules]]\nnamespace = \"a.*\"\n",
+        );
+        assert_eq!(e.key, "discovery_policy_rules");
+        assert_eq!(e.source_name, "file");
+        assert!(e.problem.contains("rules[1].namespace duplicate: a"), "{e}");
+        assert_one_line(&e);
     }
 
     #[test]
