@@ -104,7 +104,7 @@ mapfile -t BENCH_EXES < <(grep '"reason":"compiler-artifact"' "$WORK/build.out" 
 # --- simulator scaling -------------------------------------------------------
 SCALING_CMD=(target/release/scaling --sizes "$SCALING_SIZES" --intervals "$SCALING_INTERVALS"
   --budget-secs "$SCALING_BUDGET" --max-mem-mib "$SCALING_MAX_MEM_MIB")
-run scaling 420 "${SCALING_CMD[@]}" --summary "$WORK/scaling.sum"
+run scaling 1800 "${SCALING_CMD[@]}" --summary "$WORK/scaling.sum"
 
 # --- runtime load ------------------------------------------------------------
 LOADGEN_CMD=(target/release/loadgen --bin target/release/mpreg --clients "$LOADGEN_CLIENTS"

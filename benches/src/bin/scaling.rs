@@ -348,7 +348,10 @@ fn main() {
     for &gi in &args.intervals {
         let mut prev: Option<Run> = None;
         for &n in &sizes {
-            if let Some(p) = &prev {
+            // A projection holds between runs of the same catalog shape
+            // only: the first lean size runs unprojected.
+            let same_shape = |p: &Run| (p.n >= args.lean_from) == (n >= args.lean_from);
+            if let Some(p) = prev.as_ref().filter(|p| same_shape(p)) {
                 let growth = (n as f64 / p.n as f64).powi(2);
                 let wall = p.wall_secs * growth;
                 let mem = p.heap_peak as f64 * growth / MIB;
