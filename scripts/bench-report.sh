@@ -105,6 +105,10 @@ mapfile -t BENCH_EXES < <(grep '"reason":"compiler-artifact"' "$WORK/build.out" 
 SCALING_CMD=(target/release/scaling --sizes "$SCALING_SIZES" --intervals "$SCALING_INTERVALS"
   --budget-secs "$SCALING_BUDGET" --max-mem-mib "$SCALING_MAX_MEM_MIB")
 run scaling 1800 "${SCALING_CMD[@]}" --summary "$WORK/scaling.sum"
+# Charts of the same figures (plotters, SVG), linked from BENCHMARKS.md.
+PLOT_DIR=docs/benchmarks
+PLOT_CMD=(target/release/plot --summary "$WORK/scaling.sum" --out-dir "$PLOT_DIR")
+run plot 60 "${PLOT_CMD[@]}"
 
 # --- runtime load ------------------------------------------------------------
 LOADGEN_CMD=(target/release/loadgen --bin target/release/mpreg --clients "$LOADGEN_CLIENTS"
@@ -226,6 +230,7 @@ Simulator figures are in virtual time and deterministic (same seed, same numbers
 scripts/bench-report.sh            # everything below, then writes this file
 ${BUILD_CMD[*]}
 ${SCALING_CMD[*]}
+${PLOT_CMD[*]}
 ${LOADGEN_CMD[*]}
 ${MEM_CMD[*]}
 ${DNSPERF_CMD[*]} -p \$MPREG_DNS_PORT   # per runtime, node config in the script
@@ -234,7 +239,7 @@ cargo bench -p mpreg-benches -- --quick   # the script runs the executables buil
 
 | step | wall s | exit status |
 |---|---|---|
-$(for st in build scaling loadgen catalog_mem dnsperf_tokio dnsperf_mio criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
+$(for st in build scaling plot loadgen catalog_mem dnsperf_tokio dnsperf_mio criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
 
 ## Summary against the references
 
@@ -277,6 +282,10 @@ every fabric frame (\`Send <bytes>\` trace lines); WebSocket and TCP/IP headers
 add about 60 B per frame (see frames/s). Sizes marked skipped would not fit the
 per-size wall-clock or memory budget on this machine (the simulator holds every
 node's full catalog in one process; see heap MiB/node).
+
+![Cold start: seconds to 99.99 % against N, beside Serf's model]($PLOT_DIR/convergence.svg)
+
+![Steady fabric bandwidth per node against N, beside Serf's model maximum]($PLOT_DIR/bandwidth.svg)
 
 $(cat "$WORK/scaling.out" 2>/dev/null)
 
