@@ -330,6 +330,11 @@ origins. Quick mode takes few samples: treat differences under ~10 % as noise.
 |---|---|---|
 $(awk -F'\t' '{ printf "| %s | %s | %s |\n", $1, $2, $3 }' "$WORK/criterion.tsv" 2>/dev/null)
 
+Resolver cache hit rate on a Zipf query mix (printed by \`benches/resolver.rs\`;
+goal ≥ 99.9 %):
+
+$(grep '^resolver_zipf_hit_rate' "$WORK/criterion.out" 2>/dev/null | sed 's/^/- /')
+
 ## Not measured yet
 
 - Simulator sizes above those in the table: they are skipped by the budgets
