@@ -26,6 +26,7 @@ fn fabric_codec(c: &mut Criterion) {
         node_id: "ws://127.0.0.1:6666".into(),
         cluster_id: "default-cluster".into(),
         instance_id: "01JD3K7Q6Z8T1V2W3X4Y5Z6A7B".into(),
+        challenge: None,
     });
     let bytes = fabric::encode(&msg);
     c.bench_function("fabric_encode_hello", |b| {

@@ -26,6 +26,15 @@ pub struct MonArgs {
     /// Print the raw JSON (stable field names) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The node's `monitoring_auth_token`, sent as `X-Monitoring-Token`
+    /// (env MPREG_MONITORING_TOKEN).
+    #[arg(
+        long,
+        env = "MPREG_MONITORING_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub monitoring_token: Option<String>,
 }
 
 impl MonArgs {
@@ -53,7 +62,11 @@ impl MonArgs {
             .http_status_as_error(false)
             .build()
             .into();
-        let mut response = agent.get(&url).call().map_err(|e| match e {
+        let mut request = agent.get(&url);
+        if let Some(token) = self.monitoring_token.as_deref() {
+            request = request.header("X-Monitoring-Token", token.trim());
+        }
+        let mut response = request.call().map_err(|e| match e {
             ureq::Error::Timeout(_) => {
                 CliError::Failed(format!("no answer from {url} within {timeout:?}"))
             }
@@ -73,10 +86,10 @@ impl MonArgs {
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| body.chars().take(200).collect());
-            let hint = if status == 404 {
-                " (the node does not serve this endpoint)"
-            } else {
-                ""
+            let hint = match status {
+                404 => " (the node does not serve this endpoint)",
+                401 => " (pass the node's monitoring_auth_token with --monitoring-token or MPREG_MONITORING_TOKEN)",
+                _ => "",
             };
             return Err(CliError::Failed(format!(
                 "GET {url} answered HTTP {status}{hint}: {message}"
@@ -406,6 +419,7 @@ mod tests {
             url: Some(" ws://127.0.0.1:9/ ".into()),
             timeout: 1.0,
             json: false,
+            monitoring_token: None,
         };
         assert_eq!(mon.base().unwrap(), "http://127.0.0.1:9");
     }

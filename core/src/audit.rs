@@ -128,6 +128,10 @@ pub struct AccessAuditEntry {
     pub allowed: bool,
     /// The decision reason (`viewer_denied`, `no_policy`, `rate_limited`, ...).
     pub reason: String,
+    /// Ours: the refused fabric peer (its node id, dialled URL or address)
+    /// for `fabric_auth` entries; absent on request denials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// Which entries a `discovery_access_audit` read wants (ours; MPREG only has
@@ -214,6 +218,29 @@ impl AccessAudit {
                 .map(str::to_string),
             allowed: false,
             reason: reason.to_string(),
+            peer: None,
+        });
+    }
+
+    /// Records a fabric peer refused by authentication: `peer` names it,
+    /// `cluster` is the cluster its Hello claimed (empty when it sent none).
+    pub fn record_peer_refusal(
+        &mut self,
+        event: &str,
+        peer: &str,
+        cluster: &str,
+        reason: &str,
+        now_wall: f64,
+    ) {
+        self.ring.push(AccessAuditEntry {
+            event: event.to_string(),
+            timestamp: now_wall,
+            viewer_cluster_id: cluster.to_string(),
+            viewer_tenant_id: None,
+            namespace: None,
+            allowed: false,
+            reason: reason.to_string(),
+            peer: Some(peer.to_string()),
         });
     }
 

@@ -83,10 +83,10 @@ const ENV_PREFIX: &str = "MPREG_";
 /// MPREG may contain them, so they are accepted with one warning each and then
 /// ignored, instead of failing start-up.
 ///
-/// Deliberately absent: MPREG security settings such as
-/// `monitoring_auth_token` and `discovery_summary_signing_secret`. Ignoring
-/// those would silently run a node less protected than its operator asked for,
-/// so they are rejected as unknown until they are implemented.
+/// Deliberately absent: MPREG security settings this port does not build,
+/// such as `discovery_summary_signing_secret`. Ignoring those would silently
+/// run a node less protected than its operator asked for, so they are
+/// rejected as unknown.
 pub const IGNORED_MPREG_SETTINGS: &[&str] = &[
     "log_level",
     "on_port_assigned",
@@ -364,6 +364,16 @@ pub struct Settings {
     /// Send permissive CORS headers on monitoring responses (for browser
     /// dashboards).
     pub monitoring_enable_cors: bool,
+    /// When set, every monitoring request (CORS preflights aside) must carry
+    /// `Authorization: Bearer <token>`; others get 401. MPREG's name. At
+    /// least 16 characters, so a guessable word is refused at start.
+    pub monitoring_auth_token: Option<SecretText>,
+    /// Shared cluster key (ours). When set, fabric peers prove they hold it
+    /// with an HMAC challenge-response before any gossip flows, and a peer
+    /// that cannot is refused, counted and audited
+    /// ([`crate::fabric::auth`]). Every node of the cluster needs the same
+    /// key. At least 16 characters.
+    pub fabric_auth_key: Option<SecretText>,
     /// Advertise the node's built-in discovery RPCs (`catalog_query`,
     /// `list_peers`, ...) as function entries, as a stock MPREG node does.
     /// Off, the node gossips only its descriptor and what it declares: in
@@ -468,6 +478,8 @@ impl Default for Settings {
             monitoring_port: None,
             monitoring_host: None,
             monitoring_enable_cors: true,
+            monitoring_auth_token: None,
+            fabric_auth_key: None,
             advertise_builtin_rpcs: true,
             log_debug_scopes: Vec::new(),
             data_dir: None,
@@ -527,6 +539,55 @@ pub struct CutoverWindowConfig {
     /// Overrides the rule's `allow_summaries` during the window; `None` inherits.
     #[serde(default)]
     pub allow_summaries: Option<bool>,
+}
+
+/// Shortest secret accepted for `fabric_auth_key` and
+/// `monitoring_auth_token`: long enough that guessing it online is hopeless.
+pub const MIN_SECRET_CHARS: usize = 16;
+
+/// A secret setting (a key or token). `Debug` redacts it so settings can be
+/// logged safely; serde sees the plain string, so settings still round-trip.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        SecretText(secret.into())
+    }
+
+    /// The secret itself, for the code that checks or uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Trims a secret (empty means unset) and refuses one too short to protect
+/// anything, without echoing it.
+fn tidy_secret(secret: &mut Option<SecretText>, name: &str) -> Result<(), Problem> {
+    let Some(value) = secret.take() else {
+        return Ok(());
+    };
+    let trimmed = value.0.trim();
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let chars = trimmed.chars().count();
+    if chars < MIN_SECRET_CHARS {
+        return Err(Problem::new(
+            name,
+            format!("must be at least {MIN_SECRET_CHARS} characters (got {chars})"),
+        ));
+    }
+    *secret = Some(SecretText(trimmed.to_string()));
+    Ok(())
 }
 
 /// A credential that binds a tenant (and, ours, a role) to a connection.
@@ -1151,6 +1212,8 @@ const SETTINGS: &[Field] = &[
     field("monitoring_port", Kind::Opt(&U16)),
     field("monitoring_host", Kind::Opt(&Kind::Text)),
     field("monitoring_enable_cors", Kind::Bool),
+    field("monitoring_auth_token", Kind::Opt(&Kind::Secret)),
+    field("fabric_auth_key", Kind::Opt(&Kind::Secret)),
     field("advertise_builtin_rpcs", Kind::Bool),
     field("log_debug_scopes", Kind::TextList),
     field("data_dir", Kind::Opt(&Kind::Text)),
@@ -1784,6 +1847,12 @@ fn normalize_texts(s: &mut Settings) -> Result<(), Problem> {
     // MPREG compares header names lower-cased.
     if let Some(header) = s.discovery_tenant_header.as_mut() {
         header.make_ascii_lowercase();
+    }
+    for (name, secret) in [
+        ("monitoring_auth_token", &mut s.monitoring_auth_token),
+        ("fabric_auth_key", &mut s.fabric_auth_key),
+    ] {
+        tidy_secret(secret, name)?;
     }
     for &(_, at) in LISTS {
         tidy_list(at(s));
@@ -2459,7 +2528,24 @@ mod tests {
 
     #[test]
     fn security_settings_we_lack_are_not_silently_ignored() {
-        let e = err_file("monitoring_auth_token = \"secret\"");
+        let e = err_file("discovery_summary_signing_secret = \"0123456789abcdef\"");
+        assert_eq!(e.key, "discovery_summary_signing_secret");
+    }
+
+    #[test]
+    fn secrets_are_trimmed_checked_for_length_and_never_shown() {
+        let file = "fabric_auth_key = \"  0123456789abcdef  \"\nmonitoring_auth_token = \"\"";
+        let loaded = load(Some(file), &[], &[]).expect("loads");
+        let key = loaded.settings.fabric_auth_key.as_ref().expect("key set");
+        assert_eq!(key.expose(), "0123456789abcdef");
+        assert_eq!(loaded.settings.monitoring_auth_token, None, "empty = unset");
+        assert!(!format!("{:?}", loaded.settings).contains("0123456789abcdef"));
+
+        let e = err_file("fabric_auth_key = \"hunter2\"");
+        assert_eq!(e.key, "fabric_auth_key");
+        assert!(e.problem.contains("at least 16 characters"), "{e}");
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let e = err_file("monitoring_auth_token = \"short\"");
         assert_eq!(e.key, "monitoring_auth_token");
     }
 

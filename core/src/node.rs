@@ -2,6 +2,7 @@
 //! `handle` / `poll_output` / `poll_timeout` contract (see the crate docs).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -15,6 +16,7 @@ use crate::catalog::entry::{Entry, EntryKey, EntryKind};
 use crate::catalog::store::Catalog;
 use crate::config::{ConfigError, Settings};
 use crate::dns;
+use crate::fabric::auth::{ClusterKey, Prover, Refusal, RefusalCounts};
 use crate::fabric::dial::Dialer;
 use crate::fabric::dial_policy;
 use crate::fabric::digest::{DigestLinks, MirrorError};
@@ -32,7 +34,9 @@ use crate::registry::{self, Lease, Registration, Registry, Upsert};
 use crate::rng::NodeRng;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, ClientMessage, DecodeFailure, PubSubMessage, RpcError};
-use crate::wire::fabric::{self as fwire, FabricMsg, Goodbye, Hello, Status, StatusMetrics};
+use crate::wire::fabric::{
+    self as fwire, AuthProof, FabricMsg, Goodbye, Hello, Status, StatusMetrics,
+};
 
 /// Who this node is.
 #[derive(Debug, Clone)]
@@ -72,6 +76,8 @@ pub struct Counters {
     pub admin_denied: u64,
     /// Requests refused by the rate limiter (429, audited).
     pub rate_limited: u64,
+    /// Fabric peers refused by authentication, by reason (audited).
+    pub fabric_auth_refused: RefusalCounts,
 }
 
 #[derive(Debug)]
@@ -83,10 +89,32 @@ enum ConnState {
         anon: String,
     },
     Fabric {
-        /// Set once the peer's Hello (or STATUS) identified it.
+        /// Set once the peer's Hello (or STATUS) identified it, and only
+        /// after it authenticated when the cluster has a key.
         node_id: Option<String>,
         /// The URL we dialled, for outbound connections.
         dialed: Option<String>,
+        /// Where the link stands in the cluster-key exchange.
+        auth: LinkAuth,
+        /// The peer's address (inbound links), for the audit.
+        addr: Option<SocketAddr>,
+    },
+}
+
+/// A fabric link's standing in the cluster-key exchange
+/// ([`crate::fabric::auth`]). Only open links are gossiped with.
+#[derive(Debug)]
+enum LinkAuth {
+    /// Gossip flows: no key is configured, or the peer proved it.
+    Open,
+    /// We sent our challenge and wait for the peer's proof.
+    Pending {
+        /// The challenge our Hello carried.
+        challenge: Vec<u8>,
+        /// The peer's Hello once it arrived (its proof names it).
+        hello: Option<Hello>,
+        /// When the exchange times out.
+        deadline: Instant,
     },
 }
 
@@ -163,6 +191,11 @@ pub struct Node {
     access_audit: AccessAudit,
     /// Summary export, summary cache and resolver mode.
     plane: discovery::Plane,
+    /// The shared cluster key (`fabric_auth_key`), when peers must prove it.
+    cluster_key: Option<ClusterKey>,
+    /// Deadlines of fabric links still in the key exchange (entries of
+    /// links that finished or closed are skipped when they come due).
+    auth_deadlines: BTreeSet<(Instant, ConnId)>,
 }
 
 /// Who sent a request, and how far its viewer fields are trusted.
@@ -284,6 +317,11 @@ impl Node {
             limiter: RateLimiter::from_settings(&settings),
             access_audit: AccessAudit::from_settings(&settings),
             plane: discovery::Plane::new(&settings, &me_plane, now),
+            cluster_key: settings
+                .fabric_auth_key
+                .as_ref()
+                .map(|k| ClusterKey::new(k.expose())),
+            auth_deadlines: BTreeSet::new(),
             settings,
         };
         node.advertise_own(now);
@@ -453,28 +491,12 @@ impl Node {
                     let anon = ident::anonymous_id(peer_addr.map(|a| a.ip()), conn);
                     self.conns.insert(conn, ConnState::Client { who, anon });
                 }
-                ConnKind::Fabric => {
-                    self.conns.insert(
-                        conn,
-                        ConnState::Fabric {
-                            node_id: None,
-                            dialed: None,
-                        },
-                    );
-                    self.greet(conn, now);
-                }
+                ConnKind::Fabric => self.greet(conn, None, peer_addr, now),
             },
             Input::Connected { conn, url } => {
                 self.dialer.succeeded(&url, now.mono);
                 self.outbound.insert(url.clone(), conn);
-                self.conns.insert(
-                    conn,
-                    ConnState::Fabric {
-                        node_id: None,
-                        dialed: Some(url),
-                    },
-                );
-                self.greet(conn, now);
+                self.greet(conn, Some(url), None, now);
             }
             Input::DialFailed { url, error } => {
                 self.event(Event::Info(format!("dial {url} failed: {error}")));
@@ -582,6 +604,9 @@ impl Node {
         if let Some(t) = self.plane.next_deadline() {
             next = next.min(t);
         }
+        if let Some(&(t, _)) = self.auth_deadlines.first() {
+            next = next.min(t);
+        }
         Some(next)
     }
 
@@ -616,11 +641,20 @@ impl Node {
         });
     }
 
+    /// Fabric links gossip may use: those past the key exchange.
     fn fabric_conns(&self) -> Vec<ConnId> {
         let mut v: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, s)| matches!(s, ConnState::Fabric { .. }))
+            .filter(|(_, s)| {
+                matches!(
+                    s,
+                    ConnState::Fabric {
+                        auth: LinkAuth::Open,
+                        ..
+                    }
+                )
+            })
             .map(|(c, _)| *c)
             .collect();
         v.sort_unstable();
@@ -644,7 +678,12 @@ impl Node {
                 _ => FabricMsg::Status(status.clone()),
             };
             self.last_status = Some(status);
-            let conns: Vec<ConnId> = self.outbound.values().copied().collect();
+            let conns: Vec<ConnId> = self
+                .outbound
+                .values()
+                .copied()
+                .filter(|c| self.is_open(*c))
+                .collect();
             self.send_fabric_many(conns, &msg);
             self.gossip_digests();
             self.timers.status = now.mono + self.gossip_interval();
@@ -671,6 +710,7 @@ impl Node {
         }
         self.send_due_resyncs(now);
         self.discovery_tick(now);
+        self.expire_auth(now);
     }
 
     /// How often the owner re-announces its entries as fresh: a quarter of
@@ -829,15 +869,67 @@ impl Node {
 
     // ---- fabric --------------------------------------------------------
 
-    /// First frames on a new fabric connection: who we are, how we are, and
-    /// a digest that starts the connect-time state exchange.
-    fn greet(&mut self, conn: ConnId, now: Now) {
+    /// A new fabric connection: say who we are. Without a cluster key the
+    /// link opens at once; with one, our Hello carries a challenge and the
+    /// link opens when the peer's proof arrives ([`Node::on_auth`]).
+    fn greet(&mut self, conn: ConnId, dialed: Option<String>, addr: Option<SocketAddr>, now: Now) {
+        let challenge = match self.cluster_key.as_mut() {
+            Some(key) => {
+                let nonce = self.rng.next_u64();
+                Some(key.challenge(&self.me.instance_id, nonce))
+            }
+            None => None,
+        };
+        let auth = match &challenge {
+            Some(c) => {
+                let timeout =
+                    secs(self.settings.fabric_dial_timeout_seconds).max(Duration::from_millis(100));
+                let deadline = now.mono + timeout;
+                self.auth_deadlines.insert((deadline, conn));
+                LinkAuth::Pending {
+                    challenge: c.clone(),
+                    hello: None,
+                    deadline,
+                }
+            }
+            None => LinkAuth::Open,
+        };
+        let open = matches!(auth, LinkAuth::Open);
+        self.conns.insert(
+            conn,
+            ConnState::Fabric {
+                node_id: None,
+                dialed,
+                auth,
+                addr,
+            },
+        );
         let hello = FabricMsg::Hello(Hello {
             node_id: self.me.node_id.clone(),
             cluster_id: self.me.cluster_id.clone(),
             instance_id: self.me.instance_id.clone(),
+            challenge,
         });
         self.send_fabric(conn, &hello);
+        if open {
+            self.open_link(conn, now);
+        }
+    }
+
+    /// Whether gossip may flow on `conn`.
+    fn is_open(&self, conn: ConnId) -> bool {
+        matches!(
+            self.conns.get(&conn),
+            Some(ConnState::Fabric {
+                auth: LinkAuth::Open,
+                ..
+            })
+        )
+    }
+
+    /// The first gossip on a link that just opened: how we are, and a
+    /// digest that starts the connect-time state exchange.
+    fn open_link(&mut self, conn: ConnId, now: Now) {
         let status = self.own_status(now);
         if !self
             .last_status
@@ -880,8 +972,12 @@ impl Node {
             let id = id.clone();
             self.replica.seen(&id, now.mono);
         }
+        let pending = !self.is_open(conn);
         match decoded.msg {
-            FabricMsg::Hello(h) => self.on_hello(conn, h),
+            FabricMsg::Hello(h) => self.on_hello(conn, h, now),
+            FabricMsg::Auth(proof) => self.on_auth(conn, proof, now),
+            // Nothing but the exchange itself may arrive before it ends.
+            _ if pending => self.refuse_peer(conn, Refusal::Premature, now),
             FabricMsg::Status(s) => {
                 if self.replica.is_departed(&s.node_id, &s.instance_id) {
                     self.close(conn, 1008, "peer is marked departed");
@@ -957,7 +1053,7 @@ impl Node {
         self.close(conn, code, detail);
     }
 
-    fn on_hello(&mut self, conn: ConnId, hello: Hello) {
+    fn on_hello(&mut self, conn: ConnId, hello: Hello, now: Now) {
         if hello.node_id == self.me.node_id {
             if let Some(ConnState::Fabric {
                 dialed: Some(url), ..
@@ -969,7 +1065,142 @@ impl Node {
             self.close(conn, 1008, "connected to self");
             return;
         }
-        self.identify(conn, &hello.node_id);
+        let Some(ConnState::Fabric { auth, .. }) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let LinkAuth::Pending { hello: seen, .. } = auth else {
+            if hello.challenge.is_some() {
+                self.refuse_peer(conn, Refusal::Unexpected, now);
+            } else {
+                self.identify(conn, &hello.node_id);
+            }
+            return;
+        };
+        if seen.is_some() {
+            // One Hello per link: a second one could only try to change
+            // the identity the proof is checked against.
+            self.refuse_peer(conn, Refusal::Premature, now);
+            return;
+        }
+        let challenge = hello.challenge.clone();
+        *seen = Some(hello);
+        let (Some(challenge), Some(key)) = (challenge, self.cluster_key.as_ref()) else {
+            self.refuse_peer(conn, Refusal::Missing, now);
+            return;
+        };
+        let proof = key.proof(
+            &challenge,
+            Prover {
+                node_id: &self.me.node_id,
+                instance_id: &self.me.instance_id,
+                cluster_id: &self.me.cluster_id,
+            },
+        );
+        self.send_fabric(conn, &FabricMsg::Auth(AuthProof { proof }));
+    }
+
+    /// The peer's answer to our challenge: open the link, or refuse it.
+    fn on_auth(&mut self, conn: ConnId, proof: AuthProof, now: Now) {
+        let Some(ConnState::Fabric { auth, .. }) = self.conns.get(&conn) else {
+            return;
+        };
+        let (challenge, hello) = match auth {
+            LinkAuth::Pending {
+                challenge,
+                hello: Some(hello),
+                ..
+            } => (challenge, hello),
+            // A proof before the Hello it must name.
+            LinkAuth::Pending { hello: None, .. } => {
+                return self.refuse_peer(conn, Refusal::Premature, now)
+            }
+            // We asked for nothing (no key), or the link is already open.
+            LinkAuth::Open => return self.refuse_peer(conn, Refusal::Unexpected, now),
+        };
+        let prover = Prover {
+            node_id: &hello.node_id,
+            instance_id: &hello.instance_id,
+            cluster_id: &hello.cluster_id,
+        };
+        let verified = self
+            .cluster_key
+            .as_ref()
+            .is_some_and(|key| key.verify(challenge, prover, &proof.proof));
+        if !verified {
+            return self.refuse_peer(conn, Refusal::Failed, now);
+        }
+        let node_id = hello.node_id.clone();
+        if let Some(ConnState::Fabric { auth, .. }) = self.conns.get_mut(&conn) {
+            *auth = LinkAuth::Open;
+        }
+        self.identify(conn, &node_id);
+        self.open_link(conn, now);
+    }
+
+    /// Refuses a fabric peer that failed the cluster-key exchange: counted,
+    /// audited (`fabric_auth`, with the reason), logged, and closed with a
+    /// reason that says what to fix. A link we dialled backs off like a
+    /// failed dial, so a misconfigured peer is not redialled every tick.
+    fn refuse_peer(&mut self, conn: ConnId, why: Refusal, now: Now) {
+        let Some(ConnState::Fabric {
+            dialed, auth, addr, ..
+        }) = self.conns.get_mut(&conn)
+        else {
+            return;
+        };
+        // Refuse once: the link is closing, later frames on it are noise.
+        let hello = match std::mem::replace(auth, LinkAuth::Open) {
+            LinkAuth::Pending { hello, .. } => hello,
+            LinkAuth::Open => None,
+        };
+        let dialed = dialed.clone();
+        let peer = match (&hello, &dialed, addr) {
+            (Some(h), _, _) => h.node_id.clone(),
+            (None, Some(url), _) => url.clone(),
+            (None, None, Some(a)) => a.to_string(),
+            (None, None, None) => format!("connection {conn}"),
+        };
+        let cluster = hello.map(|h| h.cluster_id).unwrap_or_default();
+        self.conns.remove(&conn);
+        self.counters.fabric_auth_refused.add(why);
+        self.access_audit.record_peer_refusal(
+            "fabric_auth",
+            &peer,
+            &cluster,
+            why.label(),
+            now.wall,
+        );
+        self.event(Event::BadInput {
+            conn: Some(conn),
+            detail: format!("fabric peer {peer} refused: {}", why.detail()),
+        });
+        if let Some(url) = dialed {
+            if self.outbound.get(&url) == Some(&conn) {
+                self.outbound.remove(&url);
+            }
+            self.dialer.failed(&url, now.mono);
+        }
+        self.close(conn, 1008, why.detail());
+    }
+
+    /// Refuses the links whose key exchange ran past its deadline.
+    fn expire_auth(&mut self, now: Now) {
+        while let Some(&(deadline, conn)) = self.auth_deadlines.first() {
+            if deadline > now.mono {
+                break;
+            }
+            self.auth_deadlines.pop_first();
+            let due = matches!(
+                self.conns.get(&conn),
+                Some(ConnState::Fabric {
+                    auth: LinkAuth::Pending { deadline: d, .. },
+                    ..
+                }) if *d == deadline
+            );
+            if due {
+                self.refuse_peer(conn, Refusal::Timeout, now);
+            }
+        }
     }
 
     fn identify(&mut self, conn: ConnId, node_id: &str) {
@@ -1071,7 +1302,9 @@ impl Node {
                     self.withdraw(bound, now);
                 }
             }
-            Some(ConnState::Fabric { node_id, dialed }) => {
+            Some(ConnState::Fabric {
+                node_id, dialed, ..
+            }) => {
                 self.digests.remove(conn);
                 if let Some(node_id) = node_id {
                     let known = self.peers.get(&node_id).is_some();
@@ -2044,3 +2277,7 @@ impl Node {
 #[cfg(test)]
 #[path = "node_policy_tests.rs"]
 mod policy_tests;
+
+#[cfg(test)]
+#[path = "node_auth_tests.rs"]
+mod auth_tests;

@@ -354,6 +354,7 @@ impl Sim {
                             b.len(),
                             match f.msg {
                                 crate::wire::fabric::FabricMsg::Hello(_) => "hello".to_string(),
+                                crate::wire::fabric::FabricMsg::Auth(_) => "auth".to_string(),
                                 crate::wire::fabric::FabricMsg::Status(_) => "status".to_string(),
                                 crate::wire::fabric::FabricMsg::Beat(_) => "beat".to_string(),
                                 crate::wire::fabric::FabricMsg::Goodbye(_) => "goodbye".to_string(),

@@ -322,6 +322,58 @@ fn cli_reads_monitoring_from_the_websocket_url_and_the_monitoring_url() {
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// `monitoring_auth_token`: every endpoint answers 401 without the token,
+/// on the monitoring listener and on the client port alike, and the CLI
+/// passes it with `--monitoring-token`.
+#[test]
+fn the_monitoring_token_guards_every_endpoint() {
+    let token = "0123456789abcdef-monitoring";
+    let node = Node::start_with_config(
+        &format!("cluster_id = \"mon\"\nmonitoring_auth_token = \"{token}\"\n"),
+        NO_ARGS,
+    );
+    for addr in [monitoring_addr(&node), client_addr(&node)] {
+        for path in ["/metrics", "/health", "/discovery/lag"] {
+            let denied = get(&addr, path);
+            assert_eq!(denied.status, 401, "{addr}{path}: {denied:#?}");
+            assert!(denied.body.contains("monitoring_auth_token"), "{denied:#?}");
+            let wrong = request(&addr, "GET", path, "Authorization: Bearer guess\r\n");
+            assert_eq!(wrong.status, 401, "{addr}{path}");
+            let ok = request(
+                &addr,
+                "GET",
+                path,
+                &format!("Authorization: Bearer {token}\r\n"),
+            );
+            assert_eq!(ok.status, 200, "{addr}{path}: {ok:#?}");
+            let ok = request(
+                &addr,
+                "GET",
+                path,
+                &format!("X-Monitoring-Token: {token}\r\n"),
+            );
+            assert_eq!(ok.status, 200, "{addr}{path}: {ok:#?}");
+        }
+    }
+    let ws = node.url().to_string();
+    let (code, out, err) = mpreg(&["discovery", "lag", "--url", &ws]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("401") && err.contains("--monitoring-token"),
+        "{err}"
+    );
+    let (code, out, err) = mpreg(&[
+        "discovery",
+        "lag",
+        "--url",
+        &ws,
+        "--monitoring-token",
+        token,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("summary_export_lag_seconds"), "{out}");
+}
+
 #[test]
 fn policy_rules_need_an_admin_credential_and_monitoring_can_be_off() {
     let config = r#"

@@ -175,6 +175,73 @@ fn churn_recovery_lists_exactly_eleven() {
 /// failure detector removes its state after
 /// `2·gi·(3 + 2·⌈log2 n⌉)` (the "dead" timeout). For 10 nodes at gi 0.5:
 /// stale 2 s, dead 15 s; we allow the stale bound plus reconnect slack.
+/// A cluster with a shared `fabric_auth_key`: its members converge as
+/// without a key, while a node with another key and a node with none are
+/// refused by every member they reach, never listed and never learn the
+/// catalog (issue 11: an unauthenticated peer is refused).
+#[test]
+fn a_cluster_key_keeps_outsiders_out() {
+    use mpreg_core::config::SecretText;
+    use mpreg_core::fabric::auth::Refusal;
+    let key = "0123456789abcdef-cluster";
+    for seed in seeds() {
+        let n = 8;
+        let mut sim = Sim::new(seed, NetConfig::default());
+        for i in 0..n {
+            let mut s = cluster_settings(i, n, Topology::StarHub, 0.5);
+            s.fabric_auth_key = match i {
+                6 => None,
+                7 => Some(SecretText::new("0123456789abcdef-intruder")),
+                _ => Some(SecretText::new(key)),
+            };
+            sim.add(s);
+        }
+        let members = 0..6;
+        let ok = sim.run_until(Duration::from_secs(10), |s| {
+            members.clone().all(|i| s.discovered(i) == 5)
+        });
+        assert_safe(&sim);
+        assert!(
+            ok,
+            "seed {seed}: members did not converge: {:?}",
+            (0..n).map(|i| sim.discovered(i)).collect::<Vec<_>>()
+        );
+        sim.run_for(Duration::from_secs(5));
+        let outsiders = [sim.url(6), sim.url(7)];
+        for i in members.clone() {
+            assert_eq!(
+                sim.discovered(i),
+                5,
+                "seed {seed}: node {i} learned an outsider"
+            );
+            let peers = sim.clone_peers(i);
+            assert!(
+                !peers.iter().any(|p| outsiders.contains(p)),
+                "seed {seed}: node {i} lists an outsider: {peers:?}"
+            );
+        }
+        for i in [6, 7] {
+            assert_eq!(
+                sim.discovered(i),
+                0,
+                "seed {seed}: outsider {i} learned the catalog"
+            );
+        }
+        let hub = sim
+            .node(0)
+            .expect("hub runs")
+            .counters()
+            .fabric_auth_refused;
+        assert!(hub.get(Refusal::Missing) >= 1, "seed {seed}: {hub:?}");
+        assert!(hub.get(Refusal::Failed) >= 1, "seed {seed}: {hub:?}");
+        let keyless = sim.node(6).expect("runs").counters().fabric_auth_refused;
+        assert!(
+            keyless.get(Refusal::Unexpected) >= 1,
+            "seed {seed}: {keyless:?}"
+        );
+    }
+}
+
 #[test]
 fn crashed_node_leaves_every_list_within_the_bound() {
     for seed in seeds() {

@@ -10,6 +10,7 @@
 //!   entries and versions every change; deltas flood, digests repair, and
 //!   tombstones keep departed state from coming back.
 
+pub mod auth;
 pub mod dial;
 pub mod dial_policy;
 pub mod digest;

@@ -15,6 +15,10 @@
 //! | `/discovery/lag` | `{status:"ok", lag, timestamp}` |
 //! | `/dns/metrics` | `{status:"ok", dns_gateway, timestamp}` |
 //!
+//! With `monitoring_auth_token` set, every GET must present the token
+//! (`Authorization: Bearer <token>` or `X-Monitoring-Token: <token>`) or
+//! gets 401; CORS preflights and unknown paths answer as without it.
+//!
 //! With `monitoring_enabled = false` every path is 404 (the runtimes open
 //! no monitoring listener; plain GETs on the client port get that answer).
 //!
@@ -40,6 +44,7 @@ use crate::audit::AccessAudit;
 use crate::catalog::entry::EntryKind;
 use crate::config::Settings;
 use crate::dns::DnsStats;
+use crate::fabric::auth::Refusal;
 use crate::identity::{IdentityConfig, Role};
 use crate::node::{Counters, Identity};
 use crate::policy::{self, PolicyHistory};
@@ -196,6 +201,38 @@ pub fn listen_address(settings: &Settings) -> Option<String> {
     Some(format!("{host}:{}", settings.monitoring_port.unwrap_or(0)))
 }
 
+/// Header that carries the monitoring token when `Authorization` is taken
+/// by an admin credential (for `/discovery/policy`).
+pub const MONITORING_TOKEN_HEADER: &str = "x-monitoring-token";
+
+/// Whether the request carries `token` as `Authorization: Bearer <token>`
+/// or in [`MONITORING_TOKEN_HEADER`]. Compared as SHA-256 digests, so the
+/// time taken says nothing about how much of a guess was right.
+fn presents_token(headers: &[(String, String)], token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let want = Sha256::digest(token.as_bytes());
+    let offered = headers
+        .iter()
+        .filter_map(|(name, value)| match name.as_str() {
+            "authorization" => {
+                let (scheme, rest) = value.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+            }
+            MONITORING_TOKEN_HEADER => Some(value.trim()),
+            _ => None,
+        });
+    let mut ok = false;
+    for candidate in offered {
+        let got = Sha256::digest(candidate.as_bytes());
+        let diff = want
+            .iter()
+            .zip(got.iter())
+            .fold(0u8, |d, (a, b)| d | (a ^ b));
+        ok |= diff == 0;
+    }
+    ok
+}
+
 /// Answers one request from `view`.
 pub fn respond(view: &MonitoringView<'_>, req: &Request<'_>) -> Response {
     let mut resp = route(view, req);
@@ -238,7 +275,7 @@ fn route(view: &MonitoringView<'_>, req: &Request<'_>) -> Response {
                 ("Access-Control-Allow-Methods".into(), "GET, OPTIONS".into()),
                 (
                     "Access-Control-Allow-Headers".into(),
-                    "Authorization, X-API-Key".into(),
+                    "Authorization, X-API-Key, X-Monitoring-Token".into(),
                 ),
             ],
         };
@@ -253,6 +290,17 @@ fn route(view: &MonitoringView<'_>, req: &Request<'_>) -> Response {
         );
         r.headers.push(("Allow".into(), "GET".into()));
         return r;
+    }
+    if let Some(token) = &view.settings.monitoring_auth_token {
+        if !presents_token(req.headers, token.expose()) {
+            let mut r = Response::error(
+                401,
+                "monitoring requires the monitoring_auth_token: send Authorization: Bearer <token> or X-Monitoring-Token".into(),
+            );
+            r.headers
+                .push(("WWW-Authenticate".into(), "Bearer realm=\"mpreg\"".into()));
+            return r;
+        }
     }
     let now = view.now;
     match path {
@@ -519,6 +567,17 @@ fn metrics(view: &MonitoringView<'_>) -> String {
     ];
     for (name, help, value) in counters {
         e.single(name, Kind::Counter, help, value as f64);
+    }
+    e.family(
+        "mpreg_fabric_auth_refused_total",
+        Kind::Counter,
+        "Fabric peers refused by cluster-key authentication, by reason.",
+    );
+    for why in Refusal::ALL {
+        e.sample(
+            &[("reason", why.label())],
+            c.fabric_auth_refused.get(why) as f64,
+        );
     }
 
     let p = view.peers;

@@ -49,6 +49,11 @@ fn fixture(settings: Settings) -> Fixture {
             server_messages: 11,
             client_frames_rejected: 1,
             rate_limited: 3,
+            fabric_auth_refused: {
+                let mut r = crate::fabric::auth::RefusalCounts::default();
+                r.add(crate::fabric::auth::Refusal::Failed);
+                r
+            },
             ..Counters::default()
         },
         dns: DnsStats {
@@ -373,6 +378,46 @@ fn unknown_paths_404_other_methods_405_and_cors() {
 }
 
 #[test]
+fn a_monitoring_token_is_required_when_configured() {
+    let token = "0123456789abcdef-monitor";
+    let f = fixture(Settings {
+        monitoring_auth_token: Some(crate::config::SecretText::new(token)),
+        ..Settings::default()
+    });
+    let v = view(&f);
+    let h = |name: &str, value: String| vec![(name.to_string(), value)];
+    for path in ["/", "/health", "/metrics", "/discovery/lag"] {
+        let r = get(&v, path);
+        assert_eq!(r.status, 401, "{path}");
+        assert!(r.headers.iter().any(|(n, _)| n == "WWW-Authenticate"));
+        assert!(body(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("monitoring_auth_token"));
+        let wrong = get_with(&v, path, &h("authorization", "Bearer nope".into()));
+        assert_eq!(wrong.status, 401, "{path}");
+        let prefix = get_with(&v, path, &h("authorization", format!("Bearer {token}x")));
+        assert_eq!(prefix.status, 401, "{path}: a longer guess is no match");
+        let bearer = get_with(&v, path, &h("authorization", format!("bearer {token}")));
+        assert_eq!(bearer.status, 200, "{path}");
+        let header = get_with(&v, path, &h("x-monitoring-token", token.into()));
+        assert_eq!(header.status, 200, "{path}");
+    }
+    // Unknown paths and CORS preflights answer as without a token.
+    assert_eq!(get(&v, "/nope").status, 404);
+    let preflight = respond(
+        &v,
+        &Request {
+            method: "OPTIONS",
+            path: "/metrics",
+            query: "",
+            headers: &[],
+        },
+    );
+    assert_eq!(preflight.status, 204);
+}
+
+#[test]
 fn disabled_monitoring_answers_nothing() {
     let f = fixture(Settings {
         monitoring_enabled: false,
@@ -501,6 +546,16 @@ fn metrics_parse_back_with_counters_present() {
         ("mpreg_fabric_messages_total", "", 11.0),
         ("mpreg_client_frames_rejected_total", "", 1.0),
         ("mpreg_discovery_rate_limited_total", "", 3.0),
+        (
+            "mpreg_fabric_auth_refused_total",
+            "reason=\"auth_failed\"",
+            1.0,
+        ),
+        (
+            "mpreg_fabric_auth_refused_total",
+            "reason=\"auth_missing\"",
+            0.0,
+        ),
         ("mpreg_peers", "state=\"connected\"", 2.0),
         ("mpreg_peers", "state=\"suspected\"", 1.0),
         ("mpreg_peers", "state=\"departed\"", 1.0),

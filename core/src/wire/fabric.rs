@@ -35,6 +35,9 @@ pub struct FabricFrame {
 pub enum FabricMsg {
     /// First frame in each direction: who is on the other end.
     Hello(Hello),
+    /// The answer to the peer's Hello challenge when the cluster runs with
+    /// `fabric_auth_key` ([`crate::fabric::auth`]).
+    Auth(AuthProof),
     /// Liveness and load report with the sender's offer (MPREG's STATUS):
     /// sent when a connection opens and whenever the offer changes.
     Status(Status),
@@ -66,6 +69,20 @@ pub struct Hello {
     pub cluster_id: String,
     /// The sender's process instance (a ULID, new at every start).
     pub instance_id: String,
+    /// Set when the sender holds a cluster key: the challenge the receiver
+    /// must answer with an [`AuthProof`] before the sender gossips with it.
+    /// Absent on the wire otherwise, so nodes without a key exchange the
+    /// same Hello as before authentication existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<Vec<u8>>,
+}
+
+/// Proof of the cluster key: the HMAC of the peer's challenge and our
+/// identity ([`crate::fabric::auth::ClusterKey::proof`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthProof {
+    /// The HMAC-SHA256 output.
+    pub proof: Vec<u8>,
 }
 
 /// MPREG's STATUS fields (`reference/fabric.md` §1.9).
@@ -337,13 +354,22 @@ mod tests {
 
     fn arb_msg() -> impl Strategy<Value = FabricMsg> {
         prop_oneof![
-            (arb_str(), arb_str(), arb_str()).prop_map(|(node_id, cluster_id, instance_id)| {
-                FabricMsg::Hello(Hello {
-                    node_id,
-                    cluster_id,
-                    instance_id,
-                })
-            }),
+            (
+                arb_str(),
+                arb_str(),
+                arb_str(),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 32))
+            )
+                .prop_map(|(node_id, cluster_id, instance_id, challenge)| {
+                    FabricMsg::Hello(Hello {
+                        node_id,
+                        cluster_id,
+                        instance_id,
+                        challenge,
+                    })
+                }),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|proof| FabricMsg::Auth(AuthProof { proof })),
             (
                 arb_str(),
                 arb_str(),
@@ -475,11 +501,45 @@ mod tests {
             node_id: "x".repeat(100),
             cluster_id: "c".into(),
             instance_id: "i".into(),
+            challenge: None,
         }));
         assert!(matches!(
             decode(&bytes, 10),
             Err(FabricDecodeError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn a_hello_without_challenge_is_the_hello_of_before() {
+        // Nodes without a cluster key keep exchanging the Hello they did
+        // before authentication existed: no new field on the wire.
+        #[derive(Serialize)]
+        enum Old {
+            Hello {
+                node_id: String,
+                cluster_id: String,
+                instance_id: String,
+            },
+        }
+        let hello = Hello {
+            node_id: "ws://127.0.0.1:7001".into(),
+            cluster_id: "prod".into(),
+            instance_id: "01JCZ6D5V6W0000000000000AB".into(),
+            challenge: None,
+        };
+        let mut old = PROTOCOL_VERSION.to_be_bytes().to_vec();
+        ciborium::into_writer(
+            &Old::Hello {
+                node_id: hello.node_id.clone(),
+                cluster_id: hello.cluster_id.clone(),
+                instance_id: hello.instance_id.clone(),
+            },
+            &mut old,
+        )
+        .expect("encodes");
+        assert_eq!(encode(&FabricMsg::Hello(hello.clone())), old);
+        let decoded = decode(&old, 1 << 20).expect("decodes");
+        assert_eq!(decoded.msg, FabricMsg::Hello(hello));
     }
 
     #[test]
