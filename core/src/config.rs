@@ -83,10 +83,9 @@ const ENV_PREFIX: &str = "MPREG_";
 /// MPREG may contain them, so they are accepted with one warning each and then
 /// ignored, instead of failing start-up.
 ///
-/// Deliberately absent: MPREG security settings this port does not build,
-/// such as `discovery_summary_signing_secret`. Ignoring those would silently
-/// run a node less protected than its operator asked for, so they are
-/// rejected as unknown.
+/// Deliberately absent: MPREG security settings. Ignoring one would silently
+/// run a node less protected than its operator asked for, so a security
+/// setting is either built or rejected as unknown.
 pub const IGNORED_MPREG_SETTINGS: &[&str] = &[
     "log_level",
     "on_port_assigned",
@@ -374,6 +373,12 @@ pub struct Settings {
     /// ([`crate::fabric::auth`]). Every node of the cluster needs the same
     /// key. At least 16 characters.
     pub fabric_auth_key: Option<SecretText>,
+    /// MPREG's name. When set, summary exports are signed with it and
+    /// floods without a valid signature are dropped (not relayed, delivered
+    /// or cached) and counted ([`crate::summary::signing`]). Exporters and
+    /// the summary resolvers that must trust them share it. At least 16
+    /// characters.
+    pub discovery_summary_signing_secret: Option<SecretText>,
     /// Advertise the node's built-in discovery RPCs (`catalog_query`,
     /// `list_peers`, ...) as function entries, as a stock MPREG node does.
     /// Off, the node gossips only its descriptor and what it declares: in
@@ -480,6 +485,7 @@ impl Default for Settings {
             monitoring_enable_cors: true,
             monitoring_auth_token: None,
             fabric_auth_key: None,
+            discovery_summary_signing_secret: None,
             advertise_builtin_rpcs: true,
             log_debug_scopes: Vec::new(),
             data_dir: None,
@@ -1214,6 +1220,7 @@ const SETTINGS: &[Field] = &[
     field("monitoring_enable_cors", Kind::Bool),
     field("monitoring_auth_token", Kind::Opt(&Kind::Secret)),
     field("fabric_auth_key", Kind::Opt(&Kind::Secret)),
+    field("discovery_summary_signing_secret", Kind::Opt(&Kind::Secret)),
     field("advertise_builtin_rpcs", Kind::Bool),
     field("log_debug_scopes", Kind::TextList),
     field("data_dir", Kind::Opt(&Kind::Text)),
@@ -1851,6 +1858,10 @@ fn normalize_texts(s: &mut Settings) -> Result<(), Problem> {
     for (name, secret) in [
         ("monitoring_auth_token", &mut s.monitoring_auth_token),
         ("fabric_auth_key", &mut s.fabric_auth_key),
+        (
+            "discovery_summary_signing_secret",
+            &mut s.discovery_summary_signing_secret,
+        ),
     ] {
         tidy_secret(secret, name)?;
     }
@@ -2527,8 +2538,15 @@ mod tests {
     }
 
     #[test]
-    fn security_settings_we_lack_are_not_silently_ignored() {
-        let e = err_file("discovery_summary_signing_secret = \"0123456789abcdef\"");
+    fn security_settings_are_never_in_the_ignored_list() {
+        for key in [
+            "monitoring_auth_token",
+            "fabric_auth_key",
+            "discovery_summary_signing_secret",
+        ] {
+            assert!(!IGNORED_MPREG_SETTINGS.contains(&key), "{key}");
+        }
+        let e = err_file("discovery_summary_signing_secret = \"short\"");
         assert_eq!(e.key, "discovery_summary_signing_secret");
     }
 

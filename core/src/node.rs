@@ -78,6 +78,8 @@ pub struct Counters {
     pub rate_limited: u64,
     /// Fabric peers refused by authentication, by reason (audited).
     pub fabric_auth_refused: RefusalCounts,
+    /// Summary floods dropped for a missing or wrong signature.
+    pub summary_signature_rejected: u64,
 }
 
 #[derive(Debug)]

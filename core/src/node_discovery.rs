@@ -40,6 +40,7 @@ use crate::summary::exporter::{ExportConfig, Exporter, Publication};
 use crate::summary::flood::{FloodDedup, FloodTopic, SummaryFlood};
 use crate::summary::model::SummaryMessage;
 use crate::summary::rpc::{self as srpc, SummaryCtx};
+use crate::summary::signing::SummarySigner;
 use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, PubSubMessage, RpcCommand, RpcError};
 use crate::wire::fabric::FabricMsg;
@@ -70,6 +71,8 @@ pub(super) struct Plane {
     flood_seq: u64,
     dedup: FloodDedup,
     refresh_jobs: BTreeMap<CacheKey, RefreshJob>,
+    /// Signs our exports and checks others' (`discovery_summary_signing_secret`).
+    signer: Option<SummarySigner>,
 }
 
 fn after(now: Instant, seconds: f64) -> Instant {
@@ -111,6 +114,10 @@ impl Plane {
             flood_seq: 0,
             dedup: FloodDedup::default(),
             refresh_jobs: BTreeMap::new(),
+            signer: settings
+                .discovery_summary_signing_secret
+                .as_ref()
+                .map(|s| SummarySigner::new(s.expose())),
         }
     }
 
@@ -301,7 +308,8 @@ impl Node {
         }
         self.plane.cache.apply(&base, now.wall);
         self.plane.flood_seq += 1;
-        let flood = SummaryFlood {
+        let mut flood = SummaryFlood {
+            signature: None,
             source_node: self.me.node_id.clone(),
             instance_id: self.me.instance_id.clone(),
             seq: self.plane.flood_seq,
@@ -317,12 +325,35 @@ impl Node {
                 })
                 .collect(),
         };
+        if let Some(signer) = &self.plane.signer {
+            signer.sign(&mut flood);
+        }
         let conns = self.fabric_conns();
         self.send_fabric_many(conns, &FabricMsg::Summary(flood));
     }
 
     /// An export flooded by another node: relay once, deliver, cache.
     pub(super) fn on_summary_flood(&mut self, from: ConnId, flood: SummaryFlood, now: Now) {
+        // Checked before the sequence number is recorded: a forged flood
+        // must not make the genuine one with its number look seen.
+        if let Some(signer) = &self.plane.signer {
+            if flood.source_node != self.me.node_id && !signer.verify(&flood) {
+                self.counters.summary_signature_rejected += 1;
+                let why = if flood.signature.is_some() {
+                    "a wrong signature"
+                } else {
+                    "no signature"
+                };
+                self.event(Event::BadInput {
+                    conn: Some(from),
+                    detail: format!(
+                        "summary flood {} from {} dropped: {why} (discovery_summary_signing_secret)",
+                        flood.seq, flood.source_node
+                    ),
+                });
+                return;
+            }
+        }
         if flood.source_node == self.me.node_id
             || !self
                 .plane

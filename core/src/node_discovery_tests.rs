@@ -584,3 +584,125 @@ mod replay_property {
         }
     }
 }
+
+/// `discovery_summary_signing_secret`: an exporter signs its floods; a
+/// summary resolver holding the same secret caches them, one holding
+/// another secret drops and counts every one, and a node without a secret
+/// takes them as before (it cannot check).
+#[test]
+fn signed_summaries_reach_only_resolvers_that_share_the_secret() {
+    use crate::config::SecretText;
+    let secret = || Some(SecretText::new("0123456789abcdef-summaries"));
+    for seed in [1u64, 2] {
+        let mut sim = Sim::new(seed, NetConfig::default());
+        let eu = sim.add(Settings {
+            discovery_summary_export_enabled: true,
+            discovery_summary_export_interval_seconds: 1.0,
+            discovery_summary_export_scope: Some("global".into()),
+            discovery_summary_signing_secret: secret(),
+            functions: vec![func("svc.market.quote", "global")],
+            ..sim_node(0, "eu", "eu", vec![])
+        });
+        let eu_url = sim.url(eu);
+        let resolver = |i: usize, cluster: &str, signing: Option<SecretText>| Settings {
+            discovery_summary_resolver_mode: true,
+            discovery_summary_resolver_scopes: vec!["global".into()],
+            discovery_summary_signing_secret: signing,
+            ..sim_node(i, cluster, cluster, vec![eu_url.clone()])
+        };
+        let us = sim.add(resolver(1, "us", secret()));
+        let ap = sim.add(resolver(
+            2,
+            "ap",
+            Some(SecretText::new("0123456789abcdef-elsewhere")),
+        ));
+        let sa = sim.add(resolver(3, "sa", None));
+        let query = json!({"namespace": "svc.market", "scope": "global"});
+        let resolved = |s: &Sim, i: usize| {
+            s.node(i)
+                .and_then(|n| n.call(s.now(), "summary_query", query.clone()).ok())
+                .is_some_and(|v| !items(&v).is_empty())
+        };
+        let ok = sim.run_until(Duration::from_secs(20), |s| {
+            resolved(s, us) && resolved(s, sa)
+        });
+        assert!(ok, "seed {seed}: the summaries never reached us and sa");
+        sim.run_for(Duration::from_secs(3));
+        assert!(
+            !resolved(&sim, ap),
+            "seed {seed}: ap cached a flood it cannot verify"
+        );
+        let rejected = |i: usize| sim.node(i).unwrap().counters().summary_signature_rejected;
+        assert!(rejected(ap) >= 2, "seed {seed}: every export is dropped");
+        assert_eq!((rejected(us), rejected(sa)), (0, 0), "seed {seed}");
+        assert!(sim.violation().is_none(), "{:?}", sim.violation());
+    }
+}
+
+/// A flood whose signature is missing is dropped before its sequence number
+/// is recorded: the genuine flood with that number still gets through.
+#[test]
+fn a_forged_flood_cannot_burn_the_number_of_a_genuine_one() {
+    use crate::config::SecretText;
+    use crate::summary::flood::SummaryFlood;
+    use crate::summary::signing::SummarySigner;
+    let secret = "0123456789abcdef-summaries";
+    let mut one = One::new(Settings {
+        discovery_summary_resolver_mode: true,
+        discovery_summary_signing_secret: Some(SecretText::new(secret)),
+        ..Sim::settings(0)
+    });
+    let now = at(1.0);
+    one.node.handle(
+        now,
+        Input::Accepted {
+            conn: 50,
+            kind: ConnKind::Fabric,
+            headers: vec![],
+            peer_addr: None,
+        },
+    );
+    one.drain();
+    let message = json!({
+        "summaries": [{
+            "service_id": "svc.pay.charge", "name": "svc.pay.charge",
+            "namespace": "svc.pay", "source_cluster": "eu", "source_node": "ws://127.0.0.1:9",
+            "scope": "global", "endpoint_count": 1, "health_band": "healthy",
+            "ttl_seconds": 60.0, "generated_at": 1.0
+        }],
+        "namespaces": ["svc.pay"], "source_cluster": "eu", "scope": "global",
+        "generated_at": T0 + 1.0, "ttl_seconds": 60.0
+    });
+    let genuine = |signed: bool| {
+        let mut f = SummaryFlood {
+            source_node: "ws://127.0.0.1:9".into(),
+            instance_id: "01JCZ6D5V6W0000000000000AA".into(),
+            seq: 1,
+            message: message.to_string(),
+            topics: vec![],
+            signature: None,
+        };
+        if signed {
+            SummarySigner::new(secret).sign(&mut f);
+        }
+        f
+    };
+    for signed in [false, true] {
+        one.node.handle(
+            now,
+            Input::Frame {
+                conn: 50,
+                frame: Frame::Binary(crate::wire::fabric::encode(
+                    &crate::wire::fabric::FabricMsg::Summary(genuine(signed)),
+                )),
+            },
+        );
+        one.drain();
+    }
+    assert_eq!(one.node.counters().summary_signature_rejected, 1);
+    let cache = one.node.discovery_cache_snapshot(now);
+    assert_eq!(
+        cache["summary_cache"]["stats"]["messages_applied"], 1,
+        "the signed flood with the same number was applied: {cache}"
+    );
+}

@@ -518,7 +518,7 @@ fn metrics(view: &MonitoringView<'_>) -> String {
         "Seconds since this instance started.",
         uptime(view),
     );
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "mpreg_client_messages_total",
             "Client (JSON) messages handled.",
@@ -563,6 +563,11 @@ fn metrics(view: &MonitoringView<'_>) -> String {
             "mpreg_discovery_rate_limited_total",
             "Discovery requests refused by the rate limiter (429).",
             c.rate_limited,
+        ),
+        (
+            "mpreg_summary_signature_rejected_total",
+            "Summary floods dropped for a missing or wrong signature.",
+            c.summary_signature_rejected,
         ),
     ];
     for (name, help, value) in counters {

@@ -31,6 +31,11 @@ pub struct SummaryFlood {
     pub message: String,
     /// Where it was published.
     pub topics: Vec<FloodTopic>,
+    /// HMAC of the rest when the exporter holds
+    /// `discovery_summary_signing_secret` ([`super::signing`]); absent on
+    /// the wire otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Vec<u8>>,
 }
 
 /// One topic of a flooded export.

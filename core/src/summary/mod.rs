@@ -16,6 +16,7 @@
 //! - [`cache`]: the summary resolver's cache (ingestion, expiry, query,
 //!   per-source freshness);
 //! - [`flood`]: deduplication of summaries flooded over the fabric;
+//! - [`signing`]: signatures on floods (`discovery_summary_signing_secret`);
 //! - [`rpc`]: `summary_query` / `summary_watch` and ingress hints.
 
 pub mod build;
@@ -24,6 +25,7 @@ pub mod exporter;
 pub mod flood;
 pub mod model;
 pub mod rpc;
+pub mod signing;
 
 /// RPCs answered by the node from its summary and resolver state (not by
 /// the read-only `api::dispatch`).
