@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clap::Args;
+use mpreg_client::failover::is_failover_error;
 use mpreg_client::{Client, ClientError, Credentials};
 use serde_json::{json, Map, Value};
 
@@ -66,8 +67,11 @@ pub fn parse_seconds(s: &str) -> Result<f64, String> {
 /// Connection flags of every command that talks to a node over WebSocket.
 #[derive(Args, Debug, Clone)]
 pub struct ConnArgs {
-    /// Node URL, e.g. ws://127.0.0.1:6666 (env MPREG_URL).
-    #[arg(long, env = "MPREG_URL", value_name = "URL")]
+    /// Node URL, e.g. ws://127.0.0.1:6666 (env MPREG_URL). Several URLs,
+    /// comma-separated, are tried in order: a node that cannot be reached,
+    /// times out or drops the connection hands the command to the next
+    /// (the runbook's resolver or hub outage).
+    #[arg(long, env = "MPREG_URL", value_name = "URL[,URL...]")]
     pub url: Option<String>,
     /// Seconds to wait for the connection and for each reply.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
@@ -94,22 +98,49 @@ pub struct ConnArgs {
 }
 
 impl ConnArgs {
-    /// The node URL, or the usage error MPREG's CLI gives.
-    pub fn url(&self) -> Result<&str, CliError> {
-        match self.url.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => Ok(u),
-            _ => Err(CliError::Usage("Provide --url or set MPREG_URL.".into())),
+    /// The node URLs in the order to try them, or the usage error MPREG's
+    /// CLI gives.
+    pub fn urls(&self) -> Result<Vec<&str>, CliError> {
+        let urls: Vec<&str> = self
+            .url
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(CliError::Usage("Provide --url or set MPREG_URL.".into()));
+        }
+        Ok(urls)
+    }
+
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            token: self.token.clone(),
+            api_key: self.api_key.clone(),
         }
     }
 
-    /// Opens a connection to the node.
+    /// Opens a connection to the first node that accepts one.
     pub async fn connect(&self) -> Result<Client, CliError> {
-        let url = self.url()?;
-        let creds = Credentials {
-            token: self.token.clone(),
-            api_key: self.api_key.clone(),
-        };
-        Ok(Client::connect(url, Duration::from_secs_f64(self.timeout), &creds).await?)
+        let urls = self.urls()?;
+        let timeout = Duration::from_secs_f64(self.timeout);
+        let creds = self.credentials();
+        let mut last = None;
+        for (i, url) in urls.iter().enumerate() {
+            match Client::connect(url, timeout, &creds).await {
+                Ok(client) => return Ok(client),
+                Err(e) if i + 1 < urls.len() && is_failover_error(&e) => {
+                    eprintln!("warning: {url}: {e}; trying {}", urls[i + 1]);
+                    last = Some(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last
+            .map(CliError::from)
+            .unwrap_or_else(|| CliError::Usage("Provide --url or set MPREG_URL.".into())))
     }
 
     /// Connects, makes one call with the payload as `args` and closes.
@@ -119,17 +150,37 @@ impl ConnArgs {
     }
 
     /// Connects, makes one call with explicit positional `args` and envelope
-    /// fields, and closes.
+    /// fields, and closes. A URL that cannot be reached, times out or drops
+    /// the connection hands the call to the next one; an answer (an RPC
+    /// error included) is final.
     pub async fn call_with(
         &self,
         fun: &str,
         args: Vec<Value>,
         envelope: &Envelope,
     ) -> Result<Value, CliError> {
-        let mut client = self.connect().await?;
-        let result = call(&mut client, fun, args, envelope).await;
-        client.close().await;
-        Ok(result?)
+        let urls = self.urls()?;
+        let timeout = Duration::from_secs_f64(self.timeout);
+        let creds = self.credentials();
+        let mut outcome = Err(CliError::Usage("Provide --url or set MPREG_URL.".into()));
+        for (i, url) in urls.iter().enumerate() {
+            let result = match Client::connect(url, timeout, &creds).await {
+                Ok(mut client) => {
+                    let r = call(&mut client, fun, args.clone(), envelope).await;
+                    client.close().await;
+                    r
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(e) if i + 1 < urls.len() && is_failover_error(&e) => {
+                    eprintln!("warning: {url}: {e}; trying {}", urls[i + 1]);
+                    outcome = Err(e.into());
+                }
+                other => return Ok(other?),
+            }
+        }
+        outcome
     }
 }
 

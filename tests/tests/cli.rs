@@ -385,6 +385,54 @@ fn discovery_watch() {
 }
 
 /// Every failure: non-zero exit and one clear line on stderr.
+/// `--url` (and `MPREG_URL`) take a comma-separated list: a node that
+/// refuses the connection hands the command to the next, with a warning
+/// naming both (the runbook's "Resolver Or Hub Outage").
+#[test]
+fn a_url_list_fails_over_to_the_next_node() {
+    let node = Node::start(["--cluster-id", "cli"]);
+    let dead = format!("ws://127.0.0.1:{}", closed_port());
+    let list = format!("{dead},{}", node.url());
+
+    let run = mpreg(&["client", "call", "echo", "\"hi\"", "--url", &list], None);
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(run.stdout.trim(), "hi", "{run:#?}");
+    assert!(
+        run.stderr.contains(&format!("warning: {dead}")) && run.stderr.contains(node.url()),
+        "{run:#?}"
+    );
+    let run = mpreg(&["discovery", "query", "--json"], Some(&list));
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(run.json()["items"].is_array(), "{run:#?}");
+    let run = mpreg(&["client", "list-peers", "--json"], Some(&list));
+    assert_eq!(run.code, 0, "{run:#?}");
+
+    // Every URL down: the error names the last one.
+    let dead2 = format!("ws://127.0.0.1:{}", closed_port());
+    let run = mpreg(
+        &[
+            "client",
+            "call",
+            "echo",
+            "hi",
+            "--url",
+            &format!("{dead}, {dead2}"),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "{run:#?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{run:#?}");
+    assert!(
+        lines[0].starts_with(&format!("warning: {dead}")),
+        "{run:#?}"
+    );
+    assert!(
+        lines[1].starts_with("error: ") && lines[1].contains(&dead2),
+        "{run:#?}"
+    );
+}
+
 #[test]
 fn error_paths() {
     // Connection refused names the URL.
