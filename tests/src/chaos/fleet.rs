@@ -149,13 +149,6 @@ impl Fleet {
         slot.registered.clear();
     }
 
-    /// Indexes of slots with a running node.
-    pub fn live(&self) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|i| self.slots[*i].node.is_some())
-            .collect()
-    }
-
     /// Direct URLs of the running nodes (for the query clients).
     pub fn live_urls(&self) -> Vec<String> {
         self.slots

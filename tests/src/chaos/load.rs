@@ -188,11 +188,11 @@ impl Load {
             };
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                if n % 80 == 0 {
+                if n.is_multiple_of(80) {
                     let _ = rt.block_on(client.refresh_from_cluster_map(Map::new()));
                     client.learn(lock(&targets).iter().map(String::as_str));
                 }
-                let (fun, payload) = if n % 2 == 0 {
+                let (fun, payload) = if n.is_multiple_of(2) {
                     (
                         "catalog_query",
                         json!({"entry_type": "services", "namespace": NAMESPACE, "limit": 200}),
@@ -270,12 +270,6 @@ impl Load {
             }
         }));
         Ok(())
-    }
-
-    /// Drains the watchers for up to `for_` (after the last change) so
-    /// deliveries in flight are logged; the threads keep reading until stop.
-    pub fn settle(&self, for_: Duration) {
-        thread::sleep(for_);
     }
 
     /// Starts a DNS client asking the gateways on `ports` (UDP) for the SRV

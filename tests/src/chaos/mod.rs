@@ -380,7 +380,7 @@ fn client_table(out: &mut String, clients: &[(&str, &Counter)]) {
     );
     if !kinds.is_empty() {
         let mut top: Vec<(String, u64)> = kinds.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|k| std::cmp::Reverse(k.1));
         let _ = writeln!(out, "\nerrors seen (most frequent first):");
         for (k, n) in top.iter().take(6) {
             let _ = writeln!(out, "- {n} × `{}`", k.replace('`', "'"));
@@ -456,10 +456,9 @@ fn run_churn(opts: &Options) -> Result<(String, bool), String> {
     let ops = real_rate.max(opts.endpoints as f64 / 2.0).ceil().max(1.0);
     let interval = Duration::from_secs_f64(secs / ops);
     let t0 = Instant::now();
-    let mut next = 0u64;
     let (mut added, mut removed, mut failed_writes) = (0u64, 0u64, Vec::new());
     let mut last_rss = Instant::now();
-    for _ in 0..1_000_000 {
+    for next in 0..1_000_000u64 {
         if t0.elapsed() >= opts.duration {
             break;
         }
@@ -479,7 +478,6 @@ fn run_churn(opts: &Options) -> Result<(String, bool), String> {
             }
         }
         let name = format!("c{next}");
-        next += 1;
         let slot = rng.below(n_slots);
         match fleet.register(slot, &name) {
             Ok(()) => {
@@ -496,8 +494,9 @@ fn run_churn(opts: &Options) -> Result<(String, bool), String> {
     }
     let churn_time = t0.elapsed();
     let converged = fleet.wait_converged(opts.converge);
-    // Deliveries in flight reach the watchers.
-    load.settle(Duration::from_secs(2));
+    // Deliveries still in flight reach the watchers (their threads keep
+    // reading until `finish`).
+    std::thread::sleep(Duration::from_secs(2));
     load.finish();
     rss.sample(&fleet);
 
@@ -536,8 +535,13 @@ fn run_churn(opts: &Options) -> Result<(String, bool), String> {
                 )
             }
         };
+        let slot = fleet
+            .slots
+            .iter()
+            .find(|s| s.node.as_ref().is_some_and(|n| n.url() == url.as_str()))
+            .map_or("?", |s| s.name.as_str());
         watcher_lines.push(format!(
-            "| {url} | {} | {} | {verdict} |",
+            "| {slot} ({url}) | {} | {} | {verdict} |",
             log.events.values().map(Vec::len).sum::<usize>(),
             log.resyncs
         ));

@@ -302,11 +302,6 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// The proxy's port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `ws://127.0.0.1:<proxy port>`, the URL its node advertises.
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.port)
