@@ -14,7 +14,7 @@
 //! The node answers a write only after `write_persisted` (temp file, fsync,
 //! rename) returned, so an acknowledged write is on disk; a write the kill
 //! interrupted before its answer may or may not be there, and the checks
-//! accept both. Runs on the runtime `MPREG_TEST_RUNTIME` selects.
+//! accept both. Runs once per runtime (tokio and mio).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -142,8 +142,13 @@ fn write_stream(url: &str, round: u64) -> Acked {
     acked
 }
 
-fn start(data: &Path) -> Node {
-    Node::start(["--data-dir", &data.display().to_string()])
+fn start(data: &Path, runtime: &str) -> Node {
+    Node::start([
+        "--data-dir",
+        &data.display().to_string(),
+        "--runtime",
+        runtime,
+    ])
 }
 
 /// Registration names in [`NAMESPACE`] a node lists (every page).
@@ -181,13 +186,22 @@ fn restore_problems(node: &Node) -> Vec<String> {
 }
 
 #[test]
-fn acknowledged_writes_survive_kill_9() {
+fn acknowledged_writes_survive_kill_9_tokio() {
+    acknowledged_writes_survive_kill_9("tokio");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_mio() {
+    acknowledged_writes_survive_kill_9("mio");
+}
+
+fn acknowledged_writes_survive_kill_9(runtime: &str) {
     let data: PathBuf = unique_temp_dir("durability");
     // Cumulative expectations over every round on this data directory.
     let mut registrations: BTreeMap<String, bool> = BTreeMap::new();
     let mut versions: Vec<(u64, String)> = Vec::new();
     let mut total_writes = 0;
-    let mut node = start(&data);
+    let mut node = start(&data, runtime);
     for round in 0..ROUNDS {
         let url = node.url().to_string();
         let writer = thread::spawn(move || write_stream(&url, round));
@@ -208,7 +222,7 @@ fn acknowledged_writes_survive_kill_9() {
         }
         versions.extend(acked.policy_versions);
 
-        node = start(&data);
+        node = start(&data, runtime);
         let problems = restore_problems(&node);
         assert!(
             problems.is_empty(),
@@ -258,7 +272,7 @@ fn acknowledged_writes_survive_kill_9() {
         // its writes land on top of the restored state.
         conn.close();
         eprintln!(
-            "round {round}: killed after {delay:?}; {} writes acknowledged; {} registrations, {} policy versions checked",
+            "[{runtime}] round {round}: killed after {delay:?}; {} writes acknowledged; {} registrations, {} policy versions checked",
             acked.writes,
             registrations.len(),
             versions.len()
