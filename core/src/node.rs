@@ -12,8 +12,11 @@ use crate::api::watch::{self, CatalogChange, DeltaPublisher, WatchFilter};
 use crate::api::watch_delivery::{self, WatchDelivery};
 use crate::api::{self, Ctx};
 use crate::audit::AccessAudit;
-use crate::catalog::entry::{Entry, EntryKey, EntryKind};
+use crate::catalog::entry::{
+    Entry, EntryKey, EntryKind, NodeDescriptor, TransportEndpoint, INTERNAL_CONNECTION,
+};
 use crate::catalog::store::Catalog;
+
 use crate::config::{ConfigError, Settings};
 use crate::dns;
 use crate::fabric::auth::{ClusterKey, Prover, Refusal, RefusalCounts};
@@ -141,6 +144,56 @@ const DELTA_CHUNK_ENTRIES: usize = 256;
 fn tombstone_horizon(settings: &Settings) -> Duration {
     secs(settings.goodbye_reconnect_grace_seconds)
         .max(secs(settings.fabric_catalog_ttl_seconds) * 2)
+}
+
+/// The URL to dial a peer at: its first advertised `ws`/`wss` URL other
+/// than its id, else its id. A node's descriptor always lists its id (its
+/// bind address); a node started with `--advertised-url` adds the address
+/// it is reachable at (a proxy, a NAT or container port mapping), and
+/// dialling the bind address instead would bypass or miss what sits in
+/// front of it.
+fn dial_url(node: &NodeDescriptor) -> String {
+    node.transport_endpoints
+        .iter()
+        .filter(|ep| {
+            ep.connection_type == INTERNAL_CONNECTION
+                && matches!(ep.protocol.as_str(), "ws" | "wss")
+        })
+        .map(TransportEndpoint::endpoint)
+        .find(|url| *url != node.node_id)
+        .unwrap_or_else(|| node.node_id.clone())
+}
+
+#[cfg(test)]
+mod dial_url_tests {
+    use super::*;
+
+    fn node(urls: &[&str]) -> NodeDescriptor {
+        NodeDescriptor::new("ws://127.0.0.1:7001", "c").with_endpoints(
+            urls.iter()
+                .filter_map(|u| TransportEndpoint::from_url(INTERNAL_CONNECTION, u)),
+        )
+    }
+
+    #[test]
+    fn dials_the_advertised_url_when_there_is_one() {
+        assert_eq!(dial_url(&node(&[])), "ws://127.0.0.1:7001");
+        assert_eq!(
+            dial_url(&node(&["ws://127.0.0.1:7001"])),
+            "ws://127.0.0.1:7001",
+            "nothing advertised but the id"
+        );
+        assert_eq!(
+            dial_url(&node(&["ws://127.0.0.1:7001", "ws://127.0.0.1:9000"])),
+            "ws://127.0.0.1:9000",
+            "behind a proxy: the advertised URL"
+        );
+        assert_eq!(
+            dial_url(&node(&["ws://127.0.0.1:7001", "tcp://127.0.0.1:9000"])),
+            "ws://127.0.0.1:7001",
+            "not a WebSocket URL"
+        );
+    }
 }
 
 #[path = "node_discovery.rs"]
@@ -820,12 +873,22 @@ impl Node {
             }
         }
         let mut directory = 1usize;
+        // Dial URL -> node id, for the inbound-link check below when a node
+        // is dialled at an advertised URL rather than at its id.
+        let mut dial_ids: BTreeMap<String, String> = BTreeMap::new();
         for e in catalog.iter(EntryKind::Nodes) {
             if e.node_id() == self.me.node_id {
                 continue;
             }
             directory += 1;
-            candidates.push((e.node_id().to_string(), false));
+            let url = match e {
+                Entry::Node(n) => dial_url(n),
+                _ => e.node_id().to_string(),
+            };
+            if url != e.node_id() {
+                dial_ids.insert(url.clone(), e.node_id().to_string());
+            }
+            candidates.push((url, false));
         }
         let servers = {
             let mut ids: BTreeSet<&str> = BTreeSet::new();
@@ -843,8 +906,9 @@ impl Node {
         // count too.
         let inbound_counts = dial_policy::uses_inbound_view(t);
         for (url, connected) in candidates.iter_mut() {
+            let node_id = dial_ids.get(url.as_str()).unwrap_or(url);
             *connected = self.outbound.contains_key(url.as_str())
-                || (inbound_counts && self.peers.is_connected(url));
+                || (inbound_counts && self.peers.is_connected(node_id));
         }
         let dr = dial_policy::discovery_ratio(t, directory, servers);
         let selected = self.dialer.tick(now.mono, &candidates, dr);

@@ -13,6 +13,8 @@
 //! * [`shape_diff`] compares the JSON *structure* of two values (golden
 //!   replays).
 
+pub mod chaos;
+
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
