@@ -16,7 +16,6 @@ use crate::catalog::entry::{
     Entry, EntryKey, EntryKind, NodeDescriptor, TransportEndpoint, INTERNAL_CONNECTION,
 };
 use crate::catalog::store::Catalog;
-
 use crate::config::{ConfigError, Settings};
 use crate::dns;
 use crate::fabric::auth::{ClusterKey, Prover, Refusal, RefusalCounts};
