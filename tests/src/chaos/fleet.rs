@@ -62,12 +62,14 @@ pub struct Fleet {
 }
 
 /// The TOML every node starts with: fast gossip and a short catalog TTL so
-/// a killed node's entries expire within a bounded reconvergence window.
+/// a killed node's entries expire within a bounded reconvergence window,
+/// and a cluster key, so every reconnection after a fault also goes through
+/// fabric authentication, as in a production cluster.
 fn node_toml(role: Role, extra: &str) -> String {
     let mut t = String::from(
         "cluster_id = \"chaos\"\ngossip_interval = 0.25\nfabric_catalog_ttl_seconds = 6.0\n\
          goodbye_reconnect_grace_seconds = 2.0\nfabric_dial_retry_seconds = 0.25\n\
-         advertise_builtin_rpcs = false\n",
+         advertise_builtin_rpcs = false\nfabric_auth_key = \"chaos-harness-cluster-key\"\n",
     );
     if role == Role::Resolver {
         t.push_str(
