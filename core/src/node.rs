@@ -1533,7 +1533,13 @@ impl Node {
                     Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())),
                 );
                 if err.is_none() && s.get_backlog {
-                    self.replay_summaries(conn, &s.subscription_id, &s.patterns, now);
+                    self.replay_summaries(
+                        conn,
+                        &s.subscription_id,
+                        &s.patterns,
+                        s.backlog_seconds,
+                        now,
+                    );
                 }
             }
             ClientMessage::Unsubscribe { u, subscription_id } => {

@@ -464,9 +464,13 @@ impl Node {
         conn: ConnId,
         sub_id: &str,
         patterns: &[String],
+        backlog_seconds: Option<f64>,
         now: Now,
     ) {
-        let stored = self.plane.exporter.replay(patterns, now.wall);
+        let stored = self
+            .plane
+            .exporter
+            .replay(patterns, backlog_seconds, now.wall);
         let Some(viewer) = self.subscriber_viewer(conn) else {
             return;
         };

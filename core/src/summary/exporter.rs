@@ -420,19 +420,35 @@ impl Exporter {
     }
 
     /// The stored messages (oldest first) whose topic matches any of
-    /// `patterns`, for a new subscriber that asked for the backlog. The
-    /// caller checks each against the subscriber's viewer.
-    pub fn replay(&mut self, patterns: &[String], now: f64) -> Vec<Stored> {
+    /// `patterns`, for a new subscriber that asked for the backlog, at most
+    /// `backlog_seconds` old when the subscription set it (MPREG's
+    /// `min(store_forward_seconds, backlog_seconds)`; nothing when that is
+    /// not positive). The caller checks each against the subscriber's
+    /// viewer.
+    pub fn replay(
+        &mut self,
+        patterns: &[String],
+        backlog_seconds: Option<f64>,
+        now: f64,
+    ) -> Vec<Stored> {
         if !self.cfg.store_forward_enabled() {
             return Vec::new();
         }
         self.prune_backlog(now);
+        let max_age = backlog_seconds.map_or(self.cfg.store_forward_seconds, |b| {
+            b.min(self.cfg.store_forward_seconds)
+        });
+        if max_age <= 0.0 {
+            return Vec::new();
+        }
+        let cutoff = now - max_age;
         self.backlog
             .iter()
             .filter(|s| {
-                patterns
-                    .iter()
-                    .any(|p| topic_matches(p, &s.publication.topic))
+                s.stored_at >= cutoff
+                    && patterns
+                        .iter()
+                        .any(|p| topic_matches(p, &s.publication.topic))
             })
             .cloned()
             .collect()
@@ -662,12 +678,26 @@ mod tests {
         e.export(vec![s("svc.a.x", 1)], 0.0, 30.0, &mut id);
         e.export(vec![s("svc.a.x", 1)], 1.0, 30.0, &mut id);
         assert_eq!(e.backlog_len(), 4);
-        let replay = e.replay(&["mpreg.discovery.summary".into()], 2.0);
+        let replay = e.replay(&["mpreg.discovery.summary".into()], None, 2.0);
         assert_eq!(replay.len(), 1);
         assert_eq!(replay[0].stored_at, 1.0);
-        let all = e.replay(&["mpreg.discovery.summary.#".into()], 2.0);
+        let all = e.replay(&["mpreg.discovery.summary.#".into()], None, 2.0);
         assert_eq!(all.len(), 4);
-        assert!(e.replay(&["#".into()], 20.0).is_empty());
+        // A subscription's backlog_seconds narrows the window (everything
+        // held was stored at 1.0), never widens it.
+        let sub = |e: &mut Exporter, b: f64| {
+            e.replay(&["mpreg.discovery.summary.#".into()], Some(b), 2.5)
+                .len()
+        };
+        assert_eq!(sub(&mut e, 1.0), 0, "stored 1.5 s ago, older than 1 s");
+        assert_eq!(sub(&mut e, 2.0), 4);
+        assert_eq!(
+            sub(&mut e, 100.0),
+            4,
+            "longer than store_forward_seconds: the same"
+        );
+        assert_eq!(sub(&mut e, -1.0), 0);
+        assert!(e.replay(&["#".into()], None, 20.0).is_empty());
         let mut off = cfg(0.0);
         off.store_forward_max_messages = 0;
         let mut e = Exporter::new(off);

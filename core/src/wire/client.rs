@@ -136,6 +136,10 @@ pub struct Subscribe {
     pub patterns: Vec<String>,
     /// Whether the client asked for backlog replay.
     pub get_backlog: bool,
+    /// The subscription's `backlog_seconds` when non-zero: replay covers at
+    /// most this many seconds (MPREG: `min(store_forward_seconds,
+    /// backlog_seconds)`, nothing when that is not positive).
+    pub backlog_seconds: Option<f64>,
 }
 
 /// A decoded client message.
@@ -287,11 +291,16 @@ pub fn decode(bytes: &[u8]) -> Result<ClientMessage, DecodeFailure> {
                 .get("get_backlog")
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
+            let backlog_seconds = sub
+                .get("backlog_seconds")
+                .and_then(Value::as_f64)
+                .filter(|s| s.is_finite() && *s != 0.0);
             Ok(ClientMessage::Subscribe(Subscribe {
                 u,
                 subscription_id,
                 patterns,
                 get_backlog,
+                backlog_seconds,
             }))
         }
         "pubsub-unsubscribe" => {
@@ -560,6 +569,16 @@ mod tests {
         };
         assert_eq!(s.subscription_id, "X");
         assert_eq!(s.patterns, vec!["mpreg.discovery.delta.svc".to_string()]);
+        assert_eq!(s.backlog_seconds, Some(300.0));
+        for (raw, want) in [("0", None), ("-5", Some(-5.0)), ("\"x\"", None)] {
+            let frame = format!(
+                r#"{{"role":"pubsub-subscribe","u":"S2","subscription":{{"subscription_id":"Y","patterns":[{{"pattern":"t","exact_match":true}}],"get_backlog":true,"backlog_seconds":{raw}}}}}"#
+            );
+            let ClientMessage::Subscribe(s) = decode(frame.as_bytes()).unwrap() else {
+                panic!()
+            };
+            assert_eq!(s.backlog_seconds, want, "{raw}");
+        }
         let ack: Value = serde_json::from_slice(&encode_ack("S1", true, None)).unwrap();
         assert_eq!(ack["operation_id"], "S1");
         assert_eq!(ack["role"], "pubsub-ack");
