@@ -41,6 +41,7 @@ use crate::catalog::entry::EntryKind;
 use crate::config::Settings;
 use crate::dns::DnsStats;
 use crate::identity::{IdentityConfig, Role};
+use crate::limits::Limit;
 use crate::node::{Counters, Identity};
 use crate::policy::{self, PolicyHistory};
 use exposition::{Exposition, Kind};
@@ -519,6 +520,14 @@ fn metrics(view: &MonitoringView<'_>) -> String {
     ];
     for (name, help, value) in counters {
         e.single(name, Kind::Counter, help, value as f64);
+    }
+    e.family(
+        "mpreg_limit_hits_total",
+        Kind::Counter,
+        "Resource bounds hit, by the bound (each refused or closed only the party that hit it).",
+    );
+    for limit in Limit::ALL {
+        e.sample(&[("limit", limit.as_str())], c.limit_hits.get(limit) as f64);
     }
 
     let p = view.peers;

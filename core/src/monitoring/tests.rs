@@ -6,6 +6,7 @@ use super::exposition::{valid_label_name, valid_metric_name};
 use super::latency::{Latencies, Timed};
 use super::*;
 use crate::config::{PolicyRuleConfig, TenantCredential};
+use crate::limits::LimitHits;
 
 /// What a view borrows, owned by the test.
 struct Fixture {
@@ -49,6 +50,11 @@ fn fixture(settings: Settings) -> Fixture {
             server_messages: 11,
             client_frames_rejected: 1,
             rate_limited: 3,
+            limit_hits: {
+                let mut h = LimitHits::default();
+                h.hit(Limit::ConnectionsPerSource);
+                h
+            },
             ..Counters::default()
         },
         dns: DnsStats {
@@ -501,6 +507,12 @@ fn metrics_parse_back_with_counters_present() {
         ("mpreg_fabric_messages_total", "", 11.0),
         ("mpreg_client_frames_rejected_total", "", 1.0),
         ("mpreg_discovery_rate_limited_total", "", 3.0),
+        (
+            "mpreg_limit_hits_total",
+            "limit=\"connections_per_source\"",
+            1.0,
+        ),
+        ("mpreg_limit_hits_total", "limit=\"client_idle\"", 0.0),
         ("mpreg_peers", "state=\"connected\"", 2.0),
         ("mpreg_peers", "state=\"suspected\"", 1.0),
         ("mpreg_peers", "state=\"departed\"", 1.0),
