@@ -241,6 +241,13 @@ pub struct Settings {
     /// watch request past it gets an error reply; the connection stays
     /// open. At least 1.
     pub client_max_watches_per_connection: u64,
+    /// Departed and dead peer instances remembered at once (ours; default
+    /// 65536). Each is kept for the tombstone horizon so a stale copy cannot
+    /// resurrect it; past this cap the record nearest the end of its horizon
+    /// is dropped early (counted), so GOODBYEs naming ever new instances
+    /// cannot grow memory without bound. The default is far above what any
+    /// real cluster's churn leaves within one horizon. At least 1.
+    pub fabric_max_departed_records: u64,
     /// Seconds an outbound peer dial may take before it counts as failed
     /// (ours), so a black-holed seed cannot stall the dial scheduler. Positive.
     pub fabric_dial_timeout_seconds: f64,
@@ -454,6 +461,7 @@ impl Default for Settings {
             client_idle_timeout_seconds: 300.0,
             client_max_subscriptions_per_connection: 1024,
             client_max_watches_per_connection: 1024,
+            fabric_max_departed_records: 65_536,
             fabric_dial_timeout_seconds: 3.0,
             fabric_dial_retry_seconds: 1.0,
             rpc_spec_gossip_mode: "summary".into(),
@@ -1131,6 +1139,7 @@ const SETTINGS: &[Field] = &[
     field("client_idle_timeout_seconds", Kind::Float),
     field("client_max_subscriptions_per_connection", U64),
     field("client_max_watches_per_connection", U64),
+    field("fabric_max_departed_records", U64),
     field("fabric_dial_timeout_seconds", Kind::Float),
     field("fabric_dial_retry_seconds", Kind::Float),
     field("rpc_spec_gossip_mode", Kind::Text),
@@ -1699,6 +1708,7 @@ const AT_LEAST_ONE: &[(&str, BytesAt)] = &[
     at!(BytesAt, max_connections),
     at!(BytesAt, client_max_subscriptions_per_connection),
     at!(BytesAt, client_max_watches_per_connection),
+    at!(BytesAt, fabric_max_departed_records),
 ];
 
 /// Strings that identify this node and cannot be empty (trimmed).
@@ -2282,6 +2292,7 @@ mod tests {
         assert_eq!(s.client_idle_timeout_seconds, 300.0);
         assert_eq!(s.client_max_subscriptions_per_connection, 1024);
         assert_eq!(s.client_max_watches_per_connection, 1024);
+        assert_eq!(s.fabric_max_departed_records, 65_536);
         assert_eq!(s.fabric_dial_timeout_seconds, 3.0);
         assert_eq!(s.fabric_dial_retry_seconds, 1.0);
         assert_eq!(s.rpc_spec_gossip_mode, "summary");
@@ -2808,6 +2819,7 @@ mod tests {
             ("MPREG_CONNECTION_HANDSHAKE_TIMEOUT_SECONDS", "0"),
             ("MPREG_CLIENT_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
             ("MPREG_CLIENT_MAX_WATCHES_PER_CONNECTION", "0"),
+            ("MPREG_FABRIC_MAX_DEPARTED_RECORDS", "0"),
             ("MPREG_FABRIC_ROUTING_MAX_HOPS", "0"),
             ("MPREG_RUNTIME", "async-std"),
             ("MPREG_RPC_SPEC_GOSSIP_MODE", "everything"),

@@ -35,11 +35,14 @@ pub enum Limit {
     SubscriptionsPerConnection,
     /// `client_max_watches_per_connection`.
     WatchesPerConnection,
+    /// `fabric_max_departed_records`: a departed / dead peer record was
+    /// dropped before its horizon to make room.
+    DepartedRecords,
 }
 
 impl Limit {
     /// Number of limits (the size of [`LimitHits`]).
-    pub const COUNT: usize = 6;
+    pub const COUNT: usize = 7;
 
     /// Every limit, in exposition order.
     pub const ALL: [Limit; Limit::COUNT] = [
@@ -49,6 +52,7 @@ impl Limit {
         Limit::ClientIdle,
         Limit::SubscriptionsPerConnection,
         Limit::WatchesPerConnection,
+        Limit::DepartedRecords,
     ];
 
     /// The `limit` label of `mpreg_limit_hits_total`.
@@ -60,6 +64,7 @@ impl Limit {
             Limit::ClientIdle => "client_idle",
             Limit::SubscriptionsPerConnection => "subscriptions_per_connection",
             Limit::WatchesPerConnection => "watches_per_connection",
+            Limit::DepartedRecords => "departed_records",
         }
     }
 
@@ -73,6 +78,7 @@ impl Limit {
             Limit::ClientIdle => "client_idle_timeout_seconds",
             Limit::SubscriptionsPerConnection => "client_max_subscriptions_per_connection",
             Limit::WatchesPerConnection => "client_max_watches_per_connection",
+            Limit::DepartedRecords => "fabric_max_departed_records",
         }
     }
 
@@ -84,6 +90,7 @@ impl Limit {
             Limit::ClientIdle => 3,
             Limit::SubscriptionsPerConnection => 4,
             Limit::WatchesPerConnection => 5,
+            Limit::DepartedRecords => 6,
         }
     }
 }
@@ -95,8 +102,13 @@ pub struct LimitHits([u64; Limit::COUNT]);
 impl LimitHits {
     /// Counts one hit of `limit`.
     pub fn hit(&mut self, limit: Limit) {
-        let n = &mut self.0[limit.index()];
-        *n = n.saturating_add(1);
+        self.add(limit, 1);
+    }
+
+    /// Counts `n` hits of `limit`.
+    pub fn add(&mut self, limit: Limit, n: u64) {
+        let count = &mut self.0[limit.index()];
+        *count = count.saturating_add(n);
     }
 
     /// Hits of `limit` so far.
@@ -326,8 +338,8 @@ mod tests {
     fn hits_are_counted_per_limit() {
         let mut h = LimitHits::default();
         h.hit(Limit::ClientIdle);
-        h.hit(Limit::ClientIdle);
-        assert_eq!(h.get(Limit::ClientIdle), 2);
+        h.add(Limit::ClientIdle, 2);
+        assert_eq!(h.get(Limit::ClientIdle), 3);
         assert_eq!(h.get(Limit::Connections), 0);
         let labels: BTreeSet<&str> = Limit::ALL.iter().map(|l| l.as_str()).collect();
         assert_eq!(labels.len(), Limit::COUNT);

@@ -253,6 +253,7 @@ impl Node {
             gossip_interval: secs(settings.gossip_interval).max(Duration::from_millis(10)),
             // Half the frame bound leaves room for the envelope.
             page_bytes: usize::try_from(settings.fabric_max_frame_bytes / 2).unwrap_or(usize::MAX),
+            max_gone: usize::try_from(settings.fabric_max_departed_records).unwrap_or(usize::MAX),
         };
         let replica = Replica::new(&me.node_id, &me.instance_id, me.started_at, params);
         let policy = PolicyHistory::new(&settings, now.wall).map_err(|e| ConfigError {
@@ -570,6 +571,12 @@ impl Node {
             self.flush_own_changes();
             self.flush_persist();
             self.flush_policy();
+        }
+        let evicted = self.replica.take_gone_evictions();
+        if evicted > 0 {
+            self.counters
+                .limit_hits
+                .add(Limit::DepartedRecords, evicted);
         }
     }
 

@@ -311,3 +311,32 @@ fn handshake_timeouts_reported_by_the_runtime_are_counted() {
         Output::Event(Event::Info(line)) if line.contains("10.0.0.9")
     )));
 }
+
+#[test]
+fn departed_records_past_the_cap_are_evicted_and_counted() {
+    let mut h = Harness::new(Settings {
+        fabric_max_departed_records: 2,
+        ..base()
+    });
+    let (peer, outs) = h.accept(ConnKind::Fabric, "10.0.0.1");
+    assert_eq!(closed(&outs, peer), None);
+    for i in 0..4 {
+        let goodbye = FabricMsg::Goodbye(Goodbye {
+            node_id: format!("ws://10.0.1.{i}:7000"),
+            cluster_id: "c1".into(),
+            instance_id: format!("inst-{i}"),
+            reason: "graceful_shutdown".into(),
+            timestamp: T0,
+        });
+        let outs = h.feed(Input::Frame {
+            conn: peer,
+            frame: Frame::Binary(fwire::encode(&goodbye)),
+        });
+        assert_eq!(closed(&outs, peer), None, "GOODBYE {i} closed the link");
+    }
+    assert_eq!(h.hits(Limit::DepartedRecords), 2);
+    assert_eq!(h.node.replica().gone_counts(), (2, 0));
+    // The newest departures are the ones remembered.
+    assert!(h.node.replica().is_departed("ws://10.0.1.3:7000", "inst-3"));
+    assert!(!h.node.replica().is_departed("ws://10.0.1.0:7000", "inst-0"));
+}
