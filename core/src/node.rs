@@ -74,7 +74,7 @@ pub struct Counters {
     /// Requests refused by the rate limiter (429, audited).
     pub rate_limited: u64,
     /// Resource bounds hit (connections, handshakes, idle clients,
-    /// subscriptions, watches), per bound.
+    /// subscriptions, watches, departed records), per bound.
     pub limit_hits: LimitHits,
 }
 
@@ -462,6 +462,7 @@ impl Node {
                 headers,
                 peer_addr,
             } => match kind {
+                // Over a connection limit: closed and never known to the node.
                 _ if !self.admit_conn(conn, peer_addr) => {}
                 ConnKind::Client => {
                     let who = self.ident.identify(&headers);
