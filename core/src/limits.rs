@@ -168,16 +168,6 @@ impl Admission {
             }
         }
     }
-
-    /// Connections currently admitted.
-    pub fn len(&self) -> usize {
-        self.by_conn.len()
-    }
-
-    /// True when no connection is admitted.
-    pub fn is_empty(&self) -> bool {
-        self.by_conn.is_empty()
-    }
 }
 
 /// Idle deadlines of client connections (`client_idle_timeout_seconds`).
@@ -287,9 +277,9 @@ mod tests {
         assert_eq!(a.admit(3, ip(1), 2, 100), Err(Limit::ConnectionsPerSource));
         // Another address has its own budget.
         assert_eq!(a.admit(4, ip(2), 2, 100), Ok(()));
-        // A refused connection was never counted: releasing it is a no-op.
+        // A refused connection was never counted: releasing it frees no slot.
         a.release(3);
-        assert_eq!(a.len(), 3);
+        assert_eq!(a.admit(5, ip(1), 2, 100), Err(Limit::ConnectionsPerSource));
         a.release(1);
         assert_eq!(a.admit(5, ip(1), 2, 100), Ok(()));
     }
@@ -302,7 +292,7 @@ mod tests {
         assert_eq!(a.admit(3, ip(2), 1, 2), Err(Limit::Connections));
         a.release(1);
         assert_eq!(a.admit(3, ip(2), 1, 2), Ok(()));
-        assert!(!a.is_empty());
+        assert_eq!(a.admit(4, ip(3), 1, 2), Err(Limit::Connections));
     }
 
     #[test]
