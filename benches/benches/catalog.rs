@@ -119,6 +119,7 @@ fn params() -> ReplicaParams {
         horizon: Duration::from_secs(240),
         gossip_interval: Duration::from_secs(1),
         page_bytes: 2 << 20,
+        max_gone: 65_536,
     }
 }
 

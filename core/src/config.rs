@@ -204,6 +204,49 @@ pub struct Settings {
     /// 20 MiB, MPREG's client limit): larger messages get an error and a close.
     /// At least 1024.
     pub client_max_message_bytes: u64,
+    /// Accepted connections (client and fabric together) one remote IP
+    /// address may hold open at once (ours; default 1024). The next one is
+    /// closed at once with code 1008 and a reason naming this setting, so
+    /// one host cannot take every socket of the node. The default leaves
+    /// room for large clusters run on one machine, where every peer comes
+    /// from 127.0.0.1. At least 1.
+    pub max_connections_per_source: u64,
+    /// Accepted connections (client and fabric together) the node holds
+    /// open at once (ours; default 10000), a backstop under the process's
+    /// file-descriptor limit: past it new connections are closed with code
+    /// 1008 and a reason naming this setting. At least 1.
+    pub max_connections: u64,
+    /// Seconds an inbound connection may take to send its HTTP request head
+    /// and finish the WebSocket upgrade (ours; default 10, the former fixed
+    /// bound of both runtimes). A client that dribbles a partial head
+    /// (slowloris) is dropped when it runs out, so half-open sockets cannot
+    /// pile up. Positive.
+    pub connection_handshake_timeout_seconds: f64,
+    /// Seconds a client connection may stay open with no message in either
+    /// direction (ours; default 300); it is then closed with code 1008 and a
+    /// reason naming this setting, so abandoned sockets do not hold memory
+    /// and connection slots forever. A connection with a live subscription,
+    /// catalog watch or connection-bound registration is never idle: it is
+    /// waiting for the node by design. Five minutes outlasts any pause of
+    /// an interactive or scripted client between calls; a client that is
+    /// closed simply reconnects. `0` disables.
+    pub client_idle_timeout_seconds: f64,
+    /// Pub/sub subscriptions one client connection may hold (ours; default
+    /// 1024). A `pubsub-subscribe` past it is refused with an error in its
+    /// acknowledgement; the connection stays open. At least 1.
+    pub client_max_subscriptions_per_connection: u64,
+    /// Catalog watches (`catalog_watch` / `summary_watch` topics with their
+    /// filters) one client connection may hold (ours; default 1024). A
+    /// watch request past it gets an error reply; the connection stays
+    /// open. At least 1.
+    pub client_max_watches_per_connection: u64,
+    /// Departed and dead peer instances remembered at once (ours; default
+    /// 65536). Each is kept for the tombstone horizon so a stale copy cannot
+    /// resurrect it; past this cap the record nearest the end of its horizon
+    /// is dropped early (counted), so GOODBYEs naming ever new instances
+    /// cannot grow memory without bound. The default is far above what any
+    /// real cluster's churn leaves within one horizon. At least 1.
+    pub fabric_max_departed_records: u64,
     /// Seconds an outbound peer dial may take before it counts as failed
     /// (ours), so a black-holed seed cannot stall the dial scheduler. Positive.
     pub fabric_dial_timeout_seconds: f64,
@@ -427,6 +470,13 @@ impl Default for Settings {
             fabric_routing_max_hops: 5,
             fabric_max_frame_bytes: 4 * 1024 * 1024,
             client_max_message_bytes: 20 * 1024 * 1024,
+            max_connections_per_source: 1024,
+            max_connections: 10_000,
+            connection_handshake_timeout_seconds: 10.0,
+            client_idle_timeout_seconds: 300.0,
+            client_max_subscriptions_per_connection: 1024,
+            client_max_watches_per_connection: 1024,
+            fabric_max_departed_records: 65_536,
             fabric_dial_timeout_seconds: 3.0,
             fabric_dial_retry_seconds: 1.0,
             rpc_spec_gossip_mode: "summary".into(),
@@ -1150,6 +1200,13 @@ const SETTINGS: &[Field] = &[
     field("fabric_routing_max_hops", U32),
     field("fabric_max_frame_bytes", U64),
     field("client_max_message_bytes", U64),
+    field("max_connections_per_source", U64),
+    field("max_connections", U64),
+    field("connection_handshake_timeout_seconds", Kind::Float),
+    field("client_idle_timeout_seconds", Kind::Float),
+    field("client_max_subscriptions_per_connection", U64),
+    field("client_max_watches_per_connection", U64),
+    field("fabric_max_departed_records", U64),
     field("fabric_dial_timeout_seconds", Kind::Float),
     field("fabric_dial_retry_seconds", Kind::Float),
     field("rpc_spec_gossip_mode", Kind::Text),
@@ -1638,6 +1695,14 @@ const FLOAT_RULES: &[((&str, FloatAt), FloatRule)] = &[
         FloatRule::Positive,
     ),
     (
+        at!(FloatAt, connection_handshake_timeout_seconds),
+        FloatRule::Positive,
+    ),
+    (
+        at!(FloatAt, client_idle_timeout_seconds),
+        FloatRule::NonNegative,
+    ),
+    (
         at!(FloatAt, fabric_dial_timeout_seconds),
         FloatRule::Positive,
     ),
@@ -1704,6 +1769,16 @@ const COUNTS: &[(&str, CountAt)] = &[
 const BYTE_LIMITS: &[((&str, BytesAt), u64)] = &[
     (at!(BytesAt, fabric_max_frame_bytes), 1024),
     (at!(BytesAt, client_max_message_bytes), 1024),
+];
+
+/// Resource limits that cannot be switched off: `0` would refuse every
+/// connection or request, which is never what an operator means.
+const AT_LEAST_ONE: &[(&str, BytesAt)] = &[
+    at!(BytesAt, max_connections_per_source),
+    at!(BytesAt, max_connections),
+    at!(BytesAt, client_max_subscriptions_per_connection),
+    at!(BytesAt, client_max_watches_per_connection),
+    at!(BytesAt, fabric_max_departed_records),
 ];
 
 /// Strings that identify this node and cannot be empty (trimmed).
@@ -1810,6 +1885,11 @@ fn normalize_numbers(s: &mut Settings) -> Result<(), Problem> {
                 name,
                 format!("must be at least {floor} bytes, got {value}"),
             ));
+        }
+    }
+    for &(name, at) in AT_LEAST_ONE {
+        if *at(s) == 0 {
+            return Err(Problem::new(name, "must be at least 1, got 0"));
         }
     }
     for &(_, at) in OPTIONAL_PORTS {
@@ -2286,6 +2366,13 @@ mod tests {
         assert_eq!(s.fabric_routing_max_hops, 5);
         assert_eq!(s.fabric_max_frame_bytes, 4 << 20);
         assert_eq!(s.client_max_message_bytes, 20 << 20);
+        assert_eq!(s.max_connections_per_source, 1024);
+        assert_eq!(s.max_connections, 10_000);
+        assert_eq!(s.connection_handshake_timeout_seconds, 10.0);
+        assert_eq!(s.client_idle_timeout_seconds, 300.0);
+        assert_eq!(s.client_max_subscriptions_per_connection, 1024);
+        assert_eq!(s.client_max_watches_per_connection, 1024);
+        assert_eq!(s.fabric_max_departed_records, 65_536);
         assert_eq!(s.fabric_dial_timeout_seconds, 3.0);
         assert_eq!(s.fabric_dial_retry_seconds, 1.0);
         assert_eq!(s.rpc_spec_gossip_mode, "summary");
@@ -2831,6 +2918,12 @@ mod tests {
             ("MPREG_FABRIC_DIAL_TIMEOUT_SECONDS", "0"),
             ("MPREG_FABRIC_MAX_FRAME_BYTES", "1023"),
             ("MPREG_CLIENT_MAX_MESSAGE_BYTES", "10"),
+            ("MPREG_MAX_CONNECTIONS_PER_SOURCE", "0"),
+            ("MPREG_MAX_CONNECTIONS", "0"),
+            ("MPREG_CONNECTION_HANDSHAKE_TIMEOUT_SECONDS", "0"),
+            ("MPREG_CLIENT_MAX_SUBSCRIPTIONS_PER_CONNECTION", "0"),
+            ("MPREG_CLIENT_MAX_WATCHES_PER_CONNECTION", "0"),
+            ("MPREG_FABRIC_MAX_DEPARTED_RECORDS", "0"),
             ("MPREG_FABRIC_ROUTING_MAX_HOPS", "0"),
             ("MPREG_RUNTIME", "async-std"),
             ("MPREG_RPC_SPEC_GOSSIP_MODE", "everything"),
@@ -2844,6 +2937,9 @@ mod tests {
         }
         let loaded = from_env(&[("MPREG_RUNTIME", " MIO ")]).expect("mio");
         assert_eq!(loaded.settings.runtime, "mio");
+        // The idle timeout is the one bound that may be off; negative is off.
+        let loaded = from_env(&[("MPREG_CLIENT_IDLE_TIMEOUT_SECONDS", "-5")]).expect("off");
+        assert_eq!(loaded.settings.client_idle_timeout_seconds, 0.0);
     }
 
     #[test]

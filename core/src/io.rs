@@ -111,6 +111,14 @@ pub enum Input {
         /// Remote address, when known.
         peer_addr: Option<SocketAddr>,
     },
+    /// An inbound connection was dropped by the runtime because it did not
+    /// send its HTTP request head and finish the WebSocket upgrade within
+    /// `connection_handshake_timeout_seconds` (a slowloris client). The
+    /// node never saw the connection; it only counts the hit.
+    HandshakeTimedOut {
+        /// Remote address, when known.
+        peer_addr: Option<SocketAddr>,
+    },
     /// An outbound fabric dial requested by [`Output::Dial`] succeeded.
     Connected {
         /// Runtime-allocated id.

@@ -62,6 +62,7 @@ pub mod dns;
 pub mod fabric;
 pub mod identity;
 mod io;
+pub mod limits;
 mod local;
 pub mod monitoring;
 mod node;

@@ -26,11 +26,12 @@ use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
+use crate::limits::{Admission, IdleClock, Limit, LimitHits};
 use crate::local;
 use crate::monitoring;
 use crate::monitoring::latency::{Latencies, Timed};
 use crate::policy::{self, Access, PolicyHistory};
-use crate::pubsub::Subscriptions;
+use crate::pubsub::{SubscribeError, Subscriptions};
 use crate::ratelimit::{self, RateKey, RateLimiter};
 use crate::registry::{self, Lease, Registration, Registry, Upsert};
 use crate::rng::NodeRng;
@@ -82,6 +83,9 @@ pub struct Counters {
     pub fabric_auth_refused: RefusalCounts,
     /// Summary floods dropped for a missing or wrong signature.
     pub summary_signature_rejected: u64,
+    /// Resource bounds hit (connections, handshakes, idle clients,
+    /// subscriptions, watches, departed records), per bound.
+    pub limit_hits: LimitHits,
 }
 
 #[derive(Debug)]
@@ -120,6 +124,8 @@ enum LinkAuth {
         /// When the exchange times out.
         deadline: Instant,
     },
+    /// Refused and closing: later frames are ignored until it closes.
+    Refused,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +226,10 @@ pub struct Node {
     /// rounds send a [`FabricMsg::Beat`] instead of the whole STATUS.
     last_status: Option<Status>,
     conns: HashMap<ConnId, ConnState>,
+    /// Accepted connections per source address (`max_connections*`).
+    admission: Admission,
+    /// Idle deadlines of client connections (`client_idle_timeout_seconds`).
+    idle: IdleClock,
     subs: Subscriptions,
     /// Registrations made over RPC (leases, connection bindings, persistence).
     registry: Registry,
@@ -332,6 +342,7 @@ impl Node {
             gossip_interval: secs(settings.gossip_interval).max(Duration::from_millis(10)),
             // Half the frame bound leaves room for the envelope.
             page_bytes: usize::try_from(settings.fabric_max_frame_bytes / 2).unwrap_or(usize::MAX),
+            max_gone: usize::try_from(settings.fabric_max_departed_records).unwrap_or(usize::MAX),
         };
         let replica = Replica::new(&me.node_id, &me.instance_id, me.started_at, params);
         let policy = PolicyHistory::new(&settings, now.wall).map_err(|e| ConfigError {
@@ -353,7 +364,12 @@ impl Node {
             latency: Latencies::default(),
             timing: None,
             conns: HashMap::new(),
-            subs: Subscriptions::default(),
+            admission: Admission::default(),
+            idle: IdleClock::new(settings.client_idle_timeout_seconds),
+            subs: Subscriptions::new(
+                usize::try_from(settings.client_max_subscriptions_per_connection)
+                    .unwrap_or(usize::MAX),
+            ),
             registry: Registry::new(),
             watches: WatchDelivery::default(),
             out: VecDeque::new(),
@@ -540,13 +556,24 @@ impl Node {
                 headers,
                 peer_addr,
             } => match kind {
+                // Over a connection limit: closed and never known to the node.
+                _ if !self.admit_conn(conn, peer_addr) => {}
                 ConnKind::Client => {
                     let who = self.ident.identify(&headers);
                     let anon = ident::anonymous_id(peer_addr.map(|a| a.ip()), conn);
                     self.conns.insert(conn, ConnState::Client { who, anon });
+                    self.idle.track(conn, now.mono);
                 }
                 ConnKind::Fabric => self.greet(conn, None, peer_addr, now),
             },
+            Input::HandshakeTimedOut { peer_addr } => {
+                self.counters.limit_hits.hit(Limit::HandshakeTimeout);
+                let from = peer_addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                self.event(Event::Info(format!(
+                    "connection from {from} dropped: no WebSocket upgrade within \
+                     connection_handshake_timeout_seconds"
+                )));
+            }
             Input::Connected { conn, url } => {
                 self.dialer.succeeded(&url, now.mono);
                 self.outbound.insert(url.clone(), conn);
@@ -624,6 +651,12 @@ impl Node {
             self.flush_persist();
             self.flush_policy();
         }
+        let evicted = self.replica.take_gone_evictions();
+        if evicted > 0 {
+            self.counters
+                .limit_hits
+                .add(Limit::DepartedRecords, evicted);
+        }
     }
 
     /// The next output, if any. Call until `None` after every `handle`.
@@ -659,6 +692,9 @@ impl Node {
             next = next.min(t);
         }
         if let Some(&(t, _)) = self.auth_deadlines.first() {
+            next = next.min(t);
+        }
+        if let Some(t) = self.idle.next_deadline() {
             next = next.min(t);
         }
         Some(next)
@@ -763,8 +799,67 @@ impl Node {
             self.withdraw(lapsed, now);
         }
         self.send_due_resyncs(now);
+        self.close_idle_clients(now);
         self.discovery_tick(now);
         self.expire_auth(now);
+    }
+
+    /// Admits an accepted connection under `max_connections_per_source`
+    /// and `max_connections`; over either, closes it (1008, naming the
+    /// setting) and counts the hit. The refused connection never becomes
+    /// known to the node, so everyone else is served as before.
+    fn admit_conn(&mut self, conn: ConnId, peer_addr: Option<std::net::SocketAddr>) -> bool {
+        let source = peer_addr.map(|a| a.ip());
+        let Err(limit) = self.admission.admit(
+            conn,
+            source,
+            self.settings.max_connections_per_source,
+            self.settings.max_connections,
+        ) else {
+            return true;
+        };
+        self.counters.limit_hits.hit(limit);
+        let reason = match (limit, source) {
+            (Limit::ConnectionsPerSource, Some(ip)) => format!(
+                "connection limit reached: {} ({}) for {ip}",
+                limit.setting(),
+                self.settings.max_connections_per_source
+            ),
+            _ => format!(
+                "connection limit reached: {} ({})",
+                limit.setting(),
+                self.settings.max_connections
+            ),
+        };
+        self.event(Event::BadInput {
+            conn: Some(conn),
+            detail: reason.clone(),
+        });
+        self.close(conn, 1008, reason);
+        false
+    }
+
+    /// Closes client connections idle for `client_idle_timeout_seconds`.
+    /// One that holds a subscription, a watch or a connection-bound
+    /// registration is waiting for the node, not idle: it is timed again.
+    fn close_idle_clients(&mut self, now: Now) {
+        for conn in self.idle.due(now.mono) {
+            let waiting = self.subs.has_conn(conn)
+                || self.watches.has_conn(conn)
+                || self.registry.has_conn(conn);
+            if waiting {
+                self.idle.track(conn, now.mono);
+                continue;
+            }
+            self.idle.forget(conn);
+            self.counters.limit_hits.hit(Limit::ClientIdle);
+            let reason = format!(
+                "idle for {} s: client_idle_timeout_seconds",
+                self.settings.client_idle_timeout_seconds
+            );
+            self.event(Event::Info(format!("connection {conn} closed: {reason}")));
+            self.close(conn, 1008, reason);
+        }
     }
 
     /// How often the owner re-announces its entries as fresh: a quarter of
@@ -1037,7 +1132,14 @@ impl Node {
             let id = id.clone();
             self.replica.seen(&id, now.mono);
         }
-        let pending = !self.is_open(conn);
+        let auth = match self.conns.get(&conn) {
+            Some(ConnState::Fabric { auth, .. }) => auth,
+            _ => return,
+        };
+        if matches!(auth, LinkAuth::Refused) {
+            return;
+        }
+        let pending = matches!(auth, LinkAuth::Pending { .. });
         match decoded.msg {
             FabricMsg::Hello(h) => self.on_hello(conn, h, now),
             FabricMsg::Auth(proof) => self.on_auth(conn, proof, now),
@@ -1134,6 +1236,9 @@ impl Node {
             return;
         };
         let LinkAuth::Pending { hello: seen, .. } = auth else {
+            if matches!(auth, LinkAuth::Refused) {
+                return;
+            }
             if hello.challenge.is_some() {
                 self.refuse_peer(conn, Refusal::Unexpected, now);
             } else {
@@ -1181,6 +1286,7 @@ impl Node {
             }
             // We asked for nothing (no key), or the link is already open.
             LinkAuth::Open => return self.refuse_peer(conn, Refusal::Unexpected, now),
+            LinkAuth::Refused => return,
         };
         let prover = Prover {
             node_id: &hello.node_id,
@@ -1214,9 +1320,11 @@ impl Node {
             return;
         };
         // Refuse once: the link is closing, later frames on it are noise.
-        let hello = match std::mem::replace(auth, LinkAuth::Open) {
+        // It stays known until it closes, so closing cleans up as usual.
+        let hello = match std::mem::replace(auth, LinkAuth::Refused) {
             LinkAuth::Pending { hello, .. } => hello,
             LinkAuth::Open => None,
+            LinkAuth::Refused => return,
         };
         let dialed = dialed.clone();
         let peer = match (&hello, &dialed, addr) {
@@ -1226,7 +1334,6 @@ impl Node {
             (None, None, None) => format!("connection {conn}"),
         };
         let cluster = hello.map(|h| h.cluster_id).unwrap_or_default();
-        self.conns.remove(&conn);
         self.counters.fabric_auth_refused.add(why);
         self.access_audit.record_peer_refusal(
             "fabric_auth",
@@ -1354,6 +1461,8 @@ impl Node {
     }
 
     fn on_closed(&mut self, conn: ConnId, now: Now) {
+        self.admission.release(conn);
+        self.idle.forget(conn);
         match self.conns.remove(&conn) {
             Some(ConnState::Client { .. }) => {
                 self.subs.drop_conn(conn);
@@ -1442,6 +1551,10 @@ impl Node {
     // ---- clients -------------------------------------------------------
 
     fn on_client_frame(&mut self, conn: ConnId, frame: Frame, now: Now) {
+        // Replies go out while this frame is handled, at the same `now`, and
+        // deliveries only reach connections with subscriptions (which are
+        // never idle), so inbound frames are all the activity to record.
+        self.idle.touch(conn, now.mono);
         if frame.len() as u64 > self.settings.client_max_message_bytes {
             self.counters.client_frames_rejected += 1;
             let detail = format!(
@@ -1527,6 +1640,11 @@ impl Node {
                 let result = self
                     .subs
                     .subscribe(conn, &s.subscription_id, s.patterns.clone());
+                if let Err(SubscribeError::TooMany { .. }) = result {
+                    self.counters
+                        .limit_hits
+                        .hit(Limit::SubscriptionsPerConnection);
+                }
                 let err = result.err().map(|e| e.to_string());
                 self.send(
                     conn,
@@ -1879,6 +1997,9 @@ impl Node {
             } else if let Some(v) = self.resolver_answer(cmd, &payload, &viewer, deny_all, now) {
                 v?
             } else {
+                if cmd.fun == "catalog_watch" {
+                    self.check_watch_cap(conn, &payload)?;
+                }
                 let (value, hidden) = self.answer(cmd, &viewer, deny_all, now, diag)?;
                 self.counters.policy_items_hidden += hidden;
                 if let (Some(c), "catalog_watch") = (conn, cmd.fun.as_str()) {
@@ -1894,6 +2015,31 @@ impl Node {
         }
         self.run_resolver_refreshes(now);
         Ok(results)
+    }
+
+    /// Refuses a `catalog_watch` on `conn` that would watch a topic more
+    /// than `client_max_watches_per_connection` allow (counted; the
+    /// connection stays open). A payload that does not parse is left to
+    /// the handler to report.
+    fn check_watch_cap(
+        &mut self,
+        conn: Option<ConnId>,
+        payload: &Map<String, Value>,
+    ) -> Result<(), RpcError> {
+        let Some(c) = conn else { return Ok(()) };
+        let Ok(filter) = WatchFilter::from_request(&self.me, payload) else {
+            return Ok(());
+        };
+        let max = self.settings.client_max_watches_per_connection;
+        let cap = usize::try_from(max).unwrap_or(usize::MAX);
+        if self.watches.may_watch(c, &filter.topic(), cap) {
+            return Ok(());
+        }
+        self.counters.limit_hits.hit(Limit::WatchesPerConnection);
+        Err(RpcError::failed(format!(
+            "watch limit of {max} per connection reached \
+             (client_max_watches_per_connection)"
+        )))
     }
 
     /// Registrations are local to the node a client talks to: a command
@@ -2352,3 +2498,7 @@ mod policy_tests;
 #[cfg(test)]
 #[path = "node_auth_tests.rs"]
 mod auth_tests;
+
+#[cfg(test)]
+#[path = "node_limits_tests.rs"]
+mod limits_tests;

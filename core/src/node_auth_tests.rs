@@ -342,3 +342,43 @@ fn a_second_hello_cannot_change_who_must_prove() {
         Some(Refusal::Premature.detail())
     );
 }
+
+#[test]
+fn a_refused_open_link_is_cleaned_up_when_it_closes() {
+    // Nodes without a key; then a proof nobody asked for arrives on the
+    // open, identified link: refused, and closing it forgets the peer.
+    let mut p = Pair::new(None, None);
+    assert!(lists(&p.b, "ws://127.0.0.1:7001"));
+    let t = p.now();
+    let stray = fwire::encode(&FabricMsg::Auth(AuthProof { proof: vec![0; 32] }));
+    p.b.handle(
+        t,
+        Input::Frame {
+            conn: 2,
+            frame: Frame::Binary(stray.clone()),
+        },
+    );
+    // A second stray frame on the closing link is ignored, not refused again.
+    p.b.handle(
+        t,
+        Input::Frame {
+            conn: 2,
+            frame: Frame::Binary(stray),
+        },
+    );
+    let outs: Vec<Output> = std::iter::from_fn(|| p.b.poll_output()).collect();
+    let closes = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Close { conn: 2, .. }))
+        .count();
+    assert_eq!(closes, 1, "{outs:?}");
+    assert_eq!(
+        p.b.counters().fabric_auth_refused.get(Refusal::Unexpected),
+        1
+    );
+    p.b.handle(t, Input::Closed { conn: 2 });
+    assert!(
+        !lists(&p.b, "ws://127.0.0.1:7001"),
+        "closed link still listed"
+    );
+}

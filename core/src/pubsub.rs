@@ -3,7 +3,8 @@
 //! more levels).
 //!
 //! Subscriptions belong to the connection that made them and disappear with
-//! it. Each connection may hold a bounded number, so a client cannot grow the
+//! it. Each connection may hold a bounded number
+//! (`client_max_subscriptions_per_connection`), so a client cannot grow the
 //! node's memory without limit.
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,8 +12,6 @@ use std::collections::{BTreeMap, HashMap};
 use crate::catalog::namespace::topic_matches;
 use crate::io::ConnId;
 
-/// Upper bound on subscriptions per connection.
-pub const MAX_SUBSCRIPTIONS_PER_CONN: usize = 1024;
 /// Upper bound on patterns per subscription.
 pub const MAX_PATTERNS_PER_SUBSCRIPTION: usize = 64;
 
@@ -20,8 +19,14 @@ pub const MAX_PATTERNS_PER_SUBSCRIPTION: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SubscribeError {
     /// Too many subscriptions on one connection.
-    #[error("subscription limit of {MAX_SUBSCRIPTIONS_PER_CONN} per connection reached")]
-    TooMany,
+    #[error(
+        "subscription limit of {limit} per connection reached \
+         (client_max_subscriptions_per_connection)"
+    )]
+    TooMany {
+        /// The limit in force.
+        limit: usize,
+    },
     /// Too many patterns in one subscription.
     #[error("a subscription may hold at most {MAX_PATTERNS_PER_SUBSCRIPTION} patterns")]
     TooManyPatterns,
@@ -34,13 +39,23 @@ struct Subscription {
 }
 
 /// All live subscriptions of a node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Subscriptions {
     by_key: BTreeMap<(ConnId, String), Subscription>,
     per_conn: HashMap<ConnId, usize>,
+    max_per_conn: usize,
 }
 
 impl Subscriptions {
+    /// No subscriptions yet; each connection may hold up to `max_per_conn`.
+    pub fn new(max_per_conn: usize) -> Self {
+        Subscriptions {
+            by_key: BTreeMap::new(),
+            per_conn: HashMap::new(),
+            max_per_conn,
+        }
+    }
+
     /// Adds (or replaces) subscription `id` of connection `conn`.
     pub fn subscribe(
         &mut self,
@@ -54,8 +69,10 @@ impl Subscriptions {
         let key = (conn, id.to_string());
         if !self.by_key.contains_key(&key) {
             let count = self.per_conn.entry(conn).or_default();
-            if *count >= MAX_SUBSCRIPTIONS_PER_CONN {
-                return Err(SubscribeError::TooMany);
+            if *count >= self.max_per_conn {
+                return Err(SubscribeError::TooMany {
+                    limit: self.max_per_conn,
+                });
             }
             *count += 1;
         }
@@ -89,6 +106,12 @@ impl Subscriptions {
             .collect()
     }
 
+    /// Whether `conn` holds any subscription (it is waiting for
+    /// deliveries, so it is not idle).
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.per_conn.get(&conn).is_some_and(|n| *n > 0)
+    }
+
     /// Number of live subscriptions.
     pub fn len(&self) -> usize {
         self.by_key.len()
@@ -106,7 +129,7 @@ mod tests {
 
     #[test]
     fn delivery_follows_patterns_and_connections() {
-        let mut s = Subscriptions::default();
+        let mut s = Subscriptions::new(8);
         s.subscribe(1, "a", vec!["mpreg.discovery.delta.#".into()])
             .unwrap();
         s.subscribe(2, "b", vec!["mpreg.*.delta".into()]).unwrap();
@@ -127,14 +150,16 @@ mod tests {
 
     #[test]
     fn per_connection_cap_is_enforced() {
-        let mut s = Subscriptions::default();
-        for i in 0..MAX_SUBSCRIPTIONS_PER_CONN {
+        let mut s = Subscriptions::new(3);
+        for i in 0..3 {
             s.subscribe(1, &i.to_string(), vec!["t".into()]).unwrap();
         }
-        assert_eq!(
-            s.subscribe(1, "extra", vec!["t".into()]),
-            Err(SubscribeError::TooMany)
-        );
+        let e = s.subscribe(1, "extra", vec!["t".into()]).unwrap_err();
+        assert_eq!(e, SubscribeError::TooMany { limit: 3 });
+        assert!(e
+            .to_string()
+            .contains("client_max_subscriptions_per_connection"));
+        assert!(s.has_conn(1) && !s.has_conn(2));
         // Replacing an existing id is not a new subscription.
         s.subscribe(1, "0", vec!["u".into()]).unwrap();
         // Another connection has its own budget.

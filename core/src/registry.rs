@@ -243,6 +243,12 @@ impl Registry {
         keys.iter().filter_map(|k| self.remove(k)).collect()
     }
 
+    /// Whether a registration is bound to `conn` (its client keeps the
+    /// connection open to keep the registration, so it is not idle).
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.by_conn.contains_key(&conn)
+    }
+
     /// Removes every registration whose lease ended at or before `now`.
     pub fn expire(&mut self, now: Instant) -> Vec<Registration> {
         let due: Vec<EntryKey> = self

@@ -61,6 +61,9 @@ enum Origin {
         negotiated: Rc<RefCell<Option<Negotiated>>>,
         /// Accepted on the monitoring listener: every request is HTTP.
         http_only: bool,
+        /// Bound on the request head plus the upgrade, and on the HTTP
+        /// answer after it (`connection_handshake_timeout_seconds`).
+        handshake_timeout: Duration,
     },
     /// The node asked us to dial `url`, giving up after `timeout`.
     Outbound { url: String, timeout: Duration },
@@ -155,6 +158,16 @@ impl SendFailed {
     }
 }
 
+/// How the listener a connection arrived on treats it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listener {
+    pub config: WebSocketConfig,
+    /// The monitoring listener: every request is HTTP.
+    pub http_only: bool,
+    /// `connection_handshake_timeout_seconds`.
+    pub handshake_timeout: Duration,
+}
+
 /// One connection.
 pub(crate) struct Conn {
     id: ConnId,
@@ -195,17 +208,22 @@ impl Conn {
         }
     }
 
-    /// An accepted socket, registered and waiting for its request head
-    /// (`http_only` on the monitoring listener).
+    /// An accepted socket, registered and waiting for its request head,
+    /// which with the upgrade must be over within the listener's
+    /// handshake timeout.
     pub(crate) fn inbound(
         id: ConnId,
         mut stream: TcpStream,
         addr: SocketAddr,
-        config: WebSocketConfig,
+        listener: Listener,
         registry: &Registry,
         now: Instant,
-        http_only: bool,
     ) -> io::Result<Self> {
+        let Listener {
+            config,
+            http_only,
+            handshake_timeout,
+        } = listener;
         // Small messages (requests, replies, gossip) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         registry.register(
@@ -220,11 +238,12 @@ impl Conn {
                 addr,
                 negotiated,
                 http_only,
+                handshake_timeout,
             },
             Phase::Sniffing(stream),
             config,
         );
-        conn.set_deadline(Some(now + crate::HANDSHAKE_TIMEOUT));
+        conn.set_deadline(Some(now + handshake_timeout));
         Ok(conn)
     }
 
@@ -633,6 +652,23 @@ impl Conn {
 
     /// The deadline passed: the connection is `Done`; returns the reason to
     /// report (`None` when it was only draining).
+    /// The source of an inbound connection still in its request head or
+    /// WebSocket upgrade (whose expiry is a handshake timeout the node
+    /// counts); `None` otherwise.
+    pub(crate) fn upgrading_from(&self) -> Option<SocketAddr> {
+        match (&self.phase, &self.origin) {
+            (
+                Phase::ServerHandshake(_) | Phase::Sniffing(_),
+                Origin::Inbound {
+                    addr,
+                    http_only: false,
+                    ..
+                },
+            ) => Some(*addr),
+            _ => None,
+        }
+    }
+
     pub(crate) fn expire(&mut self) -> Option<String> {
         let why = match (&self.phase, &self.origin) {
             (
@@ -674,12 +710,13 @@ impl Conn {
             }
             Err(e) => return Some(self.end(format!("IO error: {e}"))),
         };
-        let (negotiated, http_only) = match &self.origin {
+        let (negotiated, http_only, handshake_timeout) = match &self.origin {
             Origin::Inbound {
                 negotiated,
                 http_only,
+                handshake_timeout,
                 ..
-            } => (negotiated.clone(), *http_only),
+            } => (negotiated.clone(), *http_only, *handshake_timeout),
             Origin::Outbound { .. } => return Some(self.end("not inbound".into())),
         };
         let head = match codec::parse_head(&buf[..n]) {
@@ -696,7 +733,7 @@ impl Conn {
             Err(e) => Err(e),
         };
         // From here on the response must leave within one more timeout.
-        self.set_deadline(Some(now + crate::HANDSHAKE_TIMEOUT));
+        self.set_deadline(Some(now + handshake_timeout));
         match head {
             Ok(head) => {
                 // Consume the head (it is in the socket buffer: peek saw it).

@@ -33,7 +33,7 @@ use mpreg_runtime_support::{log_event, restore_persisted, write_persisted};
 use tungstenite::protocol::WebSocketConfig;
 
 use crate::clock::Clock;
-use crate::conn::{Conn, Ending, Progress, SendFailed};
+use crate::conn::{Conn, Ending, Listener, Progress, SendFailed};
 use crate::dial::{Resolver, Target};
 use crate::dns::{self, DnsGateway};
 use crate::shutdown::Shutdown;
@@ -176,6 +176,8 @@ pub fn run_with(
 
     let mut ev = EventLoop {
         config: upgrade::ws_config(&settings),
+        handshake_timeout: mpreg_core::time::secs(settings.connection_handshake_timeout_seconds)
+            .max(Duration::from_millis(10)),
         data_dir: settings.data_dir.clone(),
         poll,
         node,
@@ -243,6 +245,9 @@ struct EventLoop {
     node: Node,
     clock: Clock,
     config: WebSocketConfig,
+    /// `connection_handshake_timeout_seconds`: how long an inbound
+    /// connection may take to send its head and finish its upgrade.
+    handshake_timeout: Duration,
     /// `None` once the node stopped.
     listener: Option<TcpListener>,
     /// Accept again at this time (budget used up, or backing off an error).
@@ -622,7 +627,12 @@ impl EventLoop {
                     let id = self.next_id();
                     let registry = self.poll.registry();
                     let now = Instant::now();
-                    match Conn::inbound(id, stream, addr, self.config, registry, now, monitor) {
+                    let from = Listener {
+                        config: self.config,
+                        http_only: monitor,
+                        handshake_timeout: self.handshake_timeout,
+                    };
+                    match Conn::inbound(id, stream, addr, from, registry, now) {
                         Ok(conn) => {
                             self.conns.insert(id, conn);
                             self.track(id);
@@ -802,9 +812,15 @@ impl EventLoop {
             if !conn.deadline_is(at) {
                 continue; // rescheduled or cleared since
             }
+            let upgrading = conn.upgrading_from();
             match conn.expire() {
                 Some(why) => self.end(id, why),
                 None => self.track(id),
+            }
+            if let Some(addr) = upgrading {
+                self.feed(Input::HandshakeTimedOut {
+                    peer_addr: Some(addr),
+                });
             }
         }
     }

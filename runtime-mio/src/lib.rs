@@ -42,8 +42,10 @@
 //!   `max(`[`WRITE_BUFFER_BYTES`]`, largest message) + 256 KiB` unsent bytes;
 //!   a peer that does not read fast enough to stay below that is disconnected
 //!   (and the node told `Closed`) instead of growing memory without bound.
-//! - **Slow handshakes.** An inbound connection that has not finished its
-//!   WebSocket upgrade within [`HANDSHAKE_TIMEOUT`] is dropped.
+//! - **Slow handshakes.** An inbound connection that has not sent its
+//!   request head and finished its WebSocket upgrade within
+//!   `connection_handshake_timeout_seconds` is dropped, and the node told
+//!   (it counts the hit).
 //! - **Unanswered closes.** A connection we closed, or whose peer closed,
 //!   is dropped after [`CLOSE_TIMEOUT`] even if the other side never
 //!   finishes the closing handshake.
@@ -75,10 +77,6 @@ pub const AVAILABLE: bool = true;
 /// slow and dropped (raised to the largest message the node may send, so one
 /// large reply always fits into an empty buffer).
 pub const WRITE_BUFFER_BYTES: usize = 16 << 20;
-
-/// An inbound connection must finish its WebSocket upgrade within this long
-/// (same bound as the tokio runtime), so idle half-open sockets cannot pile up.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a closing connection may take to finish the closing handshake
 /// before its socket is dropped anyway.

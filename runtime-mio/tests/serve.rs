@@ -214,14 +214,17 @@ fn bind_failure_is_an_error_not_a_panic() {
 }
 
 /// Slowloris: an upgrade that never finishes is dropped after the
-/// handshake timeout.
+/// handshake timeout (`connection_handshake_timeout_seconds`).
 #[test]
 fn unfinished_upgrade_is_dropped_after_the_handshake_timeout() {
-    let node = TestNode::start(Runtime::Mio, settings());
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let mut s = settings();
+    s.connection_handshake_timeout_seconds = TIMEOUT.as_secs_f64();
+    let node = TestNode::start(Runtime::Mio, s);
     let mut raw = TcpStream::connect(node.addr).expect("connect");
     raw.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .expect("partial request");
-    raw.set_read_timeout(Some(mpreg_mio::HANDSHAKE_TIMEOUT + Duration::from_secs(5)))
+    raw.set_read_timeout(Some(TIMEOUT + Duration::from_secs(5)))
         .expect("timeout");
     let started = Instant::now();
     let mut buf = [0u8; 64];
@@ -233,7 +236,7 @@ fn unfinished_upgrade_is_dropped_after_the_handshake_timeout() {
         "expected the node to hang up, got {n:?} after {waited:?}"
     );
     assert!(
-        waited >= mpreg_mio::HANDSHAKE_TIMEOUT - Duration::from_secs(1),
+        waited >= TIMEOUT - Duration::from_millis(500),
         "dropped too early ({waited:?})"
     );
 }

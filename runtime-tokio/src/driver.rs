@@ -34,6 +34,9 @@ pub enum Event {
         addr: SocketAddr,
         writer: ConnHandle,
     },
+    /// An inbound connection did not finish its upgrade in time and was
+    /// dropped (the node counts it).
+    HandshakeTimedOut(SocketAddr),
     /// An outbound dial connected.
     Connected {
         conn: ConnId,
@@ -108,9 +111,13 @@ impl Clock {
     }
 }
 
-/// An inbound connection must send its request head and finish the
-/// WebSocket upgrade (or get its HTTP answer) within this long.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an inbound connection may take to send its request head and
+/// finish the WebSocket upgrade: the `connection_handshake_timeout_seconds`
+/// setting (normalised positive; a floor keeps a tiny value workable).
+fn handshake_timeout(settings: &Settings) -> Duration {
+    mpreg_core::time::secs(settings.connection_handshake_timeout_seconds)
+        .max(Duration::from_millis(10))
+}
 
 fn ws_config(settings: &Settings) -> WebSocketConfig {
     // tungstenite's own bound sits above the node's limits so the node sees
@@ -225,7 +232,13 @@ pub async fn run_with(
     let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let config = ws_config(&settings);
     let next_conn = Arc::new(std::sync::atomic::AtomicU64::new(1));
-    spawn_acceptor(listener, events_tx.clone(), config, next_conn.clone());
+    spawn_acceptor(
+        listener,
+        events_tx.clone(),
+        config,
+        handshake_timeout(&settings),
+        next_conn.clone(),
+    );
     if let Some(l) = monitoring {
         http::spawn_listener(l, events_tx.clone(), next_conn.clone());
     }
@@ -323,6 +336,7 @@ pub async fn run_with(
                         writers.insert(conn, writer);
                         Input::Accepted { conn, kind, headers, peer_addr: Some(addr) }
                     }
+                    Event::HandshakeTimedOut(addr) => Input::HandshakeTimedOut { peer_addr: Some(addr) },
                     Event::Connected { conn, url, writer } => {
                         writers.insert(conn, writer);
                         Input::Connected { conn, url }
@@ -436,6 +450,7 @@ fn spawn_acceptor(
     listener: TcpListener,
     events: mpsc::UnboundedSender<Event>,
     config: WebSocketConfig,
+    handshake_timeout: Duration,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
 ) {
     tokio::spawn(async move {
@@ -453,7 +468,13 @@ fn spawn_acceptor(
             let events = events.clone();
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
-                if let Err(e) = upgrade(conn, stream, addr, config, events).await {
+                let handshake = Handshake {
+                    conn,
+                    addr,
+                    config,
+                    timeout: handshake_timeout,
+                };
+                if let Err(e) = upgrade(handshake, stream, events).await {
                     tracing::debug!(%addr, error = %e, "websocket upgrade failed");
                 }
             });
@@ -465,24 +486,32 @@ fn spawn_acceptor(
 /// `Upgrade: websocket`: the monitoring endpoints, so
 /// `mpreg discovery lag --url ws://node:port` works) or completes the
 /// WebSocket handshake over the same bytes; the subprotocol decides client vs
-/// fabric. Head and handshake together are bounded by one timeout.
+/// fabric. Head and handshake together are bounded by one timeout
+/// (`connection_handshake_timeout_seconds`); a connection that runs out of
+/// it (a slowloris client dribbling its head) is dropped and reported to
+/// the node, which counts it.
 // The callback's error type is tungstenite's `ErrorResponse`, not ours.
 #[allow(clippy::result_large_err)]
 async fn upgrade(
-    conn: ConnId,
+    handshake: Handshake,
     mut stream: TcpStream,
-    addr: SocketAddr,
-    config: WebSocketConfig,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let Handshake {
+        conn,
+        addr,
+        config,
+        timeout,
+    } = handshake;
     let timed_out = || {
+        let _ = events.send(Event::HandshakeTimedOut(addr));
         tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             "handshake timed out",
         ))
     };
     let started = tokio::time::Instant::now();
-    let (bytes, head) = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_head(&mut stream))
+    let (bytes, head) = tokio::time::timeout(timeout, http::read_head(&mut stream))
         .await
         .map_err(|_| timed_out())??;
     match &head {
@@ -519,7 +548,7 @@ async fn upgrade(
         Ok(resp)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let ws = tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, handshake)
+    let ws = tokio::time::timeout_at(started + timeout, handshake)
         .await
         .map_err(|_| timed_out())??;
     let writer = conn::spawn(conn, ws, events.clone());
@@ -531,6 +560,15 @@ async fn upgrade(
         writer,
     });
     Ok(())
+}
+
+/// What [`upgrade`] needs to know about one inbound connection.
+struct Handshake {
+    conn: ConnId,
+    addr: SocketAddr,
+    config: WebSocketConfig,
+    /// Bound on head plus upgrade.
+    timeout: Duration,
 }
 
 fn spawn_dial(

@@ -76,6 +76,7 @@ impl Fixture {
                 horizon: Duration::from_secs(240),
                 gossip_interval: Duration::from_secs(1),
                 page_bytes: 1 << 20,
+                max_gone: 1024,
             },
         );
         let mut fx = Fixture {

@@ -53,10 +53,6 @@ pub const MAX_NOTIFICATIONS_PER_WINDOW: u32 = 2048;
 /// half the mio runtime's 16 MiB write buffer.
 pub const MAX_BYTES_PER_WINDOW: usize = 8 << 20;
 
-/// Watch filters kept per connection (one per watched topic), matching the
-/// pub/sub cap on subscriptions per connection.
-pub const MAX_FILTERS_PER_CONN: usize = crate::pubsub::MAX_SUBSCRIPTIONS_PER_CONN;
-
 /// The `event` header (and payload field) of a resync hint.
 pub const RESYNC_EVENT: &str = "discovery.resync";
 
@@ -98,18 +94,27 @@ pub struct WatchDelivery {
 }
 
 impl WatchDelivery {
+    /// Whether `conn` may watch `topic` while holding at most `max`
+    /// watched topics (`client_max_watches_per_connection`): a topic it
+    /// already watches is always allowed (the new filter replaces the old).
+    pub fn may_watch(&self, conn: ConnId, topic: &str, max: usize) -> bool {
+        self.conns
+            .get(&conn)
+            .is_none_or(|w| w.filters.len() < max || w.filters.contains_key(topic))
+    }
+
+    /// Whether `conn` watches anything (it is waiting for deliveries, so it
+    /// is not idle).
+    pub fn has_conn(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|w| !w.filters.is_empty())
+    }
+
     /// Remembers the filter of a `catalog_watch` made on `conn`, for the
-    /// topic it names (replacing an earlier one for the same topic). At most
-    /// [`MAX_FILTERS_PER_CONN`] topics per connection; past that the new
-    /// filter is not stored (its subscribers get the topic's
-    /// namespace-filtered deltas).
+    /// topic it names (replacing an earlier one for the same topic). The
+    /// caller checks [`WatchDelivery::may_watch`] first.
     pub fn set_filter(&mut self, conn: ConnId, filter: WatchFilter) {
         let w = self.conns.entry(conn).or_default();
-        let topic = filter.topic();
-        if w.filters.len() >= MAX_FILTERS_PER_CONN && !w.filters.contains_key(&topic) {
-            return;
-        }
-        w.filters.insert(topic, filter);
+        w.filters.insert(filter.topic(), filter);
     }
 
     /// Remembers the viewer of a `catalog_watch` made on `conn`: deliveries

@@ -153,6 +153,10 @@ pub struct ReplicaParams {
     pub gossip_interval: Duration,
     /// Soft size budget of one delta page, in bytes.
     pub page_bytes: usize,
+    /// Most departed / dead instance records kept at once
+    /// (`fabric_max_departed_records`): GOODBYEs naming ever new instances
+    /// cannot grow memory without bound within the horizon.
+    pub max_gone: usize,
 }
 
 /// Failure-detector timeouts for a cluster of `n` known nodes: suspicion
@@ -183,6 +187,9 @@ pub struct Replica {
     params: ReplicaParams,
     /// Entries in received deltas that claimed another owner.
     pub foreign_writes: u64,
+    /// Gone records evicted early by `max_gone` since the last
+    /// [`Replica::take_gone_evictions`].
+    gone_evictions: u64,
 }
 
 impl Replica {
@@ -203,6 +210,7 @@ impl Replica {
             dead: HashMap::new(),
             params,
             foreign_writes: 0,
+            gone_evictions: 0,
         }
     }
 
@@ -548,7 +556,7 @@ impl Replica {
                 out.removed
                     .extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
                 // The old instance is gone for good: the new one replaced it.
-                self.dead.insert(
+                self.remember_gone(
                     (delta.origin.clone(), old.instance_id.clone()),
                     DeadRecord {
                         at: now,
@@ -667,7 +675,7 @@ impl Replica {
     ) -> (bool, Vec<Entry>) {
         let key = (origin.to_string(), instance.to_string());
         let news = self.dead.get(&key).is_none_or(|d| d.heartbeat != u64::MAX);
-        self.dead.insert(
+        self.remember_gone(
             key,
             DeadRecord {
                 at: now,
@@ -712,7 +720,7 @@ impl Replica {
         let mut out = Vec::new();
         for origin in dead {
             if let Some(v) = self.views.remove(&origin) {
-                self.dead.insert(
+                self.remember_gone(
                     (origin.clone(), v.instance_id.clone()),
                     DeadRecord {
                         at: now,
@@ -727,6 +735,29 @@ impl Replica {
             }
         }
         (suspected, out)
+    }
+
+    /// Records a gone instance. At `max_gone` records the one closest to
+    /// the end of its horizon makes room (it is the least likely to still
+    /// meet a stale copy), and the eviction is counted.
+    fn remember_gone(&mut self, key: (String, String), record: DeadRecord) {
+        if !self.dead.contains_key(&key) && self.dead.len() >= self.params.max_gone.max(1) {
+            let oldest = self
+                .dead
+                .iter()
+                .min_by_key(|(_, d)| d.until)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.dead.remove(&k);
+                self.gone_evictions += 1;
+            }
+        }
+        self.dead.insert(key, record);
+    }
+
+    /// Gone records evicted by `max_gone` since the last call.
+    pub fn take_gone_evictions(&mut self) -> u64 {
+        std::mem::take(&mut self.gone_evictions)
     }
 
     /// Collects old tombstones and dead records.
@@ -885,6 +916,7 @@ mod tests {
             horizon: Duration::from_secs(60),
             gossip_interval: Duration::from_secs(1),
             page_bytes,
+            max_gone: 1024,
         }
     }
 
@@ -1079,6 +1111,27 @@ mod tests {
         a.r.beat();
         sync(&mut b, &mut a, at(12));
         assert_eq!(names(&b.c, "A"), vec!["svc.f0"]);
+    }
+
+    #[test]
+    fn departed_records_are_capped_evicting_the_oldest() {
+        let mut b = side("B", "b1");
+        b.r.params.max_gone = 3;
+        for i in 0..3u64 {
+            let (news, _) = b.r.depart(&mut b.c, &format!("X{i}"), "x", at(i));
+            assert!(news);
+        }
+        assert_eq!(b.r.take_gone_evictions(), 0);
+        // A repeated GOODBYE of a remembered instance needs no room.
+        b.r.depart(&mut b.c, "X2", "x", at(3));
+        assert_eq!(b.r.take_gone_evictions(), 0);
+        // A new one past the cap evicts the record nearest its horizon.
+        b.r.depart(&mut b.c, "X9", "x", at(4));
+        assert_eq!(b.r.take_gone_evictions(), 1);
+        assert_eq!(b.r.gone_counts(), (3, 0));
+        assert!(!b.r.is_departed("X0", "x"));
+        assert!(b.r.is_departed("X1", "x") && b.r.is_departed("X9", "x"));
+        assert_eq!(b.r.take_gone_evictions(), 0);
     }
 
     #[test]

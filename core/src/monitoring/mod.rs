@@ -46,6 +46,7 @@ use crate::config::Settings;
 use crate::dns::DnsStats;
 use crate::fabric::auth::Refusal;
 use crate::identity::{IdentityConfig, Role};
+use crate::limits::Limit;
 use crate::node::{Counters, Identity};
 use crate::policy::{self, PolicyHistory};
 use exposition::{Exposition, Kind};
@@ -583,6 +584,14 @@ fn metrics(view: &MonitoringView<'_>) -> String {
             &[("reason", why.label())],
             c.fabric_auth_refused.get(why) as f64,
         );
+    }
+    e.family(
+        "mpreg_limit_hits_total",
+        Kind::Counter,
+        "Resource bounds hit, by the bound (each refused or closed only the party that hit it).",
+    );
+    for limit in Limit::ALL {
+        e.sample(&[("limit", limit.as_str())], c.limit_hits.get(limit) as f64);
     }
 
     let p = view.peers;

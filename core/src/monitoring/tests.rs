@@ -6,6 +6,7 @@ use super::exposition::{valid_label_name, valid_metric_name};
 use super::latency::{Latencies, Timed};
 use super::*;
 use crate::config::{PolicyRuleConfig, TenantCredential};
+use crate::limits::LimitHits;
 
 /// What a view borrows, owned by the test.
 struct Fixture {
@@ -53,6 +54,11 @@ fn fixture(settings: Settings) -> Fixture {
                 let mut r = crate::fabric::auth::RefusalCounts::default();
                 r.add(crate::fabric::auth::Refusal::Failed);
                 r
+            },
+            limit_hits: {
+                let mut h = LimitHits::default();
+                h.hit(Limit::ConnectionsPerSource);
+                h
             },
             ..Counters::default()
         },
@@ -556,6 +562,12 @@ fn metrics_parse_back_with_counters_present() {
             "reason=\"auth_missing\"",
             0.0,
         ),
+        (
+            "mpreg_limit_hits_total",
+            "limit=\"connections_per_source\"",
+            1.0,
+        ),
+        ("mpreg_limit_hits_total", "limit=\"client_idle\"", 0.0),
         ("mpreg_peers", "state=\"connected\"", 2.0),
         ("mpreg_peers", "state=\"suspected\"", 1.0),
         ("mpreg_peers", "state=\"departed\"", 1.0),

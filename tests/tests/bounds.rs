@@ -1,0 +1,173 @@
+//! Black-box tests of the resource bounds (issue 11) on real `mpreg server`
+//! processes over 127.0.0.1, with small limits set in a settings file: each
+//! bound, when hit, refuses only the party that hit it with a reason naming
+//! the setting, is counted in `mpreg_limit_hits_total{limit}`, and leaves
+//! the node serving everyone else. Runs on the runtime `MPREG_TEST_RUNTIME`
+//! names (tokio by default).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use mpreg_tests::{unique_id, wait_until, Conn, Node};
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const NO_ARGS: [&str; 0] = [];
+
+/// `mpreg_limit_hits_total{limit="<limit>"}` scraped from `/metrics` on
+/// the node's client port (plain HTTP, which is not a WebSocket connection
+/// and so counts toward no connection limit).
+fn limit_hits(node: &Node, limit: &str) -> f64 {
+    let addr = format!("127.0.0.1:{}", node.port());
+    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).expect("write request");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read /metrics");
+    let series = format!("mpreg_limit_hits_total{{limit=\"{limit}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series}in /metrics:\n{body}"))
+}
+
+/// Waits (bounded) until the `limit` counter reaches `want`.
+fn wait_hits(node: &Node, limit: &str, want: f64) {
+    let ok = wait_until(TIMEOUT, Duration::from_millis(50), || {
+        limit_hits(node, limit) >= want
+    });
+    assert!(
+        ok,
+        "{limit} hits stayed at {} (< {want})",
+        limit_hits(node, limit)
+    );
+}
+
+/// Subscribes `conn` to `app.#` as `id`; returns the acknowledgement.
+fn subscribe(conn: &mut Conn, id: &str) -> Value {
+    let u = unique_id("sub");
+    conn.request(
+        &u,
+        &json!({"role": "pubsub-subscribe", "u": u, "subscription": {
+            "subscription_id": id,
+            "patterns": [{"pattern": "app.#", "exact_match": false}],
+            "subscriber": "bounds-test", "get_backlog": false}}),
+    )
+}
+
+#[test]
+fn connections_over_the_per_source_limit_are_refused_with_the_reason() {
+    let node = Node::start_with_config("max_connections_per_source = 2\n", NO_ARGS);
+    let mut first = node.connect();
+    let mut second = node.connect();
+    assert_eq!(first.call_ok("echo", json!("a")), json!("a"));
+    assert_eq!(second.call_ok("echo", json!("b")), json!("b"));
+    // Every test connection comes from 127.0.0.1: the third is over.
+    let mut third = Conn::try_connect(node.url(), TIMEOUT).expect("upgrade itself succeeds");
+    let why = third
+        .expect_closed(TIMEOUT)
+        .expect("third connection closed");
+    assert!(why.contains("1008"), "{why}");
+    assert!(why.contains("max_connections_per_source (2)"), "{why}");
+    // The connections already admitted still answer.
+    assert_eq!(first.call_ok("echo", json!("still")), json!("still"));
+    wait_hits(&node, "connections_per_source", 1.0);
+    // A closed connection frees its slot.
+    second.close();
+    let ok = wait_until(TIMEOUT, Duration::from_millis(100), || {
+        let Ok(mut c) = Conn::try_connect(node.url(), TIMEOUT) else {
+            return false;
+        };
+        let u = unique_id("u");
+        c.send_json(&mpreg_tests::rpc_frame(
+            &u,
+            "echo",
+            json!(["again"]),
+            json!({}),
+        ));
+        c.recv().is_some_and(|v| v["r"]["echo"] == json!("again"))
+    });
+    assert!(ok, "the freed slot was not reusable:\n{}", node.log());
+}
+
+#[test]
+fn a_partial_http_head_is_dropped_after_the_handshake_timeout() {
+    let node = Node::start_with_config("connection_handshake_timeout_seconds = 1.0\n", NO_ARGS);
+    let mut raw = TcpStream::connect(format!("127.0.0.1:{}", node.port())).expect("connect");
+    // A slowloris client: a head that never ends.
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .expect("partial head");
+    raw.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = raw.read(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        matches!(n, Ok(0))
+            || matches!(&n, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected the node to hang up, got {n:?} after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(700) && waited < TIMEOUT,
+        "dropped after {waited:?}, not after about 1 s"
+    );
+    wait_hits(&node, "handshake_timeout", 1.0);
+    // Everyone else is served.
+    let mut c = node.connect();
+    assert_eq!(c.call_ok("echo", json!("ok")), json!("ok"));
+}
+
+#[test]
+fn an_idle_client_is_closed_but_a_subscriber_is_kept() {
+    let node = Node::start_with_config("client_idle_timeout_seconds = 1.0\n", NO_ARGS);
+    let mut subscriber = node.connect();
+    assert_eq!(subscribe(&mut subscriber, "s1")["success"], json!(true));
+    let mut idle = node.connect();
+    let started = Instant::now();
+    let why = idle.expect_closed(TIMEOUT).expect("idle client closed");
+    let waited = started.elapsed();
+    assert!(why.contains("1008"), "{why}");
+    assert!(why.contains("client_idle_timeout_seconds"), "{why}");
+    assert!(
+        waited >= Duration::from_millis(700),
+        "closed after {waited:?}"
+    );
+    // Well past the timeout, the subscriber (waiting for deliveries) is
+    // still there and served.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(subscriber.call_ok("echo", json!("here")), json!("here"));
+    wait_hits(&node, "client_idle", 1.0);
+}
+
+#[test]
+fn subscriptions_and_watches_over_their_caps_get_error_replies() {
+    let config = "client_max_subscriptions_per_connection = 2\n\
+                  client_max_watches_per_connection = 1\n";
+    let node = Node::start_with_config(config, NO_ARGS);
+    let mut c = node.connect();
+    assert_eq!(subscribe(&mut c, "a")["success"], json!(true));
+    assert_eq!(subscribe(&mut c, "b")["success"], json!(true));
+    let ack = subscribe(&mut c, "c");
+    assert_eq!(ack["success"], json!(false), "{ack}");
+    let error = ack["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("client_max_subscriptions_per_connection"),
+        "{ack}"
+    );
+    wait_hits(&node, "subscriptions_per_connection", 1.0);
+
+    c.call_ok("catalog_watch", json!({"namespace": "svc.a"}));
+    let reply = c.call("catalog_watch", json!([{"namespace": "svc.b"}]), json!({}));
+    assert_eq!(reply["error"]["code"], json!(1003), "{reply}");
+    let details = reply["error"]["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("client_max_watches_per_connection"),
+        "{reply}"
+    );
+    wait_hits(&node, "watches_per_connection", 1.0);
+    // Not a close: the same connection keeps working.
+    assert_eq!(c.call_ok("echo", json!("fine")), json!("fine"));
+}
