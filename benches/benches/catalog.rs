@@ -120,6 +120,7 @@ fn params() -> ReplicaParams {
         gossip_interval: Duration::from_secs(1),
         page_bytes: 2 << 20,
         max_gone: 65_536,
+        max_tombstones: 100_000,
     }
 }
 

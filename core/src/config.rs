@@ -247,6 +247,14 @@ pub struct Settings {
     /// cannot grow memory without bound. The default is far above what any
     /// real cluster's churn leaves within one horizon. At least 1.
     pub fabric_max_departed_records: u64,
+    /// Tombstones (removed entries) remembered per origin (ours; default
+    /// 100000). Each is kept for the tombstone horizon so stale copies of
+    /// the entry cannot come back; past this cap the oldest are dropped
+    /// early (counted) and a peer that still needed one gets a full reset
+    /// of that origin instead, so correctness holds and memory stays
+    /// bounded when an origin removes entries faster than the horizon
+    /// collects them. At least 1.
+    pub fabric_max_tombstones_per_origin: u64,
     /// Seconds an outbound peer dial may take before it counts as failed
     /// (ours), so a black-holed seed cannot stall the dial scheduler. Positive.
     pub fabric_dial_timeout_seconds: f64,
@@ -477,6 +485,7 @@ impl Default for Settings {
             client_max_subscriptions_per_connection: 1024,
             client_max_watches_per_connection: 1024,
             fabric_max_departed_records: 65_536,
+            fabric_max_tombstones_per_origin: 100_000,
             fabric_dial_timeout_seconds: 3.0,
             fabric_dial_retry_seconds: 1.0,
             rpc_spec_gossip_mode: "summary".into(),
@@ -1207,6 +1216,7 @@ const SETTINGS: &[Field] = &[
     field("client_max_subscriptions_per_connection", U64),
     field("client_max_watches_per_connection", U64),
     field("fabric_max_departed_records", U64),
+    field("fabric_max_tombstones_per_origin", U64),
     field("fabric_dial_timeout_seconds", Kind::Float),
     field("fabric_dial_retry_seconds", Kind::Float),
     field("rpc_spec_gossip_mode", Kind::Text),
@@ -1779,6 +1789,7 @@ const AT_LEAST_ONE: &[(&str, BytesAt)] = &[
     at!(BytesAt, client_max_subscriptions_per_connection),
     at!(BytesAt, client_max_watches_per_connection),
     at!(BytesAt, fabric_max_departed_records),
+    at!(BytesAt, fabric_max_tombstones_per_origin),
 ];
 
 /// Strings that identify this node and cannot be empty (trimmed).
@@ -2373,6 +2384,7 @@ mod tests {
         assert_eq!(s.client_max_subscriptions_per_connection, 1024);
         assert_eq!(s.client_max_watches_per_connection, 1024);
         assert_eq!(s.fabric_max_departed_records, 65_536);
+        assert_eq!(s.fabric_max_tombstones_per_origin, 100_000);
         assert_eq!(s.fabric_dial_timeout_seconds, 3.0);
         assert_eq!(s.fabric_dial_retry_seconds, 1.0);
         assert_eq!(s.rpc_spec_gossip_mode, "summary");

@@ -38,11 +38,14 @@ pub enum Limit {
     /// `fabric_max_departed_records`: a departed / dead peer record was
     /// dropped before its horizon to make room.
     DepartedRecords,
+    /// `fabric_max_tombstones_per_origin`: an origin's oldest tombstones
+    /// were dropped before their horizon.
+    Tombstones,
 }
 
 impl Limit {
     /// Number of limits (the size of [`LimitHits`]).
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
 
     /// Every limit, in exposition order.
     pub const ALL: [Limit; Limit::COUNT] = [
@@ -53,6 +56,7 @@ impl Limit {
         Limit::SubscriptionsPerConnection,
         Limit::WatchesPerConnection,
         Limit::DepartedRecords,
+        Limit::Tombstones,
     ];
 
     /// The `limit` label of `mpreg_limit_hits_total`.
@@ -65,6 +69,7 @@ impl Limit {
             Limit::SubscriptionsPerConnection => "subscriptions_per_connection",
             Limit::WatchesPerConnection => "watches_per_connection",
             Limit::DepartedRecords => "departed_records",
+            Limit::Tombstones => "tombstones",
         }
     }
 
@@ -79,6 +84,7 @@ impl Limit {
             Limit::SubscriptionsPerConnection => "client_max_subscriptions_per_connection",
             Limit::WatchesPerConnection => "client_max_watches_per_connection",
             Limit::DepartedRecords => "fabric_max_departed_records",
+            Limit::Tombstones => "fabric_max_tombstones_per_origin",
         }
     }
 
@@ -91,6 +97,7 @@ impl Limit {
             Limit::SubscriptionsPerConnection => 4,
             Limit::WatchesPerConnection => 5,
             Limit::DepartedRecords => 6,
+            Limit::Tombstones => 7,
         }
     }
 }

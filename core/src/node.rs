@@ -343,6 +343,8 @@ impl Node {
             // Half the frame bound leaves room for the envelope.
             page_bytes: usize::try_from(settings.fabric_max_frame_bytes / 2).unwrap_or(usize::MAX),
             max_gone: usize::try_from(settings.fabric_max_departed_records).unwrap_or(usize::MAX),
+            max_tombstones: usize::try_from(settings.fabric_max_tombstones_per_origin)
+                .unwrap_or(usize::MAX),
         };
         let replica = Replica::new(&me.node_id, &me.instance_id, me.started_at, params);
         let policy = PolicyHistory::new(&settings, now.wall).map_err(|e| ConfigError {
@@ -656,6 +658,10 @@ impl Node {
             self.counters
                 .limit_hits
                 .add(Limit::DepartedRecords, evicted);
+        }
+        let trimmed = self.replica.take_tombstone_evictions();
+        if trimmed > 0 {
+            self.counters.limit_hits.add(Limit::Tombstones, trimmed);
         }
     }
 

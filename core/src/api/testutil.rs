@@ -77,6 +77,7 @@ impl Fixture {
                 gossip_interval: Duration::from_secs(1),
                 page_bytes: 1 << 20,
                 max_gone: 1024,
+                max_tombstones: 100_000,
             },
         );
         let mut fx = Fixture {

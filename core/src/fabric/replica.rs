@@ -53,12 +53,20 @@ struct Versions {
     /// entries a second copy of every key costs tens of MiB.
     slots: BTreeMap<Arc<EntryKey>, Slot>,
     by_version: BTreeMap<u64, Arc<EntryKey>>,
+    /// Slots that are tombstones (for the per-origin cap).
+    dead: usize,
 }
 
 impl Versions {
     fn set(&mut self, key: EntryKey, version: u64, live: bool, now: Instant) {
         if let Some(old) = self.slots.get(&key) {
             self.by_version.remove(&old.version);
+            if !old.live {
+                self.dead -= 1;
+            }
+        }
+        if !live {
+            self.dead += 1;
         }
         let key = Arc::new(key);
         self.by_version.insert(version, Arc::clone(&key));
@@ -93,6 +101,31 @@ impl Versions {
             self.by_version.remove(v);
             self.gc_floor = self.gc_floor.max(*v);
         }
+        self.dead -= doomed.len();
+        doomed.len()
+    }
+
+    /// Drops the oldest tombstones beyond `max`; returns how many. Safe
+    /// like collection by age: the floor rises past them, so a peer that
+    /// still needed one gets a reset instead of a silent hole.
+    fn trim(&mut self, max: usize) -> usize {
+        if self.dead <= max {
+            return 0;
+        }
+        let excess = self.dead - max;
+        let doomed: Vec<(u64, Arc<EntryKey>)> = self
+            .by_version
+            .iter()
+            .filter(|(_, k)| self.slots.get(&***k).is_some_and(|s| !s.live))
+            .take(excess)
+            .map(|(v, k)| (*v, Arc::clone(k)))
+            .collect();
+        for (v, k) in &doomed {
+            self.slots.remove(&**k);
+            self.by_version.remove(v);
+            self.gc_floor = self.gc_floor.max(*v);
+        }
+        self.dead -= doomed.len();
         doomed.len()
     }
 }
@@ -157,6 +190,10 @@ pub struct ReplicaParams {
     /// (`fabric_max_departed_records`): GOODBYEs naming ever new instances
     /// cannot grow memory without bound within the horizon.
     pub max_gone: usize,
+    /// Most tombstones kept per origin (`fabric_max_tombstones_per_origin`):
+    /// an origin that removes entries faster than the horizon collects them
+    /// cannot grow memory without bound.
+    pub max_tombstones: usize,
 }
 
 /// Failure-detector timeouts for a cluster of `n` known nodes: suspicion
@@ -190,6 +227,9 @@ pub struct Replica {
     /// Gone records evicted early by `max_gone` since the last
     /// [`Replica::take_gone_evictions`].
     gone_evictions: u64,
+    /// Tombstones dropped before their horizon by `max_tombstones`, not
+    /// yet counted by the node.
+    tombstone_evictions: u64,
 }
 
 impl Replica {
@@ -211,6 +251,7 @@ impl Replica {
             params,
             foreign_writes: 0,
             gone_evictions: 0,
+            tombstone_evictions: 0,
         }
     }
 
@@ -760,14 +801,24 @@ impl Replica {
         std::mem::take(&mut self.gone_evictions)
     }
 
-    /// Collects old tombstones and dead records.
+    /// Collects old tombstones and dead records, then trims every origin
+    /// to `max_tombstones` (oldest first, counted).
     pub fn collect(&mut self, now: Instant) {
         let horizon = self.params.horizon;
+        let max = self.params.max_tombstones.max(1);
         self.own.collect(now, horizon);
+        let mut trimmed = self.own.trim(max);
         for v in self.views.values_mut() {
             v.versions.collect(now, horizon);
+            trimmed += v.versions.trim(max);
         }
+        self.tombstone_evictions += trimmed as u64;
         self.dead.retain(|_, d| d.until > now);
+    }
+
+    /// Tombstones dropped by `max_tombstones` since the last call.
+    pub fn take_tombstone_evictions(&mut self) -> u64 {
+        std::mem::take(&mut self.tombstone_evictions)
     }
 
     /// True when `(origin, instance)` departed or was declared dead.
@@ -917,6 +968,7 @@ mod tests {
             gossip_interval: Duration::from_secs(1),
             page_bytes,
             max_gone: 1024,
+            max_tombstones: 100_000,
         }
     }
 
@@ -1061,6 +1113,32 @@ mod tests {
             vec!["svc.f0", "svc.f2"],
             "reset removed the entry C still held"
         );
+    }
+
+    #[test]
+    fn tombstones_past_the_cap_are_dropped_oldest_first_and_force_a_reset() {
+        let mut a = side("A", "a1");
+        let mut c = side("C", "c1");
+        a.r.params.max_tombstones = 2;
+        for i in 0..6 {
+            a.r.put_own(&mut a.c, func("A", i), WALL, at(0)).unwrap();
+        }
+        sync(&mut c, &mut a, at(0));
+        // Four removals C never hears of, well inside the horizon.
+        for i in 1..5 {
+            a.r.remove_own(&mut a.c, &func("A", i).key(), at(1));
+        }
+        let _ = a.r.take_flood();
+        a.r.collect(at(2));
+        assert_eq!(a.r.take_tombstone_evictions(), 2, "two over the cap of 2");
+        assert_eq!(a.r.own.dead, 2);
+        a.r.collect(at(3));
+        assert_eq!(a.r.take_tombstone_evictions(), 0, "already within the cap");
+        // C needed the dropped ones: it is reset, and holds exactly A's live set.
+        sync(&mut c, &mut a, at(3));
+        assert_eq!(names(&c.c, "A"), vec!["svc.f0", "svc.f5"]);
+        a.r.check_invariants(&a.c).unwrap();
+        c.r.check_invariants(&c.c).unwrap();
     }
 
     #[test]
