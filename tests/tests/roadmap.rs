@@ -216,6 +216,14 @@ fn cutover(regions: &[Region]) {
     let mut exporter = regions[1].nodes[0].connect();
     let mut resolver = regions[0].resolver.connect();
     let withdrawal_bound = Duration::from_secs_f64(HOLD_DOWN + 2.0 * INTERVAL + 3.0);
+    let withdrawn_within = |resolver: &mut Conn, bound: Duration| {
+        wait_for(bound, Duration::from_millis(100), || {
+            summary(&global_summaries(resolver, ns), api)
+                .is_none()
+                .then_some(())
+        })
+        .is_some()
+    };
 
     let denied = exporter.call_ok(
         "namespace_policy_apply",
@@ -224,13 +232,8 @@ fn cutover(regions: &[Region]) {
     );
     let deny_version = denied["version"].clone();
     assert_eq!(denied["applied"], true, "scenario 2: {denied}");
-    let gone = wait_for(withdrawal_bound, Duration::from_millis(100), || {
-        summary(&global_summaries(&mut resolver, ns), api)
-            .is_none()
-            .then_some(())
-    });
     assert!(
-        gone.is_some(),
+        withdrawn_within(&mut resolver, withdrawal_bound),
         "scenario 2: denied summaries still at the resolver after {withdrawal_bound:?}"
     );
 
@@ -262,13 +265,8 @@ fn cutover(regions: &[Region]) {
     );
     assert_eq!(rolled["rolled_back"], true, "scenario 2: {rolled}");
     let started = Instant::now();
-    let gone = wait_for(withdrawal_bound, Duration::from_millis(100), || {
-        summary(&global_summaries(&mut resolver, ns), api)
-            .is_none()
-            .then_some(())
-    });
     assert!(
-        gone.is_some(),
+        withdrawn_within(&mut resolver, withdrawal_bound),
         "scenario 2: rolled-back export still at the resolver after {:?} (bound {withdrawal_bound:?})",
         started.elapsed()
     );

@@ -87,16 +87,23 @@ impl Versions {
 
     /// Drops tombstones older than `horizon`; returns how many.
     fn collect(&mut self, now: Instant, horizon: Duration) -> usize {
-        let doomed: Vec<(Arc<EntryKey>, u64)> = self
+        let doomed: Vec<(u64, Arc<EntryKey>)> = self
             .slots
             .iter()
             .filter(|(_, s)| {
                 s.dead_since
                     .is_some_and(|t| now.saturating_duration_since(t) >= horizon)
             })
-            .map(|(k, s)| (Arc::clone(k), s.version))
+            .map(|(k, s)| (s.version, Arc::clone(k)))
             .collect();
-        for (k, v) in &doomed {
+        self.drop_tombstones(&doomed)
+    }
+
+    /// Forgets tombstones for good: versions up to the newest one dropped
+    /// may now have holes, which the floor records (a peer asking from
+    /// below it gets a reset).
+    fn drop_tombstones(&mut self, doomed: &[(u64, Arc<EntryKey>)]) -> usize {
+        for (v, k) in doomed {
             self.slots.remove(&**k);
             self.by_version.remove(v);
             self.gc_floor = self.gc_floor.max(*v);
@@ -120,13 +127,7 @@ impl Versions {
             .take(excess)
             .map(|(v, k)| (*v, Arc::clone(k)))
             .collect();
-        for (v, k) in &doomed {
-            self.slots.remove(&**k);
-            self.by_version.remove(v);
-            self.gc_floor = self.gc_floor.max(*v);
-        }
-        self.dead -= doomed.len();
-        doomed.len()
+        self.drop_tombstones(&doomed)
     }
 }
 
