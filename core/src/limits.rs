@@ -263,6 +263,46 @@ impl IdleClock {
     }
 }
 
+/// At most one log line per [`LogBudget::PERIOD`] for a flood of the same
+/// refusal (connections over a limit, peers failing authentication): an
+/// attacker opening connections as fast as it can must not also fill the
+/// disk with log lines. Every refusal is still counted in the metrics; the
+/// line that gets through says how many were left out since the last one.
+#[derive(Debug, Clone, Default)]
+pub struct LogBudget {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// Minimum time between two lines.
+    pub const PERIOD: Duration = Duration::from_secs(1);
+
+    /// `Some(n)` when a line may be logged now, `n` being the lines left
+    /// out since the last one; `None` (and one more left out) otherwise.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < Self::PERIOD => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+}
+
+/// `line`, plus how many like it were left out, for a [`LogBudget`] line.
+pub fn with_suppressed(line: String, suppressed: u64) -> String {
+    if suppressed == 0 {
+        line
+    } else {
+        format!("{line} ({suppressed} more like it since the last report)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +383,22 @@ mod tests {
         for (i, l) in Limit::ALL.iter().enumerate() {
             assert_eq!(l.index(), i);
         }
+    }
+
+    #[test]
+    fn a_log_budget_lets_one_line_a_second_through_and_counts_the_rest() {
+        let t0 = Instant::from_nanos(1_000_000_000);
+        let mut b = LogBudget::default();
+        assert_eq!(b.allow(t0), Some(0));
+        for _ in 0..99 {
+            assert_eq!(b.allow(t0 + Duration::from_millis(500)), None);
+        }
+        assert_eq!(b.allow(t0 + Duration::from_secs(1)), Some(99));
+        assert_eq!(b.allow(t0 + Duration::from_secs(3)), Some(0));
+        assert_eq!(with_suppressed("x".into(), 0), "x");
+        assert_eq!(
+            with_suppressed("x".into(), 99),
+            "x (99 more like it since the last report)"
+        );
     }
 }

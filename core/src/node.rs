@@ -26,7 +26,7 @@ use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
 use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
-use crate::limits::{Admission, IdleClock, Limit, LimitHits};
+use crate::limits::{self, Admission, IdleClock, Limit, LimitHits, LogBudget};
 use crate::local;
 use crate::monitoring;
 use crate::monitoring::latency::{Latencies, Timed};
@@ -228,6 +228,9 @@ pub struct Node {
     conns: HashMap<ConnId, ConnState>,
     /// Accepted connections per source address (`max_connections*`).
     admission: Admission,
+    /// Log lines of refused connections and peers: one a second each.
+    refusal_log: LogBudget,
+    auth_log: LogBudget,
     /// Idle deadlines of client connections (`client_idle_timeout_seconds`).
     idle: IdleClock,
     subs: Subscriptions,
@@ -367,6 +370,8 @@ impl Node {
             timing: None,
             conns: HashMap::new(),
             admission: Admission::default(),
+            refusal_log: LogBudget::default(),
+            auth_log: LogBudget::default(),
             idle: IdleClock::new(settings.client_idle_timeout_seconds),
             subs: Subscriptions::new(
                 usize::try_from(settings.client_max_subscriptions_per_connection)
@@ -559,7 +564,7 @@ impl Node {
                 peer_addr,
             } => match kind {
                 // Over a connection limit: closed and never known to the node.
-                _ if !self.admit_conn(conn, peer_addr) => {}
+                _ if !self.admit_conn(conn, peer_addr, now) => {}
                 ConnKind::Client => {
                     let who = self.ident.identify(&headers);
                     let anon = ident::anonymous_id(peer_addr.map(|a| a.ip()), conn);
@@ -814,7 +819,12 @@ impl Node {
     /// and `max_connections`; over either, closes it (1008, naming the
     /// setting) and counts the hit. The refused connection never becomes
     /// known to the node, so everyone else is served as before.
-    fn admit_conn(&mut self, conn: ConnId, peer_addr: Option<std::net::SocketAddr>) -> bool {
+    fn admit_conn(
+        &mut self,
+        conn: ConnId,
+        peer_addr: Option<std::net::SocketAddr>,
+        now: Now,
+    ) -> bool {
         let source = peer_addr.map(|a| a.ip());
         let Err(limit) = self.admission.admit(
             conn,
@@ -837,10 +847,12 @@ impl Node {
                 self.settings.max_connections
             ),
         };
-        self.event(Event::BadInput {
-            conn: Some(conn),
-            detail: reason.clone(),
-        });
+        if let Some(left_out) = self.refusal_log.allow(now.mono) {
+            self.event(Event::BadInput {
+                conn: Some(conn),
+                detail: limits::with_suppressed(reason.clone(), left_out),
+            });
+        }
         self.close(conn, 1008, reason);
         false
     }
@@ -1348,10 +1360,15 @@ impl Node {
             why.label(),
             now.wall,
         );
-        self.event(Event::BadInput {
-            conn: Some(conn),
-            detail: format!("fabric peer {peer} refused: {}", why.detail()),
-        });
+        if let Some(left_out) = self.auth_log.allow(now.mono) {
+            self.event(Event::BadInput {
+                conn: Some(conn),
+                detail: limits::with_suppressed(
+                    format!("fabric peer {peer} refused: {}", why.detail()),
+                    left_out,
+                ),
+            });
+        }
         if let Some(url) = dialed {
             if self.outbound.get(&url) == Some(&conn) {
                 self.outbound.remove(&url);

@@ -340,3 +340,36 @@ fn departed_records_past_the_cap_are_evicted_and_counted() {
     assert!(h.node.replica().is_departed("ws://10.0.1.3:7000", "inst-3"));
     assert!(!h.node.replica().is_departed("ws://10.0.1.0:7000", "inst-0"));
 }
+
+#[test]
+fn a_flood_of_refusals_logs_one_line_a_second_and_counts_every_one() {
+    let mut h = Harness::new(Settings {
+        max_connections_per_source: 1,
+        ..base()
+    });
+    h.client("10.0.0.9");
+    let logged = |outs: &[Output]| {
+        outs.iter()
+            .filter_map(|o| match o {
+                Output::Event(Event::BadInput { detail, .. }) => Some(detail.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let (extra, outs) = h.accept(ConnKind::Client, "10.0.0.9");
+        assert!(closed(&outs, extra).is_some(), "every one is refused");
+        lines.extend(logged(&outs));
+        h.feed(Input::Closed { conn: extra });
+    }
+    assert_eq!(h.hits(Limit::ConnectionsPerSource), 50, "every one counted");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    // A second later the next line says how many were left out.
+    let t = h.t + 1.0;
+    h.t = t;
+    let (_, outs) = h.accept(ConnKind::Client, "10.0.0.9");
+    let next = logged(&outs);
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert!(next[0].contains("49 more like it"), "{next:?}");
+}
