@@ -131,6 +131,7 @@ pub fn filled_node(origins: usize, per_origin: usize) -> (Node, Now) {
             kind: ConnKind::Fabric,
             headers: vec![],
             peer_addr: None,
+            tls: false,
         },
     );
     while node.poll_output().is_some() {}

@@ -92,6 +92,11 @@ pub struct ConnArgs {
         value_name = "KEY"
     )]
     pub api_key: Option<String>,
+    /// PEM file of the CA (or self-signed) certificate that `wss://` nodes
+    /// must present (env MPREG_TLS_CA_FILE); without it the system's root
+    /// certificates are trusted.
+    #[arg(long, env = "MPREG_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<String>,
     /// Print the raw JSON result (stable field names) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -115,18 +120,26 @@ impl ConnArgs {
         Ok(urls)
     }
 
-    fn credentials(&self) -> Credentials {
-        Credentials {
+    fn credentials(&self) -> Result<Credentials, CliError> {
+        let tls = match self.tls_ca_file.as_deref() {
+            Some(path) => Some(
+                mpreg_client::tls::trust_ca_file(path)
+                    .map_err(|e| CliError::Usage(format!("--tls-ca-file: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Credentials {
             token: self.token.clone(),
             api_key: self.api_key.clone(),
-        }
+            tls,
+        })
     }
 
     /// Opens a connection to the first node that accepts one.
     pub async fn connect(&self) -> Result<Client, CliError> {
         let urls = self.urls()?;
         let timeout = Duration::from_secs_f64(self.timeout);
-        let creds = self.credentials();
+        let creds = self.credentials()?;
         let mut last = None;
         for (i, url) in urls.iter().enumerate() {
             match Client::connect(url, timeout, &creds).await {
@@ -161,7 +174,7 @@ impl ConnArgs {
     ) -> Result<Value, CliError> {
         let urls = self.urls()?;
         let timeout = Duration::from_secs_f64(self.timeout);
-        let creds = self.credentials();
+        let creds = self.credentials()?;
         let mut outcome = Err(CliError::Usage("Provide --url or set MPREG_URL.".into()));
         for (i, url) in urls.iter().enumerate() {
             let result = match Client::connect(url, timeout, &creds).await {

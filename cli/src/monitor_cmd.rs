@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
+use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
 
 use crate::common::{parse_seconds, print_json, CliError};
 use crate::render::{self, Table};
@@ -35,6 +36,11 @@ pub struct MonArgs {
         value_name = "TOKEN"
     )]
     pub monitoring_token: Option<String>,
+    /// PEM file of the CA (or self-signed) certificate an `https://` or
+    /// `wss://` node must present (env MPREG_TLS_CA_FILE); without it the
+    /// public web roots are trusted.
+    #[arg(long, env = "MPREG_TLS_CA_FILE", value_name = "FILE")]
+    pub tls_ca_file: Option<String>,
 }
 
 impl MonArgs {
@@ -53,6 +59,28 @@ impl MonArgs {
         Ok(http_base(url))
     }
 
+    /// Which servers `https://` trusts: the CA file's certificates, or the
+    /// public web roots.
+    fn tls(&self) -> Result<TlsConfig, CliError> {
+        let Some(path) = self.tls_ca_file.as_deref() else {
+            return Ok(TlsConfig::default());
+        };
+        let problem = |why: String| CliError::Usage(format!("--tls-ca-file {path}: {why}"));
+        let pem = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+        let mut certs = Vec::new();
+        for item in parse_pem(&pem) {
+            if let PemItem::Certificate(cert) = item.map_err(|e| problem(e.to_string()))? {
+                certs.push(cert);
+            }
+        }
+        if certs.is_empty() {
+            return Err(problem("holds no `BEGIN CERTIFICATE` block".into()));
+        }
+        Ok(TlsConfig::builder()
+            .root_certs(RootCerts::Specific(std::sync::Arc::new(certs)))
+            .build())
+    }
+
     /// GETs `path` and returns the JSON body of a 200 answer.
     pub fn get(&self, path: &str) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base()?);
@@ -60,6 +88,7 @@ impl MonArgs {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(timeout))
             .http_status_as_error(false)
+            .tls_config(self.tls()?)
             .build()
             .into();
         let mut request = agent.get(&url);
@@ -71,7 +100,10 @@ impl MonArgs {
                 CliError::Failed(format!("no answer from {url} within {timeout:?}"))
             }
             ureq::Error::Io(io) => CliError::Failed(format!("cannot reach {url}: {io}")),
-            other => CliError::Failed(format!("GET {url} failed: {other}")),
+            other => CliError::Failed(format!(
+                "GET {url} failed: {}",
+                mpreg_client::tls::with_hint(other.to_string())
+            )),
         })?;
         let status = response.status().as_u16();
         let body = response
@@ -420,6 +452,7 @@ mod tests {
             timeout: 1.0,
             json: false,
             monitoring_token: None,
+            tls_ca_file: None,
         };
         assert_eq!(mon.base().unwrap(), "http://127.0.0.1:9");
     }

@@ -38,6 +38,13 @@ pub struct ServerArgs {
     /// URL this node can be reached at by others, repeatable (setting `advertised_urls`).
     #[arg(long = "advertised-url", value_name = "URL")]
     advertised_urls: Vec<String>,
+    /// PEM certificate chain for `wss://` clients (setting
+    /// `client_tls_cert_file`; needs `--client-tls-key-file`).
+    #[arg(long, value_name = "FILE")]
+    client_tls_cert_file: Option<String>,
+    /// PEM private key of that certificate (setting `client_tls_key_file`).
+    #[arg(long, value_name = "FILE")]
+    client_tls_key_file: Option<String>,
     /// Directory for persisted state (setting `data_dir`).
     #[arg(long)]
     data_dir: Option<String>,
@@ -81,6 +88,8 @@ impl ServerArgs {
         put("scope", self.scope.clone());
         put("connect", self.connect.clone());
         put("data_dir", self.data_dir.clone());
+        put("client_tls_cert_file", self.client_tls_cert_file.clone());
+        put("client_tls_key_file", self.client_tls_key_file.clone());
         put("runtime", self.runtime.clone());
         let list =
             |v: &Vec<String>| (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default());
@@ -127,12 +136,14 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
         }
     }
     let host = settings.host.clone();
+    let tls = settings.client_tls_cert_file.is_some();
     let monitoring_host = settings
         .monitoring_host
         .clone()
         .unwrap_or_else(|| host.clone());
-    // `MPREG_DNS_PORT=` (when the DNS gateway runs) and
-    // `MPREG_MONITORING_URL=` (when monitoring runs) come first: `MPREG_URL=`
+    // `MPREG_DNS_PORT=` (when the DNS gateway runs),
+    // `MPREG_MONITORING_URL=` (when monitoring runs) and `MPREG_TLS_URL=`
+    // (with client TLS) come first: `MPREG_URL=`
     // is the last line, printed once the node is ready.
     let print_ready = move |addr: std::net::SocketAddr,
                             dns: Option<std::net::SocketAddr>,
@@ -147,6 +158,10 @@ pub fn run(args: ServerArgs) -> Result<(), String> {
                 "MPREG_MONITORING_URL=http://{monitoring_host}:{}",
                 m.port()
             );
+        }
+        if tls {
+            // The same port serves both; clients choose.
+            let _ = writeln!(out, "MPREG_TLS_URL=wss://{host}:{}", addr.port());
         }
         let _ = writeln!(out, "MPREG_URL=ws://{host}:{}", addr.port());
         let _ = out.flush();

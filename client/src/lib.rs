@@ -9,6 +9,7 @@
 //! rotates over several ingress URLs, seeds plus URLs learned from
 //! `cluster_map_v2` and `summary_query`, when a node is down.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -17,9 +18,10 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 pub mod failover;
+pub mod tls;
 
 pub use failover::{
     BackoffPolicy, Endpoint, Endpoints, FailoverClient, FailoverOptions, Origin, Served,
@@ -45,6 +47,14 @@ pub enum ClientError {
         /// The URL given.
         url: String,
         /// Why (connection refused, handshake failure...).
+        reason: String,
+    },
+    /// The CA file for `wss://` could not be used.
+    #[error("cannot use TLS CA file {path}: {reason}")]
+    Tls {
+        /// The file given.
+        path: String,
+        /// Why.
         reason: String,
     },
     /// No answer in time.
@@ -99,13 +109,17 @@ pub fn fresh_id() -> String {
     ulid::Ulid::from_parts(now.as_millis() as u64, random).to_string()
 }
 
-/// Credentials sent in the WebSocket handshake.
+/// Credentials sent in the WebSocket handshake, and the servers a `wss://`
+/// connection trusts.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
     /// `Authorization: Bearer <token>`.
     pub token: Option<String>,
     /// `X-API-Key: <key>`.
     pub api_key: Option<String>,
+    /// TLS for `wss://` URLs; `None` trusts the system's root certificates
+    /// (see [`tls::trust_ca_file`] for a private CA).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// One connection to a node.
@@ -119,7 +133,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (`ws://host:port`).
+    /// Connects to `url` (`ws://host:port`, or `wss://` for a node with
+    /// client TLS).
     pub async fn connect(
         url: &str,
         timeout: Duration,
@@ -145,7 +160,9 @@ impl Client {
             })?;
             headers.insert("x-api-key", v);
         }
-        let connect = tokio_tungstenite::connect_async(request);
+        let connector = creds.tls.clone().map(Connector::Rustls);
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector);
         let (ws, _) = tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout {
@@ -154,7 +171,7 @@ impl Client {
             })?
             .map_err(|e| ClientError::Connect {
                 url: url.to_string(),
-                reason: e.to_string(),
+                reason: tls::with_hint(e.to_string()),
             })?;
         Ok(Client {
             url: url.to_string(),

@@ -430,6 +430,21 @@ pub struct Settings {
     /// the summary resolvers that must trust them share it. At least 16
     /// characters.
     pub discovery_summary_signing_secret: Option<SecretText>,
+    /// PEM file with the certificate chain the node shows clients that
+    /// connect with `wss://` (ours). Set together with
+    /// `client_tls_key_file`; the runtime loads both at start and does not
+    /// start if they do not load. The client port then serves TLS and plain
+    /// connections side by side, told apart by their first byte (a TLS
+    /// handshake record is never the start of an HTTP request).
+    pub client_tls_cert_file: Option<String>,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1) of
+    /// `client_tls_cert_file` (ours).
+    pub client_tls_key_file: Option<String>,
+    /// Refuse client (RPC) connections that did not arrive over TLS: they
+    /// are closed with 1008 and a reason naming `wss://`, and counted
+    /// (ours). Fabric peers on the same port are not affected: they prove
+    /// membership with `fabric_auth_key` instead. Needs the two files above.
+    pub client_tls_required: bool,
     /// Advertise the node's built-in discovery RPCs (`catalog_query`,
     /// `list_peers`, ...) as function entries, as a stock MPREG node does.
     /// Off, the node gossips only its descriptor and what it declares: in
@@ -544,6 +559,9 @@ impl Default for Settings {
             monitoring_enable_cors: true,
             monitoring_auth_token: None,
             fabric_auth_key: None,
+            client_tls_cert_file: None,
+            client_tls_key_file: None,
+            client_tls_required: false,
             discovery_summary_signing_secret: None,
             advertise_builtin_rpcs: true,
             log_debug_scopes: Vec::new(),
@@ -1288,6 +1306,9 @@ const SETTINGS: &[Field] = &[
     field("monitoring_auth_token", Kind::Opt(&Kind::Secret)),
     field("fabric_auth_key", Kind::Opt(&Kind::Secret)),
     field("discovery_summary_signing_secret", Kind::Opt(&Kind::Secret)),
+    field("client_tls_cert_file", Kind::Opt(&Kind::Text)),
+    field("client_tls_key_file", Kind::Opt(&Kind::Text)),
+    field("client_tls_required", Kind::Bool),
     field("advertise_builtin_rpcs", Kind::Bool),
     field("log_debug_scopes", Kind::TextList),
     field("data_dir", Kind::Opt(&Kind::Text)),
@@ -1815,6 +1836,8 @@ const OPTIONAL_TEXTS: &[(&str, OptTextAt)] = &[
     at!(OptTextAt, dns_viewer_tenant_id),
     at!(OptTextAt, monitoring_host),
     at!(OptTextAt, data_dir),
+    at!(OptTextAt, client_tls_cert_file),
+    at!(OptTextAt, client_tls_key_file),
 ];
 
 /// String lists: items trimmed, empties dropped, duplicates removed.
@@ -1959,7 +1982,26 @@ fn normalize_texts(s: &mut Settings) -> Result<(), Problem> {
     for &(_, at) in LISTS {
         tidy_list(at(s));
     }
-    Ok(())
+    check_client_tls(s)
+}
+
+/// The two TLS files come as a pair, and requiring TLS needs them.
+fn check_client_tls(s: &Settings) -> Result<(), Problem> {
+    match (&s.client_tls_cert_file, &s.client_tls_key_file) {
+        (Some(_), None) => Err(Problem::new(
+            "client_tls_key_file",
+            "must be set when client_tls_cert_file is (the certificate's private key)",
+        )),
+        (None, Some(_)) => Err(Problem::new(
+            "client_tls_cert_file",
+            "must be set when client_tls_key_file is (the certificate the key belongs to)",
+        )),
+        (None, None) if s.client_tls_required => Err(Problem::new(
+            "client_tls_required",
+            "needs client_tls_cert_file and client_tls_key_file",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn normalize_scopes(s: &mut Settings) -> Result<(), Problem> {
@@ -2647,6 +2689,33 @@ mod tests {
         }
         let e = err_file("discovery_summary_signing_secret = \"short\"");
         assert_eq!(e.key, "discovery_summary_signing_secret");
+    }
+
+    #[test]
+    fn client_tls_files_come_in_pairs_and_required_needs_them() {
+        let loaded = load(
+            Some("client_tls_cert_file = \" /etc/mpreg/cert.pem \"\nclient_tls_key_file = \"/etc/mpreg/key.pem\"\nclient_tls_required = true"),
+            &[],
+            &[],
+        )
+        .expect("a pair loads");
+        let s = &loaded.settings;
+        assert_eq!(
+            s.client_tls_cert_file.as_deref(),
+            Some("/etc/mpreg/cert.pem")
+        );
+        assert_eq!(s.client_tls_key_file.as_deref(), Some("/etc/mpreg/key.pem"));
+        assert!(s.client_tls_required);
+
+        let e = err_file("client_tls_cert_file = \"/etc/mpreg/cert.pem\"");
+        assert_eq!(e.key, "client_tls_key_file");
+        let e = err_file("client_tls_key_file = \"/etc/mpreg/key.pem\"");
+        assert_eq!(e.key, "client_tls_cert_file");
+        let e = err_file("client_tls_required = true");
+        assert_eq!(e.key, "client_tls_required");
+        assert_one_line(&e);
+        let off = load(None, &[], &[]).expect("defaults load");
+        assert!(!off.settings.client_tls_required && off.settings.client_tls_cert_file.is_none());
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub enum Input {
         headers: Vec<(String, String)>,
         /// Remote address, when known.
         peer_addr: Option<SocketAddr>,
+        /// It arrived over TLS (`wss://`): `client_tls_required` refuses
+        /// client connections without it.
+        tls: bool,
     },
     /// An inbound connection was dropped by the runtime because it did not
     /// send its HTTP request head and finish the WebSocket upgrade within

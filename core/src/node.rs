@@ -83,6 +83,8 @@ pub struct Counters {
     pub fabric_auth_refused: RefusalCounts,
     /// Summary floods dropped for a missing or wrong signature.
     pub summary_signature_rejected: u64,
+    /// Plain (non-TLS) client connections refused by `client_tls_required`.
+    pub client_tls_refused: u64,
     /// Resource bounds hit (connections, handshakes, idle clients,
     /// subscriptions, watches, departed records), per bound.
     pub limit_hits: LimitHits,
@@ -562,9 +564,13 @@ impl Node {
                 kind,
                 headers,
                 peer_addr,
+                tls,
             } => match kind {
                 // Over a connection limit: closed and never known to the node.
                 _ if !self.admit_conn(conn, peer_addr, now) => {}
+                ConnKind::Client if !tls && self.settings.client_tls_required => {
+                    self.refuse_plain_client(conn, peer_addr, now)
+                }
                 ConnKind::Client => {
                     let who = self.ident.identify(&headers);
                     let anon = ident::anonymous_id(peer_addr.map(|a| a.ip()), conn);
@@ -855,6 +861,30 @@ impl Node {
         }
         self.close(conn, 1008, reason);
         false
+    }
+
+    /// `client_tls_required`: a client that connected without TLS is told
+    /// to use `wss://` and closed before it can send a request.
+    fn refuse_plain_client(
+        &mut self,
+        conn: ConnId,
+        peer_addr: Option<std::net::SocketAddr>,
+        now: Now,
+    ) {
+        self.counters.client_tls_refused += 1;
+        let reason =
+            "this node accepts clients over TLS only (client_tls_required): connect with wss://";
+        if let Some(left_out) = self.refusal_log.allow(now.mono) {
+            let from = peer_addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+            self.event(Event::BadInput {
+                conn: Some(conn),
+                detail: limits::with_suppressed(
+                    format!("plain client connection from {from} refused: {reason}"),
+                    left_out,
+                ),
+            });
+        }
+        self.close(conn, 1008, reason.to_string());
     }
 
     /// Closes client connections idle for `client_idle_timeout_seconds`.

@@ -62,6 +62,7 @@ impl Pair {
                 kind: ConnKind::Fabric,
                 headers: vec![],
                 peer_addr: Some("127.0.0.1:40000".parse().expect("address")),
+                tls: false,
             },
         );
         p.run();
@@ -226,6 +227,7 @@ fn accepted(key: &str) -> (Node, Vec<Output>) {
             kind: ConnKind::Fabric,
             headers: vec![],
             peer_addr: Some("127.0.0.1:40001".parse().expect("address")),
+            tls: false,
         },
     );
     let outs = std::iter::from_fn(|| n.poll_output()).collect();
@@ -297,6 +299,7 @@ fn a_recorded_proof_does_not_open_a_new_link() {
             kind: ConnKind::Fabric,
             headers: vec![],
             peer_addr: None,
+            tls: false,
         },
     );
     for msg in [hello, proof] {

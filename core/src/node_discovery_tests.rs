@@ -77,6 +77,7 @@ impl One {
                 kind: ConnKind::Client,
                 headers: vec![],
                 peer_addr: None,
+                tls: false,
             },
         );
         self.drain();
@@ -660,6 +661,7 @@ fn a_forged_flood_cannot_burn_the_number_of_a_genuine_one() {
             kind: ConnKind::Fabric,
             headers: vec![],
             peer_addr: None,
+            tls: false,
         },
     );
     one.drain();

@@ -62,6 +62,11 @@ impl Harness {
     /// Accepts a connection of `kind` from `ip`; returns its id and what
     /// the node did.
     fn accept(&mut self, kind: ConnKind, ip: &str) -> (ConnId, Vec<Output>) {
+        self.accept_over(kind, ip, false)
+    }
+
+    /// [`Harness::accept`], over TLS when `tls`.
+    fn accept_over(&mut self, kind: ConnKind, ip: &str, tls: bool) -> (ConnId, Vec<Output>) {
         self.next_conn += 1;
         let conn = self.next_conn;
         let addr: SocketAddr = format!("{ip}:{}", 40000 + conn).parse().expect("addr");
@@ -70,6 +75,7 @@ impl Harness {
             kind,
             headers: vec![],
             peer_addr: Some(addr),
+            tls,
         });
         (conn, outs)
     }
@@ -372,4 +378,43 @@ fn a_flood_of_refusals_logs_one_line_a_second_and_counts_every_one() {
     let next = logged(&outs);
     assert_eq!(next.len(), 1, "{next:?}");
     assert!(next[0].contains("49 more like it"), "{next:?}");
+}
+
+#[test]
+fn client_tls_required_closes_plain_clients_only() {
+    let mut h = Harness::new(Settings {
+        client_tls_cert_file: Some("cert.pem".into()),
+        client_tls_key_file: Some("key.pem".into()),
+        client_tls_required: true,
+        ..base()
+    });
+    let (plain, outs) = h.accept_over(ConnKind::Client, "10.0.0.1", false);
+    let why = closed(&outs, plain).expect("a plain client is closed");
+    assert_eq!(why.code, 1008);
+    assert!(why.reason.contains("wss://"), "{}", why.reason);
+    assert_eq!(h.node.counters().client_tls_refused, 1);
+    // Frames it sent before the close reached it go nowhere.
+    let outs = h.feed(Input::Frame {
+        conn: plain,
+        frame: Frame::Text(r#"{"role":"rpc","u":"u","cmds":[]}"#.into()),
+    });
+    assert!(reply(&outs, plain).is_none(), "{outs:?}");
+    h.feed(Input::Closed { conn: plain });
+
+    let (secure, outs) = h.accept_over(ConnKind::Client, "10.0.0.1", true);
+    assert_eq!(closed(&outs, secure), None);
+    assert_eq!(h.rpc(secure, "echo", json!("x")), Ok(json!("x")));
+    // Fabric peers authenticate with the cluster key, not TLS.
+    let (peer, outs) = h.accept_over(ConnKind::Fabric, "10.0.0.2", false);
+    assert_eq!(closed(&outs, peer), None);
+    assert_eq!(h.node.counters().client_tls_refused, 1);
+}
+
+#[test]
+fn without_client_tls_required_plain_clients_are_served() {
+    let mut h = Harness::new(base());
+    let (plain, outs) = h.accept_over(ConnKind::Client, "10.0.0.1", false);
+    assert_eq!(closed(&outs, plain), None);
+    assert_eq!(h.rpc(plain, "echo", json!("y")), Ok(json!("y")));
+    assert_eq!(h.node.counters().client_tls_refused, 0);
 }

@@ -95,6 +95,7 @@ impl Harness {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 peer_addr: Some(addr),
+                tls: false,
             },
         );
         self.drain();

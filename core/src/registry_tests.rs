@@ -237,6 +237,7 @@ impl Harness {
             kind,
             headers: vec![],
             peer_addr: None,
+            tls: false,
         });
     }
 

@@ -494,6 +494,7 @@ impl Sim {
                                 kind: ConnKind::Fabric,
                                 headers: vec![],
                                 peer_addr: None,
+                                tls: false,
                             },
                         );
                         self.input(node, Input::Connected { conn: a, url });

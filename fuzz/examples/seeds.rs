@@ -120,6 +120,7 @@ fn fabric() {
             kind: ConnKind::Fabric,
             headers: vec![],
             peer_addr: None,
+            tls: false,
         },
     );
     let mut ops = Vec::new();

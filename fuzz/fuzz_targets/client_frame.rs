@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
             kind: ConnKind::Client,
             headers: Vec::new(),
             peer_addr: Some(([127, 0, 0, 1], 40000).into()),
+            tls: false,
         },
     );
     mpreg_fuzz::drain(&mut node, &[]);

@@ -76,6 +76,7 @@ fn accept(conn: u64) -> Input {
         kind: ConnKind::Fabric,
         headers: Vec::new(),
         peer_addr: Some(([127, 0, 0, 1], 50000).into()),
+        tls: false,
     }
 }
 

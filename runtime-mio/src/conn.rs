@@ -33,12 +33,15 @@ use std::io::{self, Read, Write};
 use std::mem;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use mpreg_core::monitoring::http::{self as codec, Head};
 use mpreg_core::{CloseReason, ConnId, ConnKind, Frame};
+use mpreg_runtime_support::tls::HANDSHAKE_RECORD;
+use rustls::ServerConfig;
 use tungstenite::handshake::client::{ClientHandshake, Request};
 use tungstenite::handshake::server::ServerHandshake;
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -47,10 +50,11 @@ use tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes, WebSocket};
 
 use crate::dial;
+use crate::stream::Stream;
 use crate::upgrade::{self, Negotiate, Negotiated};
 
-type ServerMid = MidHandshake<ServerHandshake<TcpStream, Negotiate>>;
-type ClientMid = MidHandshake<ClientHandshake<TcpStream>>;
+type ServerMid = MidHandshake<ServerHandshake<Stream, Negotiate>>;
+type ClientMid = MidHandshake<ClientHandshake<Stream>>;
 
 /// Who opened the connection.
 enum Origin {
@@ -64,6 +68,9 @@ enum Origin {
         /// Bound on the request head plus the upgrade, and on the HTTP
         /// answer after it (`connection_handshake_timeout_seconds`).
         handshake_timeout: Duration,
+        /// Client TLS, when configured: a connection that starts with a TLS
+        /// handshake record becomes a TLS session.
+        tls: Option<Arc<ServerConfig>>,
     },
     /// The node asked us to dial `url`, giving up after `timeout`.
     Outbound { url: String, timeout: Duration },
@@ -71,12 +78,12 @@ enum Origin {
 
 enum Phase {
     /// Inbound: waiting for the complete request head.
-    Sniffing(TcpStream),
+    Sniffing(Stream),
     /// Inbound plain HTTP: the head was consumed; `out` is the response once
     /// known (from the node, or an error answered here), `written` how much
     /// of it left.
     Http {
-        stream: TcpStream,
+        stream: Stream,
         out: Option<Vec<u8>>,
         written: usize,
     },
@@ -84,7 +91,7 @@ enum Phase {
     /// are drained until the client closes (bounded by a deadline), since
     /// closing with unread input would reset the connection and could
     /// destroy the response before the client read it.
-    Lingering(TcpStream),
+    Lingering(Stream),
     /// Waiting for the resolver thread.
     Resolving {
         request: Request,
@@ -98,9 +105,9 @@ enum Phase {
     ClientHandshake(ClientMid),
     ServerHandshake(ServerMid),
     /// Upgraded: messages flow both ways (also while our close is pending).
-    Open(WebSocket<TcpStream>),
+    Open(WebSocket<Stream>),
     /// The node was told `Closed`; finishing the closing handshake only.
-    Draining(WebSocket<TcpStream>),
+    Draining(WebSocket<Stream>),
     /// Socket gone (or never made); the loop removes the connection.
     Done,
 }
@@ -115,6 +122,8 @@ pub(crate) enum Progress {
         kind: ConnKind,
         headers: Vec<(String, String)>,
         addr: SocketAddr,
+        /// It arrived over TLS.
+        tls: bool,
     },
     /// The outbound upgrade finished and the server agreed to the fabric
     /// subprotocol.
@@ -159,13 +168,15 @@ impl SendFailed {
 }
 
 /// How the listener a connection arrived on treats it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Listener {
     pub config: WebSocketConfig,
     /// The monitoring listener: every request is HTTP.
     pub http_only: bool,
     /// `connection_handshake_timeout_seconds`.
     pub handshake_timeout: Duration,
+    /// Client TLS (`client_tls_cert_file`), when configured.
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 /// One connection.
@@ -223,6 +234,7 @@ impl Conn {
             config,
             http_only,
             handshake_timeout,
+            tls,
         } = listener;
         // Small messages (requests, replies, gossip) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
@@ -239,8 +251,9 @@ impl Conn {
                 negotiated,
                 http_only,
                 handshake_timeout,
+                tls,
             },
-            Phase::Sniffing(stream),
+            Phase::Sniffing(Stream::Plain(stream)),
             config,
         );
         conn.set_deadline(Some(now + handshake_timeout));
@@ -417,6 +430,7 @@ impl Conn {
                     }
                     Ok(true) => {
                         let _ = stream.set_nodelay(true);
+                        let stream = Stream::Plain(stream);
                         match ClientHandshake::start(stream, request, Some(self.config)) {
                             Ok(mid) => self.phase = Phase::ClientHandshake(mid),
                             Err(e) => return self.end(e.to_string()),
@@ -470,6 +484,7 @@ impl Conn {
                         let Some(n) = negotiated else {
                             return self.end("upgrade finished without a request".into());
                         };
+                        let tls = ws.get_ref().is_tls();
                         self.phase = Phase::Open(ws);
                         self.set_deadline(None);
                         self.announced = true;
@@ -477,6 +492,7 @@ impl Conn {
                             kind: n.kind,
                             headers: n.headers,
                             addr,
+                            tls,
                         };
                     }
                     Err(HandshakeError::Interrupted(mid)) => {
@@ -699,7 +715,7 @@ impl Conn {
     /// (the phase is then the server handshake, which reads the same
     /// bytes); otherwise what to report (an HTTP request for the node, or
     /// `Idle` while the head is incomplete or an error answer is queued).
-    fn sniff(&mut self, stream: TcpStream, now: Instant) -> Option<Progress> {
+    fn sniff(&mut self, mut stream: Stream, now: Instant) -> Option<Progress> {
         let mut buf = [0u8; codec::MAX_HEAD_BYTES];
         let n = match stream.peek(&mut buf) {
             Ok(0) => return Some(self.end("closed before sending a request".into())),
@@ -710,15 +726,35 @@ impl Conn {
             }
             Err(e) => return Some(self.end(format!("IO error: {e}"))),
         };
-        let (negotiated, http_only, handshake_timeout) = match &self.origin {
+        let (negotiated, http_only, handshake_timeout, tls) = match &self.origin {
             Origin::Inbound {
                 negotiated,
                 http_only,
                 handshake_timeout,
+                tls,
                 ..
-            } => (negotiated.clone(), *http_only, *handshake_timeout),
+            } => (negotiated.clone(), *http_only, *handshake_timeout, tls),
             Origin::Outbound { .. } => return Some(self.end("not inbound".into())),
         };
+        if let (Stream::Plain(_), Some(&HANDSHAKE_RECORD)) = (&stream, buf.first()) {
+            // A TLS client: sniff again inside the session, under the same
+            // deadline (the TLS handshake counts against it).
+            let Some(config) = tls.clone() else {
+                return Some(self.end(
+                    "a TLS connection, but client_tls_cert_file is not set on this node".into(),
+                ));
+            };
+            let Stream::Plain(tcp) = stream else {
+                return Some(self.end("not a plain socket".into()));
+            };
+            return match Stream::tls(config, tcp) {
+                Ok(stream) => {
+                    self.phase = Phase::Sniffing(stream);
+                    None
+                }
+                Err(e) => Some(self.end(format!("cannot start TLS: {e}"))),
+            };
+        }
         let head = match codec::parse_head(&buf[..n]) {
             Ok(None) => {
                 self.phase = Phase::Sniffing(stream);
@@ -736,8 +772,8 @@ impl Conn {
         self.set_deadline(Some(now + handshake_timeout));
         match head {
             Ok(head) => {
-                // Consume the head (it is in the socket buffer: peek saw it).
-                let mut stream = stream;
+                // Consume the head (it is in the socket buffer, or read
+                // ahead by a TLS session: peek saw it).
                 let mut left = head.len;
                 while left > 0 {
                     match stream.read(&mut buf[..left]) {
@@ -789,11 +825,17 @@ impl Conn {
                 break;
             }
         }
+        // A TLS session may still hold records for the socket.
+        match stream.flush() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => broken = true,
+            Ok(()) => {}
+        }
         self.dirty = false;
         let phase = mem::replace(&mut self.phase, Phase::Done);
         match phase {
-            Phase::Http { stream, .. } if !broken => {
-                let _ = stream.shutdown(std::net::Shutdown::Write);
+            Phase::Http { mut stream, .. } if !broken => {
+                stream.shutdown_write();
                 self.set_deadline(Some(now + crate::CLOSE_TIMEOUT));
                 // The client may have closed already (no further readiness
                 // event would come): drain what is there now.
@@ -806,7 +848,7 @@ impl Conn {
     /// Discards unread input of a finished HTTP connection until the
     /// client closes (then the connection is finished) or the socket is
     /// empty for now (it stays `Lingering`).
-    fn linger(&mut self, mut stream: TcpStream) {
+    fn linger(&mut self, mut stream: Stream) {
         let mut sink = [0u8; 4096];
         loop {
             match stream.read(&mut sink) {
@@ -832,7 +874,7 @@ impl Conn {
     }
 
     /// The node is done with this connection; finish the closing handshake.
-    fn drain(&mut self, ws: WebSocket<TcpStream>, now: Instant, why: String) -> Progress {
+    fn drain(&mut self, ws: WebSocket<Stream>, now: Instant, why: String) -> Progress {
         self.phase = Phase::Draining(ws);
         self.set_deadline(Some(now + crate::CLOSE_TIMEOUT));
         self.ended_progress(why)

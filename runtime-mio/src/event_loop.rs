@@ -73,6 +73,9 @@ pub enum RunError {
     /// The OS refused the event loop itself (epoll / kqueue, waker).
     #[error("event loop failed: {0}")]
     Poll(#[source] io::Error),
+    /// The client TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] mpreg_runtime_support::tls::TlsError),
 }
 
 /// Runs a node on the calling thread until `shutdown` fires or SIGINT /
@@ -116,6 +119,7 @@ pub fn run_with(
     shutdown: Shutdown,
     on_ready: impl FnOnce(Ready),
 ) -> Result<(), RunError> {
+    let tls = mpreg_runtime_support::tls::server_config(&settings)?;
     let bind = format!("{}:{}", settings.host, settings.port);
     let mut listener = bind_listener(&bind)?;
     let local = listener
@@ -183,6 +187,7 @@ pub fn run_with(
         node,
         clock,
         listener: Some(listener),
+        tls,
         accept_at: None,
         monitoring,
         monitor_accept_at: None,
@@ -250,6 +255,8 @@ struct EventLoop {
     handshake_timeout: Duration,
     /// `None` once the node stopped.
     listener: Option<TcpListener>,
+    /// Client TLS on the listener (`client_tls_cert_file`), when configured.
+    tls: Option<Arc<rustls::ServerConfig>>,
     /// Accept again at this time (budget used up, or backing off an error).
     accept_at: Option<Instant>,
     /// The monitoring HTTP listener; `None` when off or once the node stopped.
@@ -631,6 +638,7 @@ impl EventLoop {
                         config: self.config,
                         http_only: monitor,
                         handshake_timeout: self.handshake_timeout,
+                        tls: if monitor { None } else { self.tls.clone() },
                     };
                     match Conn::inbound(id, stream, addr, from, registry, now) {
                         Ok(conn) => {
@@ -763,11 +771,13 @@ impl EventLoop {
                     kind,
                     headers,
                     addr,
+                    tls,
                 } => self.feed(Input::Accepted {
                     conn: id,
                     kind,
                     headers,
                     peer_addr: Some(addr),
+                    tls,
                 }),
                 Progress::Connected { url } => self.feed(Input::Connected { conn: id, url }),
                 Progress::Frame(frame) => self.feed(Input::Frame { conn: id, frame }),

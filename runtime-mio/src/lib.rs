@@ -59,6 +59,7 @@ mod dns;
 mod event_loop;
 mod shutdown;
 mod signals;
+mod stream;
 mod timer;
 mod upgrade;
 

@@ -6,6 +6,8 @@
 //! its events into log lines. Keeping them here keeps the two runtimes from
 //! drifting apart.
 
+pub mod tls;
+
 use std::path::Path;
 
 use mpreg_core::{Event as NodeEvent, Input, Node, Now, Settings, PERSISTED_FILES};

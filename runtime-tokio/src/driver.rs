@@ -11,9 +11,11 @@ use mpreg_core::{
     Command, ConnId, ConnKind, DnsQueryId, Frame, HttpId, Input, Instant, Node, Now, Output,
     Settings,
 };
-use mpreg_runtime_support::{log_event, restore_persisted, write_persisted};
+use mpreg_runtime_support::{log_event, restore_persisted, tls, write_persisted};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Notify};
+use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -32,6 +34,8 @@ pub enum Event {
         kind: ConnKind,
         headers: Vec<(String, String)>,
         addr: SocketAddr,
+        /// It arrived over TLS.
+        tls: bool,
         writer: ConnHandle,
     },
     /// An inbound connection did not finish its upgrade in time and was
@@ -72,6 +76,9 @@ pub enum RunError {
     /// The settings were rejected by the node.
     #[error("{0}")]
     Config(#[from] mpreg_core::ConfigError),
+    /// The client TLS certificate or key could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A handle that asks a running node to shut down gracefully.
@@ -174,6 +181,7 @@ pub async fn run_with(
     shutdown: Shutdown,
     on_ready: impl FnOnce(Ready),
 ) -> Result<(), RunError> {
+    let tls = tls::server_config(&settings)?.map(TlsAcceptor::from);
     let bind = format!("{}:{}", settings.host, settings.port);
     let listener = TcpListener::bind(&bind)
         .await
@@ -237,6 +245,7 @@ pub async fn run_with(
         events_tx.clone(),
         config,
         handshake_timeout(&settings),
+        tls,
         next_conn.clone(),
     );
     if let Some(l) = monitoring {
@@ -332,9 +341,9 @@ pub async fn run_with(
                 let Some(ev) = ev else { continue };
                 let now = clock.now();
                 let input = match ev {
-                    Event::Accepted { conn, kind, headers, addr, writer } => {
+                    Event::Accepted { conn, kind, headers, addr, tls, writer } => {
                         writers.insert(conn, writer);
-                        Input::Accepted { conn, kind, headers, peer_addr: Some(addr) }
+                        Input::Accepted { conn, kind, headers, peer_addr: Some(addr), tls }
                     }
                     Event::HandshakeTimedOut(addr) => Input::HandshakeTimedOut { peer_addr: Some(addr) },
                     Event::Connected { conn, url, writer } => {
@@ -451,6 +460,7 @@ fn spawn_acceptor(
     events: mpsc::UnboundedSender<Event>,
     config: WebSocketConfig,
     handshake_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     next_conn: Arc<std::sync::atomic::AtomicU64>,
 ) {
     tokio::spawn(async move {
@@ -466,20 +476,58 @@ fn spawn_acceptor(
             };
             let conn = next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let events = events.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
                 let handshake = Handshake {
                     conn,
                     addr,
                     config,
-                    timeout: handshake_timeout,
+                    deadline: tokio::time::Instant::now() + handshake_timeout,
+                    tls: false,
                 };
-                if let Err(e) = upgrade(handshake, stream, events).await {
+                if let Err(e) = serve(handshake, stream, tls, events).await {
                     tracing::debug!(%addr, error = %e, "websocket upgrade failed");
                 }
             });
         }
     });
+}
+
+/// Tells a TLS connection from a plain one by its first byte (peeked, not
+/// consumed) and upgrades it. The TLS handshake counts against the same
+/// `connection_handshake_timeout_seconds` as the request head.
+// The callback's error type is tungstenite's `ErrorResponse`, not ours.
+#[allow(clippy::result_large_err)]
+async fn serve(
+    mut handshake: Handshake,
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    events: mpsc::UnboundedSender<Event>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout_at(handshake.deadline, stream.peek(&mut first)).await;
+    match peeked {
+        Err(_) => return Err(handshake.timed_out(&events)),
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(0)) => return Ok(()),
+        Ok(Ok(_)) if first[0] != tls::HANDSHAKE_RECORD => {
+            return upgrade(handshake, stream, events).await;
+        }
+        Ok(Ok(_)) => {}
+    }
+    let Some(acceptor) = tls else {
+        tracing::debug!(
+            addr = %handshake.addr,
+            "TLS connection refused: client_tls_cert_file is not set on this node"
+        );
+        return Ok(());
+    };
+    let stream = tokio::time::timeout_at(handshake.deadline, acceptor.accept(stream))
+        .await
+        .map_err(|_| handshake.timed_out(&events))??;
+    handshake.tls = true;
+    upgrade(handshake, stream, events).await
 }
 
 /// Reads the request head, then either answers a plain HTTP request (no
@@ -492,28 +540,24 @@ fn spawn_acceptor(
 /// the node, which counts it.
 // The callback's error type is tungstenite's `ErrorResponse`, not ours.
 #[allow(clippy::result_large_err)]
-async fn upgrade(
+async fn upgrade<S>(
     handshake: Handshake,
-    mut stream: TcpStream,
+    mut stream: S,
     events: mpsc::UnboundedSender<Event>,
-) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+) -> Result<(), tokio_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (bytes, head) = tokio::time::timeout_at(handshake.deadline, http::read_head(&mut stream))
+        .await
+        .map_err(|_| handshake.timed_out(&events))??;
     let Handshake {
         conn,
         addr,
         config,
-        timeout,
+        deadline,
+        tls,
     } = handshake;
-    let timed_out = || {
-        let _ = events.send(Event::HandshakeTimedOut(addr));
-        tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "handshake timed out",
-        ))
-    };
-    let started = tokio::time::Instant::now();
-    let (bytes, head) = tokio::time::timeout(timeout, http::read_head(&mut stream))
-        .await
-        .map_err(|_| timed_out())??;
     match &head {
         Ok(h) if h.is_websocket_upgrade() => {}
         _ => {
@@ -548,15 +592,20 @@ async fn upgrade(
         Ok(resp)
     };
     let handshake = tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config));
-    let ws = tokio::time::timeout_at(started + timeout, handshake)
-        .await
-        .map_err(|_| timed_out())??;
+    let ws = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(ws) => ws?,
+        Err(_) => {
+            let _ = events.send(Event::HandshakeTimedOut(addr));
+            return Err(handshake_timed_out());
+        }
+    };
     let writer = conn::spawn(conn, ws, events.clone());
     let _ = events.send(Event::Accepted {
         conn,
         kind,
         headers,
         addr,
+        tls,
         writer,
     });
     Ok(())
@@ -567,8 +616,29 @@ struct Handshake {
     conn: ConnId,
     addr: SocketAddr,
     config: WebSocketConfig,
-    /// Bound on head plus upgrade.
-    timeout: Duration,
+    /// Bound on the TLS handshake, head and upgrade together.
+    deadline: tokio::time::Instant,
+    /// The connection is TLS (`wss://`).
+    tls: bool,
+}
+
+impl Handshake {
+    /// Reports a connection that ran out of its handshake time to the node
+    /// (which counts it) and returns the error that ends it.
+    fn timed_out(
+        &self,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> tokio_tungstenite::tungstenite::Error {
+        let _ = events.send(Event::HandshakeTimedOut(self.addr));
+        handshake_timed_out()
+    }
+}
+
+fn handshake_timed_out() -> tokio_tungstenite::tungstenite::Error {
+    tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "handshake timed out",
+    ))
 }
 
 fn spawn_dial(

@@ -190,6 +190,34 @@ pub fn preview(v: &Value) -> String {
     }
 }
 
+/// The node's `/metrics` text, fetched with a plain HTTP GET on its client
+/// port (not a WebSocket connection, so it counts toward no connection
+/// limit). Empty when the node cannot be reached.
+pub fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, DEFAULT_TIMEOUT) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(DEFAULT_TIMEOUT));
+    let _ = s.set_write_timeout(Some(DEFAULT_TIMEOUT));
+    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a
+/// `/metrics` text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Polls `cond` every `poll` until it returns true or `timeout` passes.
 /// Returns whether it became true. Bounded in time and in iterations.
 pub fn wait_until(timeout: Duration, poll: Duration, mut cond: impl FnMut() -> bool) -> bool {

@@ -9,29 +9,18 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mpreg_tests::{unique_id, wait_until, Conn, Node};
+use mpreg_tests::{metric, metrics_text, unique_id, wait_until, Conn, Node};
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const NO_ARGS: [&str; 0] = [];
 
 /// `mpreg_limit_hits_total{limit="<limit>"}` scraped from `/metrics` on
-/// the node's client port (plain HTTP, which is not a WebSocket connection
-/// and so counts toward no connection limit).
+/// the node's client port.
 fn limit_hits(node: &Node, limit: &str) -> f64 {
-    let addr = format!("127.0.0.1:{}", node.port());
-    let mut s = TcpStream::connect(&addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    s.set_write_timeout(Some(TIMEOUT)).expect("timeout");
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).expect("write request");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read /metrics");
-    let series = format!("mpreg_limit_hits_total{{limit=\"{limit}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series}in /metrics:\n{body}"))
+    let text = metrics_text(node.port());
+    let series = format!("mpreg_limit_hits_total{{limit=\"{limit}\"}}");
+    metric(&text, &series).unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
 }
 
 /// Waits (bounded) until the `limit` counter reaches `want`.

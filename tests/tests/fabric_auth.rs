@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use mpreg_tests::{peer_urls, wait_for_mesh, wait_until, Conn, Node};
+use mpreg_tests::{metric, metrics_text, peer_urls, wait_for_mesh, wait_until, Conn, Node};
 use serde_json::{json, Value};
 
 const KEY: &str = "0123456789abcdef-cluster";
@@ -25,23 +25,8 @@ fn config(key: Option<&str>, connect: Option<&str>) -> String {
 /// `mpreg_fabric_auth_refused_total{reason=...}` from the node's scrape
 /// (plain GET on its client port).
 fn refused(node: &Node, reason: &str) -> u64 {
-    use std::io::{Read, Write};
-    let addr = format!("127.0.0.1:{}", node.port());
-    let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
-        return 0;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    );
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    let prefix = format!("mpreg_fabric_auth_refused_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let series = format!("mpreg_fabric_auth_refused_total{{reason=\"{reason}\"}}");
+    metric(&metrics_text(node.port()), &series).map_or(0, |v| v as u64)
 }
 
 #[test]

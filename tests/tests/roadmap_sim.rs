@@ -124,6 +124,7 @@ fn client_rpc(sim: &mut Sim, node: usize, conn: u64, open: bool, fun: &str, payl
                 kind: ConnKind::Client,
                 headers: vec![],
                 peer_addr: None,
+                tls: false,
             },
         );
     }

@@ -519,7 +519,7 @@ fn metrics(view: &MonitoringView<'_>) -> String {
         "Seconds since this instance started.",
         uptime(view),
     );
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 11] = [
         (
             "mpreg_client_messages_total",
             "Client (JSON) messages handled.",
@@ -569,6 +569,11 @@ fn metrics(view: &MonitoringView<'_>) -> String {
             "mpreg_summary_signature_rejected_total",
             "Summary floods dropped for a missing or wrong signature.",
             c.summary_signature_rejected,
+        ),
+        (
+            "mpreg_client_tls_refused_total",
+            "Plain client connections refused because client_tls_required is set.",
+            c.client_tls_refused,
         ),
     ];
     for (name, help, value) in counters {
