@@ -23,7 +23,7 @@ use mpreg_core::catalog::{Catalog, EntryKind, NamespaceFilter};
 use mpreg_core::fabric::replica::{Replica, ReplicaParams};
 use mpreg_core::wire::{client, fabric};
 use mpreg_core::Instant;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 const PER_ORIGIN: usize = 100;
 
@@ -71,9 +71,9 @@ fn query_first_page(c: &mut Criterion) {
                 let r = node
                     .call(now, "catalog_query", black_box(first.clone()))
                     .unwrap_or(Value::Null);
-                let mut m = Map::new();
-                m.insert("catalog_query".into(), r);
-                client::encode_result("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B", m)
+                let mut m = client::Results::new();
+                m.insert("catalog_query".into(), r.into());
+                client::encode_result("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B", &m)
             })
         });
     }

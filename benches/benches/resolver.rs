@@ -2,23 +2,23 @@
 //! answers `catalog_query` / `cluster_map_v2` in resolver mode.
 //!
 //! What a request pays: the node's `resolver_answer`
-//! (`core/src/node_discovery.rs`) builds the cache key from the request
-//! payload on every request (its private `cache_key`, i.e.
-//! [`CacheKey::for_request`]: the payload canonicalised to JSON, the viewer
-//! copied), then calls [`QueryCache::lookup`], which clones the cached
-//! answer out (the reply encoder takes an owned value). The benches
-//! reproduce exactly that:
+//! (`core/src/node_discovery.rs`) calls [`QueryCache::lookup_request`] with
+//! the request payload and viewer: the payload is canonicalised to JSON in
+//! a buffer the cache reuses, the viewer is borrowed, and a hit hands out
+//! the shared answer (an `Arc`), which the reply encoder serialises in
+//! place. The owned [`CacheKey`] is built only when an answer is stored.
+//! The benches reproduce exactly that:
 //!
-//! - `resolver_cache_hit/request/<answer>`: key from the payload + lookup
-//!   of a fresh entry in a cache of 1000 answers (MPREG's default size), for
-//!   an empty (negative) answer, where the answer clone is smallest, and a
-//!   10-item page.
+//! - `resolver_cache_hit/request/<answer>`: lookup by request of a fresh
+//!   entry in a cache of 1000 answers (MPREG's default size), for an empty
+//!   (negative) answer and a 10-item page (equal: the answer is not copied).
 //! - `resolver_cache_hit/lookup_only`: the lookup of the empty answer with
-//!   a key built once.
-//! - `resolver_cache_hit/key_only`: the key building alone.
-//! - `resolver_cache_hit/answer_clone/<answer>`: cloning the answer alone,
-//!   the part of a hit that grows with the answer.
-//! - `resolver_cache_miss/request`: key + lookup of an absent key (the
+//!   an owned key built once.
+//! - `resolver_cache_hit/key_only`: building an owned key, which a hit no
+//!   longer pays.
+//! - `resolver_cache_hit/answer_clone/<answer>`: deep-copying the answer,
+//!   which a hit no longer pays either (kept to show what sharing saves).
+//! - `resolver_cache_miss/request`: lookup by request of an absent key (the
 //!   answer's computation is not included: that is the catalog query).
 //! - `resolver_cache_miss/store_full`: storing a computed 10-item answer
 //!   into a full cache, as the node does after a miss (it stores a clone
@@ -114,19 +114,19 @@ fn depends(namespace: &str, kind: EntryKind) -> Depends {
     }
 }
 
-/// A cache holding answers to queries `0..n`, each with `items` items.
-/// What the node pays per `catalog_query` in resolver mode: build the key
-/// from the request payload, then look it up.
+/// What the node pays per `catalog_query` in resolver mode: look the
+/// request up.
 fn request(cache: &mut QueryCache, payload: &Map<String, Value>, viewer: &Viewer) -> Lookup {
-    let key = CacheKey::for_request(
+    cache.lookup_request(
         CacheKind::Catalog,
         black_box(payload),
         black_box(viewer),
         false,
-    );
-    cache.lookup(&key, 1.0)
+        1.0,
+    )
 }
 
+/// A cache holding answers to queries `0..n`, each with `items` items.
 fn filled_cache(n: usize, items: usize) -> QueryCache {
     let mut cache = QueryCache::new(default_config());
     for i in 0..n {

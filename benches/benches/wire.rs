@@ -4,20 +4,20 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mpreg_benches::CATALOG_QUERY_FRAME;
 use mpreg_core::wire::{client, fabric};
-use serde_json::{json, Map};
+use serde_json::json;
 use std::hint::black_box;
 
 fn client_codec(c: &mut Criterion) {
     c.bench_function("client_decode_catalog_query", |b| {
         b.iter(|| client::decode(black_box(CATALOG_QUERY_FRAME.as_bytes())))
     });
-    let mut r = Map::new();
+    let mut r = client::Results::new();
     r.insert(
         "echo".into(),
-        json!({"items": [1, 2, 3], "generated_at": 1.5}),
+        json!({"items": [1, 2, 3], "generated_at": 1.5}).into(),
     );
     c.bench_function("client_encode_result", |b| {
-        b.iter(|| client::encode_result(black_box("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B"), r.clone()))
+        b.iter(|| client::encode_result(black_box("01JD3K7Q6Z8T1V2W3X4Y5Z6A7B"), &r))
     });
 }
 

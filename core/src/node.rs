@@ -498,7 +498,9 @@ impl Node {
         );
         self.flush_own_changes();
         self.flush_persist();
-        Ok(result?.remove(fun).unwrap_or(Value::Null))
+        Ok(result?
+            .remove(fun)
+            .map_or(Value::Null, std::sync::Arc::unwrap_or_clone))
     }
 
     /// The registrations made over RPC.
@@ -1674,7 +1676,7 @@ impl Node {
                 // order makes an acknowledged registration durable.
                 self.flush_persist();
                 let bytes = match reply {
-                    Ok(results) => client::encode_result(&u, results),
+                    Ok(results) => client::encode_result(&u, &results),
                     Err(e) => {
                         self.event(Event::BadInput {
                             conn: Some(conn),
@@ -2033,8 +2035,8 @@ impl Node {
         cmds: &[client::RpcCommand],
         now: Now,
         diag: &mut Vec<String>,
-    ) -> Result<Map<String, Value>, RpcError> {
-        let mut results = Map::new();
+    ) -> Result<client::Results, RpcError> {
+        let mut results = client::Results::new();
         for cmd in cmds {
             self.check_route(cmd)?;
             // A payload that does not parse is the handler's error to report.
@@ -2042,12 +2044,15 @@ impl Node {
             let viewer = self.viewer_of(caller, &payload);
             let deny_all = self.admit(caller, &cmd.fun, &payload, &viewer, now)?;
             let value = if registration::is_mutating(&cmd.fun) {
-                self.apply_mutation(conn, cmd, now)?
+                self.apply_mutation(conn, cmd, now)?.into()
             } else if api::POLICY_RPCS.contains(&cmd.fun.as_str()) {
                 self.policy_rpc(caller, &cmd.fun, &payload, &viewer, now)?
+                    .into()
             } else if crate::summary::NODE_RPCS.contains(&cmd.fun.as_str()) {
                 self.discovery_rpc_mut(conn, &cmd.fun, &payload, &viewer, deny_all, now)?
+                    .into()
             } else if let Some(v) = self.resolver_answer(cmd, &payload, &viewer, deny_all, now) {
+                // Shared with the resolver cache: no copy of the answer.
                 v?
             } else {
                 if cmd.fun == "catalog_watch" {
@@ -2062,7 +2067,7 @@ impl Node {
                         self.watches.set_viewer(c, viewer);
                     }
                 }
-                value
+                value.into()
             };
             results.insert(cmd.name.clone(), value);
         }

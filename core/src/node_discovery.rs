@@ -32,7 +32,7 @@ use crate::io::{ConnId, Event, Frame};
 use crate::node::Identity;
 use crate::policy::Access;
 use crate::resolver::mirror::{Applied, Change};
-use crate::resolver::query_cache::{CacheKey, CacheKind, Depends, Lookup};
+use crate::resolver::query_cache::{Answer, CacheKey, CacheKind, Depends, Lookup};
 use crate::resolver::{Resolver, ResolverConfig};
 use crate::summary::build::{self, Stamp};
 use crate::summary::cache::{CacheConfig, SummaryCache};
@@ -636,7 +636,7 @@ impl Node {
         viewer: &Viewer,
         deny_all: bool,
         now: Now,
-    ) -> Option<Result<Value, RpcError>> {
+    ) -> Option<Result<Answer, RpcError>> {
         let kind = match cmd.fun.as_str() {
             "catalog_query" => CacheKind::Catalog,
             "cluster_map_v2" => CacheKind::ClusterMap,
@@ -646,13 +646,18 @@ impl Node {
         if !r.enabled || !r.cache.enabled {
             return None;
         }
-        let key = cache_key(kind, payload, viewer, deny_all);
-        Some(match self.plane.resolver.cache.lookup(&key, now.wall) {
+        // The owned key is built only when an answer is to be stored.
+        let lookup = self
+            .plane
+            .resolver
+            .cache
+            .lookup_request(kind, payload, viewer, deny_all, now.wall);
+        Some(match lookup {
             Lookup::Hit(v) => Ok(v),
             Lookup::Stale { value, refresh } => {
                 if refresh {
                     self.plane.refresh_jobs.insert(
-                        key,
+                        cache_key(kind, payload, viewer, deny_all),
                         RefreshJob {
                             fun: cmd.fun.clone(),
                             payload: payload.clone(),
@@ -663,7 +668,10 @@ impl Node {
                 }
                 Ok(value)
             }
-            Lookup::Miss => self.compute_and_store(kind, key, cmd, payload, deny_all, viewer, now),
+            Lookup::Miss => {
+                let key = cache_key(kind, payload, viewer, deny_all);
+                self.compute_and_store(kind, key, cmd, payload, deny_all, viewer, now)
+            }
         })
     }
 
@@ -677,7 +685,7 @@ impl Node {
         deny_all: bool,
         viewer: &Viewer,
         now: Now,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Answer, RpcError> {
         let (value, hidden) = self.answer(cmd, viewer, deny_all, now, &mut Vec::new())?;
         self.counters.policy_items_hidden += hidden;
         let list = match kind {
@@ -707,6 +715,7 @@ impl Node {
                 namespace: NamespaceFilter::all(),
             },
         };
+        let value = Answer::new(value);
         self.plane
             .resolver
             .cache

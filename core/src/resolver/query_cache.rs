@@ -10,8 +10,11 @@
 //!
 //! Lookups never serve an answer past its `stale_until`.
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
@@ -45,7 +48,11 @@ pub enum CacheKind {
 
 /// Cache key: the RPC, the canonical request (page included: keyset pages
 /// are stable, so each page is its own answer) and the full viewer.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Hashed, compared and ordered by its [`KeyParts`], so a lookup can use a
+/// borrowed [`KeyRef`] (built in a reused buffer, viewer not copied) and
+/// only a stored answer pays for an owned key.
+#[derive(Debug, Clone)]
 pub struct CacheKey {
     /// The RPC.
     pub kind: CacheKind,
@@ -60,6 +67,102 @@ pub struct CacheKey {
 /// The payload key [`CacheKey::for_request`] adds when the request's own
 /// namespace was denied (sorts before every printable key).
 const DENY_ALL_KEY: &str = "\u{0}deny_all";
+
+/// A key's parts, whether the key owns them or borrows them.
+pub trait KeyParts {
+    /// (RPC, canonical request, viewer cluster, viewer tenant).
+    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>);
+}
+
+impl KeyParts for CacheKey {
+    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>) {
+        (
+            self.kind,
+            &self.request,
+            &self.viewer_cluster,
+            self.viewer_tenant.as_deref(),
+        )
+    }
+}
+
+/// A key borrowing its parts: what a lookup builds.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    kind: CacheKind,
+    request: &'a str,
+    viewer: &'a Viewer,
+}
+
+impl KeyParts for KeyRef<'_> {
+    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>) {
+        (
+            self.kind,
+            self.request,
+            &self.viewer.cluster,
+            self.viewer.tenant.as_deref(),
+        )
+    }
+}
+
+impl<'a> Borrow<dyn KeyParts + 'a> for CacheKey {
+    fn borrow(&self) -> &(dyn KeyParts + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn KeyParts + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyParts + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyParts + '_ {}
+
+impl PartialOrd for dyn KeyParts + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn KeyParts + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
+
+// The owned key hashes, compares and orders exactly as its borrowed form
+// (what `Borrow` requires of the maps that use it).
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn KeyParts).hash(state);
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl PartialOrd for CacheKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for CacheKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.parts().cmp(&other.parts())
+    }
+}
 
 impl CacheKey {
     /// The key of a request made by `viewer`.
@@ -78,9 +181,12 @@ impl CacheKey {
         viewer: &Viewer,
         deny_all: bool,
     ) -> CacheKey {
+        let mut buf = Vec::with_capacity(16 + 32 * payload.len());
+        write_canonical_json(payload, deny_all, &mut buf);
         CacheKey {
             kind,
-            request: canonical_json(payload, deny_all),
+            request: String::from_utf8(buf)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
             viewer_cluster: viewer.cluster.clone(),
             viewer_tenant: viewer.tenant.clone(),
         }
@@ -91,8 +197,8 @@ impl CacheKey {
 /// equal keys, whatever the map's own order), plus the deny marker first.
 /// Written straight into one buffer: no sorted copy of the map unless its
 /// keys come out of order (only with serde_json's `preserve_order`).
-fn canonical_json(payload: &Map<String, Value>, deny_all: bool) -> String {
-    let mut buf: Vec<u8> = Vec::with_capacity(16 + 32 * payload.len());
+fn write_canonical_json(payload: &Map<String, Value>, deny_all: bool, buf: &mut Vec<u8>) {
+    buf.clear();
     buf.push(b'{');
     let mut first = true;
     let mut member = |buf: &mut Vec<u8>, key: &str, value: &Value| {
@@ -123,20 +229,19 @@ fn canonical_json(payload: &Map<String, Value>, deny_all: bool) -> String {
         .all(|(a, b)| a < b);
     if sorted {
         for (k, v) in payload {
-            emit(&mut buf, k, v);
+            emit(buf, k, v);
         }
     } else {
         let mut members: Vec<(&String, &Value)> = payload.iter().collect();
         members.sort_by(|a, b| a.0.cmp(b.0));
         for (k, v) in members {
-            emit(&mut buf, k, v);
+            emit(buf, k, v);
         }
     }
     if marker_due {
-        member(&mut buf, DENY_ALL_KEY, &Value::Bool(true));
+        member(buf, DENY_ALL_KEY, &Value::Bool(true));
     }
     buf.push(b'}');
-    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// What a cached answer depends on, for targeted invalidation.
@@ -173,9 +278,14 @@ impl Ord for Age {
     }
 }
 
+/// A cached answer. Shared, so a hit hands out a reference instead of a
+/// copy of the answer (which grows with its items), and the reply encoder
+/// serialises it in place.
+pub type Answer = Arc<Value>;
+
 #[derive(Debug, Clone)]
 struct Cached {
-    value: Value,
+    value: Answer,
     age: Age,
     expires_at: f64,
     stale_until: f64,
@@ -191,12 +301,12 @@ pub enum Lookup {
     /// Nothing usable: compute, serve and [`QueryCache::store`].
     Miss,
     /// Fresh.
-    Hit(Value),
+    Hit(Answer),
     /// Past its TTL (or invalidated) but within its stale window: serve it;
     /// when `refresh`, this read scheduled the key's one refresh.
     Stale {
         /// The stale answer.
-        value: Value,
+        value: Answer,
         /// This read scheduled the refresh.
         refresh: bool,
     },
@@ -237,6 +347,8 @@ pub struct QueryCache {
     refreshing: BTreeSet<CacheKey>,
     catalog: KindStats,
     cluster_map: KindStats,
+    /// Reused for the canonical request of each lookup.
+    scratch: Vec<u8>,
 }
 
 impl QueryCache {
@@ -251,6 +363,7 @@ impl QueryCache {
             refreshing: BTreeSet::new(),
             catalog: KindStats::default(),
             cluster_map: KindStats::default(),
+            scratch: Vec::new(),
         }
     }
 
@@ -286,9 +399,49 @@ impl QueryCache {
 
     /// Looks `key` up at wall time `now` (module docs).
     pub fn lookup(&mut self, key: &CacheKey, now: f64) -> Lookup {
+        self.lookup_parts(key, now)
+    }
+
+    /// Looks up the answer to a request without building its owned key:
+    /// the canonical request is written into a reused buffer and the viewer
+    /// is borrowed. Equal to `lookup(&CacheKey::for_request(..), now)`; this
+    /// is what every resolver request pays.
+    pub fn lookup_request(
+        &mut self,
+        kind: CacheKind,
+        payload: &Map<String, Value>,
+        viewer: &Viewer,
+        deny_all: bool,
+        now: f64,
+    ) -> Lookup {
+        let mut buf = std::mem::take(&mut self.scratch);
+        write_canonical_json(payload, deny_all, &mut buf);
+        let result = match std::str::from_utf8(&buf) {
+            Ok(request) => self.lookup_parts(
+                &KeyRef {
+                    kind,
+                    request,
+                    viewer,
+                },
+                now,
+            ),
+            // serde_json writes UTF-8 only; a key that is not cannot have
+            // been stored.
+            Err(_) => {
+                self.stats_mut(kind).misses += 1;
+                Lookup::Miss
+            }
+        };
+        self.scratch = buf;
+        result
+    }
+
+    fn lookup_parts<K: KeyParts>(&mut self, key: &K, now: f64) -> Lookup {
+        let key: &dyn KeyParts = key;
+        let kind = key.parts().0;
         let generation = self.generation;
         let Some(e) = self.entries.get(key) else {
-            self.stats_mut(key.kind).misses += 1;
+            self.stats_mut(kind).misses += 1;
             return Lookup::Miss;
         };
         let negative = e.negative;
@@ -305,10 +458,10 @@ impl QueryCache {
                 self.ages.remove(&gone.age);
             }
             self.refreshing.remove(key);
-            self.stats_mut(key.kind).misses += 1;
+            self.stats_mut(kind).misses += 1;
             return Lookup::Miss;
         };
-        let st = self.stats_mut(key.kind);
+        let st = self.stats_mut(kind);
         match &result {
             Lookup::Hit(_) => st.hits += 1,
             _ => st.stale_serves += 1,
@@ -317,7 +470,13 @@ impl QueryCache {
             st.negative_hits += 1;
         }
         if let Lookup::Stale { refresh: true, .. } = result {
-            self.refreshing.insert(key.clone());
+            let (kind, request, cluster, tenant) = key.parts();
+            self.refreshing.insert(CacheKey {
+                kind,
+                request: request.to_string(),
+                viewer_cluster: cluster.to_string(),
+                viewer_tenant: tenant.map(str::to_string),
+            });
         }
         result
     }
@@ -331,7 +490,7 @@ impl QueryCache {
     pub fn store(
         &mut self,
         key: CacheKey,
-        value: Value,
+        value: impl Into<Answer>,
         negative: bool,
         depends: Depends,
         now: f64,
@@ -355,7 +514,7 @@ impl QueryCache {
         let replaced = self.entries.insert(
             key,
             Cached {
-                value,
+                value: value.into(),
                 age,
                 expires_at: now + ttl,
                 stale_until: now + ttl + stale,
@@ -495,11 +654,11 @@ mod tests {
         c.store(market.clone(), json!([1, 2]), false, dep("svc.market"), 0.0);
         assert_eq!(c.lookup(&missing, 0.0), Lookup::Miss);
         c.store(missing.clone(), json!([]), true, dep("svc.missing"), 0.0);
-        assert_eq!(c.lookup(&missing, 0.01), Lookup::Hit(json!([])));
+        assert_eq!(c.lookup(&missing, 0.01), Lookup::Hit(json!([]).into()));
         assert_eq!(
             c.lookup(&market, 0.25),
             Lookup::Stale {
-                value: json!([1, 2]),
+                value: json!([1, 2]).into(),
                 refresh: true
             }
         );
@@ -507,7 +666,7 @@ mod tests {
         assert_eq!(
             c.lookup(&market, 0.3),
             Lookup::Stale {
-                value: json!([1, 2]),
+                value: json!([1, 2]).into(),
                 refresh: false
             }
         );
@@ -541,7 +700,7 @@ mod tests {
         assert_eq!(c.lookup(&key("svc", None), 0.0), Lookup::Miss);
         assert_eq!(
             c.lookup(&key("svc", Some("a")), 0.0),
-            Lookup::Hit(json!(["a-only"]))
+            Lookup::Hit(json!(["a-only"]).into())
         );
     }
 
@@ -635,10 +794,53 @@ mod tests {
         c.store(key("b", None), json!([2]), false, dep("b"), 0.0);
         c.store(key("d", None), json!([1]), false, dep("d"), 0.0);
         assert_eq!(c.lookup(&key("a", None), 0.0), Lookup::Miss);
-        assert_eq!(c.lookup(&key("b", None), 0.0), Lookup::Hit(json!([2])));
+        assert_eq!(
+            c.lookup(&key("b", None), 0.0),
+            Lookup::Hit(json!([2]).into())
+        );
     }
 
     proptest! {
+        /// A lookup by request finds exactly what a lookup by owned key
+        /// finds (same answer, same counters, same scheduled refreshes),
+        /// for any payload, viewer and deny flag.
+        #[test]
+        fn lookup_request_equals_lookup_of_the_owned_key(
+            stores in proptest::collection::vec((0u8..4, 0u8..3, any::<bool>(), 0u8..3), 1..12),
+            probes in proptest::collection::vec((0u8..4, 0u8..3, any::<bool>(), 0u8..3, 0u64..60), 1..40),
+        ) {
+            let payload = |ns: u8, extra: u8| {
+                let mut m = Map::new();
+                m.insert("namespace".into(), json!(format!("svc.n{ns}")));
+                if extra > 0 {
+                    m.insert("limit".into(), json!(extra));
+                    m.insert("\u{0}deny_all".into(), json!(extra == 2));
+                }
+                m
+            };
+            let viewer = |t: u8| Viewer::new("c", (t > 0).then(|| format!("t{t}")));
+            let mut by_key = QueryCache::new(cfg());
+            let mut by_request = QueryCache::new(cfg());
+            for (ns, extra, deny, t) in stores {
+                let k = CacheKey::for_request(CacheKind::Catalog, &payload(ns, extra), &viewer(t), deny);
+                by_key.store(k.clone(), json!([ns, extra]), false, dep("svc"), 0.0);
+                by_request.store(k, json!([ns, extra]), false, dep("svc"), 0.0);
+            }
+            let mut now = 0.0;
+            for (ns, extra, deny, t, dt) in probes {
+                now += dt as f64 * 0.01;
+                let (p, v) = (payload(ns, extra), viewer(t));
+                let k = CacheKey::for_request(CacheKind::Catalog, &p, &v, deny);
+                prop_assert_eq!(
+                    by_request.lookup_request(CacheKind::Catalog, &p, &v, deny, now),
+                    by_key.lookup(&k, now)
+                );
+            }
+            prop_assert_eq!(by_request.snapshot(), by_key.snapshot());
+            prop_assert_eq!(by_request.pending_refreshes(), by_key.pending_refreshes());
+            prop_assert_eq!(by_request.len(), by_key.len());
+        }
+
         /// The age index always holds exactly the cached answers, and the
         /// cache never holds more than `max_entries`.
         #[test]

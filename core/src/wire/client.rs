@@ -7,6 +7,7 @@
 //! (then the caller replies with an error envelope) or not (then the caller
 //! closes the connection with a reason).
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 /// Error codes MPREG produces (`client_protocol.md` §1.5).
@@ -400,17 +401,35 @@ pub fn json_type_name(v: &Value) -> &'static str {
     }
 }
 
+/// The results of one request: command name → its result, in name order
+/// (as a JSON object of them sorts). Results are shared so an answer held
+/// by the resolver cache is serialised where it lies, never copied.
+pub type Results = std::collections::BTreeMap<String, std::sync::Arc<Value>>;
+
 /// Encodes a successful RPC response. `results` maps command names to
 /// results; MPREG's client unwraps `r` when it has exactly one key.
-pub fn encode_result(u: &str, results: Map<String, Value>) -> Vec<u8> {
-    to_bytes(&json!({
-        "role": "rpc-response",
-        "u": u,
-        "r": Value::Object(results),
-        "error": null,
-        "intermediate_results": [],
-        "execution_summary": null,
-    }))
+pub fn encode_result(u: &str, results: &Results) -> Vec<u8> {
+    /// The envelope, fields in the order a JSON object of them sorts
+    /// (what MPREG's and our earlier encoders wrote).
+    #[derive(Serialize)]
+    struct Response<'a> {
+        error: Option<()>,
+        execution_summary: Option<()>,
+        intermediate_results: [(); 0],
+        r: &'a Results,
+        role: &'static str,
+        u: &'a str,
+    }
+    // Serialising into a Vec cannot fail: every map key is a string.
+    serde_json::to_vec(&Response {
+        error: None,
+        execution_summary: None,
+        intermediate_results: [],
+        r: results,
+        role: "rpc-response",
+        u,
+    })
+    .unwrap_or_default()
 }
 
 /// Encodes an error response (`r` is null).
@@ -548,9 +567,14 @@ mod tests {
 
     #[test]
     fn response_envelope_shape() {
-        let mut r = Map::new();
-        r.insert("echo".into(), json!("hi"));
-        let v: Value = serde_json::from_slice(&encode_result("u1", r)).unwrap();
+        let mut r = Results::new();
+        r.insert("echo".into(), json!("hi").into());
+        let bytes = encode_result("u1", &r);
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            r#"{"error":null,"execution_summary":null,"intermediate_results":[],"r":{"echo":"hi"},"role":"rpc-response","u":"u1"}"#
+        );
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["u"], "u1");
         assert_eq!(v["r"]["echo"], "hi");
         assert!(v["error"].is_null());
