@@ -477,6 +477,32 @@ impl Form<'_> {
     }
 }
 
+/// Whether the dotted name `name` ends with `labels` (joined with `.`) at a
+/// label boundary, ignoring ASCII case: `eu.market` ends with `[market]`
+/// and with `[eu, market]`, not with `[ket]`. Compares in place, without
+/// joining the labels.
+pub fn ends_with_labels<S: AsRef<str>>(name: &str, labels: &[S]) -> bool {
+    let mut rest = name.as_bytes();
+    for (i, label) in labels.iter().enumerate().rev() {
+        let label = label.as_ref().as_bytes();
+        let Some(split) = rest.len().checked_sub(label.len()) else {
+            return false;
+        };
+        let (head, tail) = rest.split_at(split);
+        if !tail.eq_ignore_ascii_case(label) {
+            return false;
+        }
+        rest = head;
+        if i > 0 {
+            match rest.split_last() {
+                Some((b'.', head)) => rest = head,
+                _ => return false,
+            }
+        }
+    }
+    rest.is_empty() || rest.last() == Some(&b'.')
+}
+
 /// Classifies relative labels (lower-cased), in `dns.md` §3.4's order:
 /// underscore form, node form, then plain form. Our `addr` form is tried
 /// with the node form. See [`classify_labels`] for the borrowing form.
@@ -731,6 +757,45 @@ mod tests {
                 proto: None
             }
         );
+    }
+
+    #[test]
+    fn ends_with_labels_matches_the_joined_suffix() {
+        let joined = |name: &str, labels: &[&str]| {
+            let (n, s) = (name.as_bytes(), labels.join("."));
+            let s = s.as_bytes();
+            n.len() >= s.len()
+                && n[n.len() - s.len()..].eq_ignore_ascii_case(s)
+                && (n.len() == s.len() || n[n.len() - s.len() - 1] == b'.')
+        };
+        let names = [
+            "",
+            "eu",
+            "market",
+            "eu.market",
+            "EU.Market",
+            "x.eu.market",
+            "ket",
+            "a..b",
+            ".",
+            "a.b.c",
+        ];
+        let labels: [&[&str]; 9] = [
+            &["market"],
+            &["eu", "market"],
+            &["ket"],
+            &["eu"],
+            &["x", "eu", "market"],
+            &["b"],
+            &["", "b"],
+            &["a.b"],
+            &["c"],
+        ];
+        for n in names {
+            for l in labels {
+                assert_eq!(ends_with_labels(n, l), joined(n, l), "{n:?} {l:?}");
+            }
+        }
     }
 
     #[test]

@@ -856,8 +856,8 @@ impl<'a> Resolver<'a> {
         }
         // `_<proto>.<x>.<ns…>` sits right above `_svc/_mpreg/_queue._<proto>.<x>.<ns…>`.
         if relative.len() >= 2 && relative[0].starts_with('_') && !relative[1].starts_with('_') {
-            let x = &relative[1];
-            let ns = relative[2..].join(".");
+            let x = relative[1];
+            let ns = names::join_labels(&relative[2..]);
             let full = Form::full_name(&ns, x);
             if !self.services(x, &ns).is_empty()
                 || !self.functions(&full).is_empty()
@@ -868,19 +868,18 @@ impl<'a> Resolver<'a> {
         }
         // `<function>.<ns…>` and `<queue>.<ns…>` sit above their
         // `_<proto>.` names.
-        let full = Form::full_name(&relative[1..].join("."), relative[0]);
+        let full = Form::full_name(&names::join_labels(&relative[1..]), relative[0]);
         if !self.functions(&full).is_empty() || !self.queues(&full).is_empty() {
             return true;
         }
         // `<x>.<ns…>` names end with their namespace's labels: is `relative`
         // a tail of some visible namespace?
-        let suffix = relative.join(".");
-        let ends_with = |ns: &str| {
-            let (n, s) = (ns.as_bytes(), suffix.as_bytes());
-            n.len() >= s.len()
-                && n[n.len() - s.len()..].eq_ignore_ascii_case(s)
-                && (n.len() == s.len() || n[n.len() - s.len() - 1] == b'.')
-        };
+        let suffix_len = relative
+            .iter()
+            .map(|l| l.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        let ends_with = |ns: &str| ns.len() >= suffix_len && names::ends_with_labels(ns, relative);
         let any = |kind: EntryKind, ns_of: &dyn Fn(&Entry) -> Option<&str>| {
             self.catalog
                 .iter(kind)
