@@ -408,6 +408,12 @@ impl<'a> Resolver<'a> {
         self.qtype == t || self.qtype == RecordType::ANY
     }
 
+    /// Whether the question wants A or AAAA records (no need to parse
+    /// targets as addresses otherwise).
+    fn wants_address(&self) -> bool {
+        self.wants(RecordType::A) || self.wants(RecordType::AAAA)
+    }
+
     /// The one scope rule, from the viewer's side: `local` entries are this
     /// node's only, `zone` entries are seen by their cluster's viewers,
     /// `region` / `global` by everyone. Expired entries do not exist.
@@ -750,9 +756,11 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
-            for t in &s.targets {
-                if let Some(ip) = names::ip_literal(t) {
-                    self.add_address(&mut out.answers, self.owner, ttl, ip, false);
+            if self.wants_address() {
+                for t in &s.targets {
+                    if let Some(ip) = names::ip_literal(t) {
+                        self.add_address(&mut out.answers, self.owner, ttl, ip, false);
+                    }
                 }
             }
             if self.wants(RecordType::TXT) {
