@@ -231,6 +231,7 @@ impl RrSets {
                 start: records.len(),
                 len: 1,
             });
+            grow(records);
             records.push(record(owner.clone(), ttl, data));
             return;
         };
@@ -245,6 +246,7 @@ impl RrSets {
             return;
         }
         let added = record(set[0].name.clone(), set_ttl, data);
+        grow(records);
         records.insert(span.start + span.len, added);
         for (j, s) in self.sets.iter_mut().enumerate().skip(i) {
             if j == i {
@@ -273,6 +275,15 @@ impl RrSets {
     /// The records, set by set (class IN).
     pub fn into_records(self) -> Vec<Record> {
         self.records
+    }
+}
+
+/// Makes room for one more record, doubling from one: `Vec`'s own first
+/// step (four) would make a one-record answer a 1 KiB allocation, past
+/// the allocator's fast per-thread cache.
+fn grow(records: &mut Vec<Record>) {
+    if records.len() == records.capacity() {
+        records.reserve_exact(records.capacity().max(1));
     }
 }
 
