@@ -4,7 +4,10 @@
 //! Everything here works on *lower-cased* relative labels; the responder
 //! keeps the question's own spelling for the names it writes back.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use hickory_proto::rr::Name;
 
 /// Prefix of an encoded node label (`b32-...`).
 pub const NODE_LABEL_PREFIX: &str = "b32-";
@@ -125,32 +128,108 @@ pub fn decode_node_label(label: &str) -> Option<String> {
 /// The `addr` label of an IP literal: IPv4 `10-0-1-12`, IPv6 with `:` → `-`
 /// (`fd00--1`, `0--1` for `::1`). Round-trips through [`decode_addr_label`].
 pub fn encode_addr_label(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, c, d] = v4.octets();
-            format!("{a}-{b}-{c}-{d}")
-        }
-        IpAddr::V6(v6) => {
-            let text = v6.to_string();
-            if text.contains('.') {
-                // `::ffff:1.2.3.4` style: spell all eight groups instead.
-                let s = v6.segments();
-                s.iter()
-                    .map(|g| format!("{g:x}"))
-                    .collect::<Vec<_>>()
-                    .join("-")
-            } else {
-                // A label should not start or end with `-`: `::1` → `0--1`.
-                let mut label = text.replace(':', "-");
-                if label.starts_with('-') {
-                    label.insert(0, '0');
+    AddrLabel::new(ip).as_str().to_string()
+}
+
+/// An `addr` label ([`encode_addr_label`]) spelled into a buffer on the
+/// stack: no allocation per SRV target.
+#[derive(Clone, Copy)]
+pub struct AddrLabel {
+    buf: [u8; AddrLabel::CAPACITY],
+    len: usize,
+}
+
+impl AddrLabel {
+    /// Longest label: an IPv6 address is at most 39 characters (8 groups of
+    /// 4 and 7 separators), plus the `0` put before or after a `-`.
+    const CAPACITY: usize = 48;
+
+    /// The label of `ip`.
+    pub fn new(ip: IpAddr) -> AddrLabel {
+        let mut l = AddrLabel {
+            buf: [0; AddrLabel::CAPACITY],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        l.push(b'-');
+                    }
+                    if o >= 100 {
+                        l.push(b'0' + o / 100);
+                    }
+                    if o >= 10 {
+                        l.push(b'0' + o / 10 % 10);
+                    }
+                    l.push(b'0' + o % 10);
                 }
-                if label.ends_with('-') {
-                    label.push('0');
+            }
+            IpAddr::V6(v6) => {
+                use std::fmt::Write as _;
+                // Writing to the buffer cannot fail: the text fits.
+                let _ = write!(l, "{v6}");
+                if l.as_bytes().contains(&b'.') {
+                    // `::ffff:1.2.3.4` style: spell all eight groups instead.
+                    l.len = 0;
+                    for (i, g) in v6.segments().into_iter().enumerate() {
+                        if i > 0 {
+                            l.push(b'-');
+                        }
+                        let _ = write!(l, "{g:x}");
+                    }
+                } else {
+                    // A label should not start or end with `-`: `::1` → `0--1`.
+                    for b in &mut l.buf[..l.len] {
+                        if *b == b':' {
+                            *b = b'-';
+                        }
+                    }
+                    if l.as_bytes().first() == Some(&b'-') && l.len < AddrLabel::CAPACITY {
+                        l.buf.copy_within(0..l.len, 1);
+                        l.buf[0] = b'0';
+                        l.len += 1;
+                    }
+                    if l.as_bytes().last() == Some(&b'-') {
+                        l.push(b'0');
+                    }
                 }
-                label
             }
         }
+        l
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// The label's bytes (ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The label.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Write for AddrLabel {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        let slot = self.buf.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        slot.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for AddrLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AddrLabel").field(&self.as_str()).finish()
     }
 }
 
@@ -195,7 +274,48 @@ pub struct Zone {
     pub name: String,
     /// Its labels, lower-cased.
     pub labels: Vec<String>,
+    /// The zone's own names, built once (`None` when the zone is not a
+    /// valid DNS name); used when a question spells the zone in lower case.
+    pub names: Option<ZoneNames>,
 }
+
+/// The names of a zone the responder writes, spelled in lower case:
+/// built once per zone instead of once per answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneNames {
+    /// The apex `<zone>.`.
+    pub apex: Name,
+    /// `ns.<zone>.`: the SOA `MNAME` and the apex NS target.
+    pub ns: Name,
+    /// `hostmaster.<zone>.`: the SOA `RNAME`.
+    pub hostmaster: Name,
+    /// `addr.<zone>.`: parent of the SRV target host names of IP literals.
+    pub addr: Name,
+}
+
+impl ZoneNames {
+    /// The names of the zone whose apex is `apex` (spelled as given).
+    pub fn new(apex: Name) -> Option<ZoneNames> {
+        Some(ZoneNames {
+            ns: apex.prepend_label(NS_LABEL.as_bytes()).ok()?,
+            hostmaster: apex.prepend_label(HOSTMASTER_LABEL.as_bytes()).ok()?,
+            addr: apex.prepend_label(ADDR_LABEL.as_bytes()).ok()?,
+            apex,
+        })
+    }
+
+    /// The names of a zone given as labels.
+    fn from_labels<L: AsRef<[u8]>>(labels: &[L]) -> Option<ZoneNames> {
+        let mut apex = Name::root();
+        for l in labels {
+            apex = apex.append_label(l.as_ref()).ok()?;
+        }
+        ZoneNames::new(apex)
+    }
+}
+
+/// The label of the SOA `RNAME` (`hostmaster.<zone>`).
+pub const HOSTMASTER_LABEL: &str = "hostmaster";
 
 /// Normalises zone names (trimmed, outer dots removed, lower-cased, empty
 /// ones dropped, duplicates removed keeping the first) and orders them most
@@ -211,12 +331,17 @@ pub fn parse_zones<S: AsRef<str>>(raw: &[S]) -> Vec<Zone> {
         if name.is_empty() || zones.iter().any(|x| x.name == name) {
             continue;
         }
-        let labels = name
+        let labels: Vec<String> = name
             .split('.')
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect();
-        zones.push(Zone { name, labels });
+        let names = ZoneNames::from_labels(&labels);
+        zones.push(Zone {
+            name,
+            labels,
+            names,
+        });
     }
     zones.sort_by_key(|z| std::cmp::Reverse(z.labels.len()));
     zones
@@ -224,16 +349,21 @@ pub fn parse_zones<S: AsRef<str>>(raw: &[S]) -> Vec<Zone> {
 
 /// The zone (index into `zones`) whose labels are the last labels of
 /// `labels` (lower-cased), most specific first; `None` when no zone matches.
-pub fn match_zone(zones: &[Zone], labels: &[String]) -> Option<usize> {
+pub fn match_zone<S: AsRef<str>>(zones: &[Zone], labels: &[S]) -> Option<usize> {
     zones.iter().position(|z| {
-        z.labels.len() <= labels.len() && labels[labels.len() - z.labels.len()..] == z.labels[..]
+        z.labels.len() <= labels.len()
+            && labels[labels.len() - z.labels.len()..]
+                .iter()
+                .zip(&z.labels)
+                .all(|(l, z)| l.as_ref() == z)
     })
 }
 
 /// What a name (relative to its zone, lower-cased) asks for (`dns.md` §3.4,
-/// plus our apex, `ns` and `addr` names).
+/// plus our apex, `ns` and `addr` names). Borrows the labels it was
+/// classified from where it can (a one-label namespace is not joined).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Form {
+pub enum Form<'a> {
     /// The zone apex itself: SOA and NS live here.
     Apex,
     /// `_svc._<proto>.<service>.<ns…>` (`proto` set) or the plain
@@ -241,29 +371,29 @@ pub enum Form {
     /// namespace.
     Service {
         /// Service name (one label).
-        name: String,
+        name: Cow<'a, str>,
         /// Dotted namespace, possibly empty.
-        namespace: String,
+        namespace: Cow<'a, str>,
         /// Protocol label without its `_`, for the underscore form.
-        proto: Option<String>,
+        proto: Option<Cow<'a, str>>,
     },
     /// `_mpreg._<proto>.<function>.<ns…>`: the RPC `<ns>.<function>`.
     Function {
         /// Function label.
-        name: String,
+        name: Cow<'a, str>,
         /// Dotted namespace, possibly empty.
-        namespace: String,
+        namespace: Cow<'a, str>,
         /// Protocol label without its `_`.
-        proto: String,
+        proto: Cow<'a, str>,
     },
     /// `_queue._<proto>.<queue>.<ns…>`: the queue `<ns>.<queue>`.
     Queue {
         /// Queue label.
-        name: String,
+        name: Cow<'a, str>,
         /// Dotted namespace, possibly empty.
-        namespace: String,
+        namespace: Cow<'a, str>,
         /// Protocol label without its `_`.
-        proto: String,
+        proto: Cow<'a, str>,
     },
     /// `<node label>.node`.
     Node {
@@ -274,47 +404,141 @@ pub enum Form {
     Addr(IpAddr),
 }
 
-impl Form {
+impl Form<'_> {
     /// The full dotted name `<namespace>.<name>` (or `<name>`).
     pub fn full_name(namespace: &str, name: &str) -> String {
         if namespace.is_empty() {
             name.to_string()
         } else {
-            format!("{namespace}.{name}")
+            let mut full = String::with_capacity(namespace.len() + 1 + name.len());
+            full.push_str(namespace);
+            full.push('.');
+            full.push_str(name);
+            full
         }
     }
 }
 
+/// Labels joined with `.`, borrowed when there is at most one.
+pub fn join_labels<S: AsRef<str>>(labels: &[S]) -> Cow<'_, str> {
+    match labels {
+        [] => Cow::Borrowed(""),
+        [one] => Cow::Borrowed(one.as_ref()),
+        many => {
+            let len = many.iter().map(|l| l.as_ref().len() + 1).sum::<usize>() - 1;
+            let mut out = String::with_capacity(len);
+            for (i, l) in many.iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(l.as_ref());
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+impl Form<'_> {
+    /// The same form owning its text.
+    pub fn into_owned(self) -> Form<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        match self {
+            Form::Apex => Form::Apex,
+            Form::Service {
+                name,
+                namespace,
+                proto,
+            } => Form::Service {
+                name: own(name),
+                namespace: own(namespace),
+                proto: proto.map(own),
+            },
+            Form::Function {
+                name,
+                namespace,
+                proto,
+            } => Form::Function {
+                name: own(name),
+                namespace: own(namespace),
+                proto: own(proto),
+            },
+            Form::Queue {
+                name,
+                namespace,
+                proto,
+            } => Form::Queue {
+                name: own(name),
+                namespace: own(namespace),
+                proto: own(proto),
+            },
+            Form::Node { node_id } => Form::Node { node_id },
+            Form::Addr(ip) => Form::Addr(ip),
+        }
+    }
+}
+
+/// Whether the dotted name `name` ends with `labels` (joined with `.`) at a
+/// label boundary, ignoring ASCII case: `eu.market` ends with `[market]`
+/// and with `[eu, market]`, not with `[ket]`. Compares in place, without
+/// joining the labels.
+pub fn ends_with_labels<S: AsRef<str>>(name: &str, labels: &[S]) -> bool {
+    let mut rest = name.as_bytes();
+    for (i, label) in labels.iter().enumerate().rev() {
+        let label = label.as_ref().as_bytes();
+        let Some(split) = rest.len().checked_sub(label.len()) else {
+            return false;
+        };
+        let (head, tail) = rest.split_at(split);
+        if !tail.eq_ignore_ascii_case(label) {
+            return false;
+        }
+        rest = head;
+        if i > 0 {
+            match rest.split_last() {
+                Some((b'.', head)) => rest = head,
+                _ => return false,
+            }
+        }
+    }
+    rest.is_empty() || rest.last() == Some(&b'.')
+}
+
 /// Classifies relative labels (lower-cased), in `dns.md` §3.4's order:
 /// underscore form, node form, then plain form. Our `addr` form is tried
-/// with the node form.
-pub fn classify(labels: &[String]) -> Form {
+/// with the node form. See [`classify_labels`] for the borrowing form.
+pub fn classify(labels: &[String]) -> Form<'static> {
+    classify_labels(labels).into_owned()
+}
+
+/// [`classify`] borrowing the labels' text (no allocation unless the
+/// namespace has several labels or the name is a node label).
+pub fn classify_labels<S: AsRef<str>>(labels: &[S]) -> Form<'_> {
+    let label = |i: usize| labels[i].as_ref();
     if labels.is_empty() {
         return Form::Apex;
     }
-    if labels.len() >= 3 && labels[0].starts_with('_') && labels[1].starts_with('_') {
-        let proto = labels[1][1..].to_string();
-        let name = labels[2].clone();
-        let namespace = labels[3..].join(".");
-        match labels[0].as_str() {
+    if labels.len() >= 3 && label(0).starts_with('_') && label(1).starts_with('_') {
+        let proto = Cow::Borrowed(&label(1)[1..]);
+        let name = Cow::Borrowed(label(2));
+        match label(0) {
             "_svc" => {
                 return Form::Service {
                     name,
-                    namespace,
+                    namespace: join_labels(&labels[3..]),
                     proto: Some(proto),
                 }
             }
             "_mpreg" => {
                 return Form::Function {
                     name,
-                    namespace,
+                    namespace: join_labels(&labels[3..]),
                     proto,
                 }
             }
             "_queue" => {
                 return Form::Queue {
                     name,
-                    namespace,
+                    namespace: join_labels(&labels[3..]),
                     proto,
                 }
             }
@@ -322,20 +546,20 @@ pub fn classify(labels: &[String]) -> Form {
         }
     }
     if labels.len() == 2 {
-        if labels[1] == NODE_LABEL {
-            if let Some(node_id) = decode_node_label(&labels[0]) {
+        if label(1) == NODE_LABEL {
+            if let Some(node_id) = decode_node_label(label(0)) {
                 return Form::Node { node_id };
             }
         }
-        if labels[1] == ADDR_LABEL {
-            if let Some(ip) = decode_addr_label(&labels[0]) {
+        if label(1) == ADDR_LABEL {
+            if let Some(ip) = decode_addr_label(label(0)) {
                 return Form::Addr(ip);
             }
         }
     }
     Form::Service {
-        name: labels[0].clone(),
-        namespace: labels[1..].join("."),
+        name: Cow::Borrowed(label(0)),
+        namespace: join_labels(&labels[1..]),
         proto: None,
     }
 }
@@ -344,11 +568,14 @@ pub fn classify(labels: &[String]) -> Form {
 /// (`dns.md` §3.6): `tcp` ↔ `tcp`, `tcps`, `ws`, `wss`; `udp` ↔ `udp`;
 /// anything else exactly; case-insensitive.
 pub fn proto_matches(dns_proto: &str, protocol: &str) -> bool {
-    let p = protocol.trim().to_ascii_lowercase();
-    match dns_proto.to_ascii_lowercase().as_str() {
-        "tcp" => matches!(p.as_str(), "tcp" | "tcps" | "ws" | "wss"),
-        "udp" => p == "udp",
-        other => p == other,
+    let p = protocol.trim();
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if is(dns_proto, "tcp") {
+        ["tcp", "tcps", "ws", "wss"].iter().any(|t| is(p, t))
+    } else if is(dns_proto, "udp") {
+        is(p, "udp")
+    } else {
+        is(p, dns_proto)
     }
 }
 
@@ -530,6 +757,45 @@ mod tests {
                 proto: None
             }
         );
+    }
+
+    #[test]
+    fn ends_with_labels_matches_the_joined_suffix() {
+        let joined = |name: &str, labels: &[&str]| {
+            let (n, s) = (name.as_bytes(), labels.join("."));
+            let s = s.as_bytes();
+            n.len() >= s.len()
+                && n[n.len() - s.len()..].eq_ignore_ascii_case(s)
+                && (n.len() == s.len() || n[n.len() - s.len() - 1] == b'.')
+        };
+        let names = [
+            "",
+            "eu",
+            "market",
+            "eu.market",
+            "EU.Market",
+            "x.eu.market",
+            "ket",
+            "a..b",
+            ".",
+            "a.b.c",
+        ];
+        let labels: [&[&str]; 9] = [
+            &["market"],
+            &["eu", "market"],
+            &["ket"],
+            &["eu"],
+            &["x", "eu", "market"],
+            &["b"],
+            &["", "b"],
+            &["a.b"],
+            &["c"],
+        ];
+        for n in names {
+            for l in labels {
+                assert_eq!(ends_with_labels(n, l), joined(n, l), "{n:?} {l:?}");
+            }
+        }
     }
 
     #[test]

@@ -91,7 +91,10 @@ pub fn python_float(f: f64) -> String {
 /// One TXT RR holding `key=value`, split into ≤ 255-byte character-strings
 /// when longer (MPREG fails to pack those).
 pub fn txt(key: &str, value: &str) -> RData {
-    let text = format!("{key}={value}");
+    let mut text = String::with_capacity(key.len() + 1 + value.len());
+    text.push_str(key);
+    text.push('=');
+    text.push_str(value);
     let chunks: Vec<&[u8]> = if text.is_empty() {
         vec![&[][..]]
     } else {
@@ -158,21 +161,55 @@ impl TxtSet<'_> {
     }
 }
 
-/// One RRset being assembled.
-#[derive(Debug, Clone)]
-struct RrSet {
-    owner: Name,
+/// Where one RRset sits in [`RrSets`]' record list.
+#[derive(Debug, Clone, Copy)]
+struct SetSpan {
     rtype: RecordType,
-    ttl: u32,
-    data: Vec<RData>,
+    start: usize,
+    len: usize,
+}
+
+/// The spans of the sets, the first few inline (an answer rarely has more
+/// than a handful of sets: no allocation for them).
+#[derive(Debug, Clone, Default)]
+struct Spans {
+    head: [Option<SetSpan>; Spans::INLINE],
+    tail: Vec<SetSpan>,
+}
+
+impl Spans {
+    const INLINE: usize = 4;
+
+    fn iter(&self) -> impl Iterator<Item = &SetSpan> {
+        self.head.iter().map_while(Option::as_ref).chain(&self.tail)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut SetSpan> {
+        self.head
+            .iter_mut()
+            .map_while(Option::as_mut)
+            .chain(&mut self.tail)
+    }
+
+    fn push(&mut self, span: SetSpan) {
+        match self.head.iter_mut().find(|s| s.is_none()) {
+            Some(slot) => *slot = Some(span),
+            None => self.tail.push(span),
+        }
+    }
 }
 
 /// Records grouped into RRsets (owner + type), in order of first
 /// appearance. Adding a record already present only lowers the set's TTL;
 /// a set's TTL is the minimum of its records' TTLs.
+///
+/// The records are kept as the finished list, set after set (each set's
+/// records contiguous, all with the owner spelled as first added), so
+/// [`RrSets::into_records`] hands the list over without copying.
 #[derive(Debug, Clone, Default)]
 pub struct RrSets {
-    sets: Vec<RrSet>,
+    records: Vec<Record>,
+    sets: Spans,
 }
 
 impl RrSets {
@@ -184,37 +221,50 @@ impl RrSets {
     /// Adds one record.
     pub fn add(&mut self, owner: &Name, ttl: u32, data: RData) {
         let rtype = data.record_type();
-        let set = match self
-            .sets
-            .iter_mut()
-            .position(|s| s.rtype == rtype && s.owner == *owner)
-        {
-            Some(i) => &mut self.sets[i],
-            None => {
-                self.sets.push(RrSet {
-                    owner: owner.clone(),
-                    rtype,
-                    ttl,
-                    data: Vec::new(),
-                });
-                let last = self.sets.len() - 1;
-                &mut self.sets[last]
-            }
+        let records = &mut self.records;
+        let found = self.sets.iter().enumerate().find(|(_, s)| {
+            s.rtype == rtype && records.get(s.start).is_some_and(|r| r.name == *owner)
+        });
+        let Some((i, &span)) = found else {
+            self.sets.push(SetSpan {
+                rtype,
+                start: records.len(),
+                len: 1,
+            });
+            grow(records);
+            records.push(record(owner.clone(), ttl, data));
+            return;
         };
-        set.ttl = set.ttl.min(ttl);
-        if !set.data.contains(&data) {
-            set.data.push(data);
+        let Some(set) = records.get_mut(span.start..span.start + span.len) else {
+            return;
+        };
+        let set_ttl = set[0].ttl.min(ttl);
+        for r in set.iter_mut() {
+            r.ttl = set_ttl;
+        }
+        if set.iter().any(|r| r.data == data) {
+            return;
+        }
+        let added = record(set[0].name.clone(), set_ttl, data);
+        grow(records);
+        records.insert(span.start + span.len, added);
+        for (j, s) in self.sets.iter_mut().enumerate().skip(i) {
+            if j == i {
+                s.len += 1;
+            } else {
+                s.start += 1;
+            }
         }
     }
 
     /// True when no record was added.
     pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
+        self.records.is_empty()
     }
 
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.sets.iter().map(|s| s.data.len()).sum()
+        self.records.len()
     }
 
     /// Whether a set of this type exists.
@@ -224,16 +274,24 @@ impl RrSets {
 
     /// The records, set by set (class IN).
     pub fn into_records(self) -> Vec<Record> {
-        let mut out = Vec::with_capacity(self.len());
-        for set in self.sets {
-            for data in set.data {
-                let mut r = Record::from_rdata(set.owner.clone(), set.ttl, data);
-                r.dns_class = DNSClass::IN;
-                out.push(r);
-            }
-        }
-        out
+        self.records
     }
+}
+
+/// Makes room for one more record, doubling from one: `Vec`'s own first
+/// step (four) would make a one-record answer a 1 KiB allocation, past
+/// the allocator's fast per-thread cache.
+fn grow(records: &mut Vec<Record>) {
+    if records.len() == records.capacity() {
+        records.reserve_exact(records.capacity().max(1));
+    }
+}
+
+/// One record of class IN.
+pub fn record(owner: Name, ttl: u32, data: RData) -> Record {
+    let mut r = Record::from_rdata(owner, ttl, data);
+    r.dns_class = DNSClass::IN;
+    r
 }
 
 #[cfg(test)]

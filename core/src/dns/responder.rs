@@ -5,14 +5,17 @@
 //! readable) or no reply (not even a header), and every name the catalog
 //! cannot hold simply does not exist.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use serde_json::Value;
 
-use super::names::{self, Form, ADDR_LABEL, NODE_LABEL, NS_LABEL};
+use super::names::{
+    self, AddrLabel, Form, ZoneNames, ADDR_LABEL, HOSTMASTER_LABEL, NODE_LABEL, NS_LABEL,
+};
 use super::ratelimit::Verdict;
 use super::records::{self, python_str, RrSets, TxtSet};
 use super::{DnsConfig, DnsTransport, Viewer};
@@ -28,6 +31,9 @@ pub const CNAME_METADATA_KEY: &str = "dns_cname";
 
 /// Largest reply over TCP (2-byte length prefix).
 pub const TCP_MAX: usize = 65_535;
+
+/// Question names with up to this many labels are split without allocating.
+const INLINE_LABELS: usize = 16;
 
 /// Classic UDP limit without EDNS.
 pub const UDP_MIN: usize = 512;
@@ -108,14 +114,15 @@ fn header_only(h: RawHeader, rcode: ResponseCode) -> Reply {
 }
 
 /// The reply skeleton for a decoded query: id, opcode, RD and CD copied,
-/// QR=1, RA=0, AD=0, the question as received, an OPT when the query had one.
-fn skeleton(h: RawHeader, request: &Message, question: &Query, cfg: &DnsConfig) -> Message {
+/// QR=1, RA=0, AD=0, the question as received (moved out of the request,
+/// not copied), an OPT when the query had one.
+fn skeleton(h: RawHeader, request: &mut Message, cfg: &DnsConfig) -> Message {
     let mut m = Message::response(h.id, OpCode::Query);
     m.metadata.recursion_desired = h.rd;
     m.metadata.checking_disabled = h.cd;
     m.metadata.recursion_available = false;
     m.metadata.authentic_data = false;
-    m.add_query(question.clone());
+    m.queries = std::mem::take(&mut request.queries);
     if let Some(req) = &request.edns {
         let mut e = Edns::new();
         e.set_max_payload(cfg.max_udp_payload.max(UDP_MIN as u16));
@@ -234,20 +241,24 @@ pub fn respond(
     if h.opcode != 0 {
         return header_only(h, ResponseCode::NotImp);
     }
-    let request = match Message::from_vec(query) {
+    let mut request = match Message::from_vec(query) {
         Ok(m) if m.metadata.message_type == MessageType::Query => m,
         _ => return header_only(h, ResponseCode::FormErr),
     };
     if request.queries.len() != 1 {
         return header_only(h, ResponseCode::FormErr);
     }
-    let question = &request.queries[0];
-    let mut m = skeleton(h, &request, question, cfg);
     let limit = size_limit(&request, transport, cfg);
-    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+    let badvers = request.edns.as_ref().is_some_and(|e| e.version() > 0);
+    let mut m = skeleton(h, &mut request, cfg);
+    drop(request);
+    if badvers {
         m.metadata.response_code = ResponseCode::BADVERS;
         return finish(m, limit);
     }
+    let Some(question) = m.queries.first() else {
+        return header_only(h, ResponseCode::FormErr);
+    };
     if !matches!(question.query_class(), DNSClass::IN | DNSClass::ANY) {
         m.metadata.response_code = ResponseCode::Refused;
         return finish(m, limit);
@@ -266,33 +277,55 @@ pub fn respond(
     }
 
     let qname = question.name();
-    let mut labels: Vec<String> = Vec::with_capacity(usize::from(qname.num_labels()));
+    // The question's labels lower-cased, borrowed from one lower-cased copy
+    // of the name (inline for names up to 32 bytes).
+    let lower = qname.to_lowercase();
+    let count = lower.iter().len();
+    let mut inline = [""; INLINE_LABELS];
+    let mut spilled = Vec::new();
+    let labels: &mut [&str] = match inline.get_mut(..count) {
+        Some(l) => l,
+        None => {
+            spilled.resize(count, "");
+            &mut spilled
+        }
+    };
     let mut matchable = true;
-    for raw in qname.iter() {
-        match String::from_utf8(raw.to_ascii_lowercase()) {
-            Ok(l) => labels.push(l),
-            Err(_) => {
-                matchable = false;
-                labels.push(String::new());
-            }
+    for (slot, raw) in labels.iter_mut().zip(lower.iter()) {
+        match std::str::from_utf8(raw) {
+            Ok(l) => *slot = l,
+            // Left empty: no zone or catalog name has an empty label.
+            Err(_) => matchable = false,
         }
     }
-    let (zone_labels, relative) = match names::match_zone(&cfg.zones, &labels) {
+    let labels: &[&str] = labels;
+    let (zone, relative) = match names::match_zone(&cfg.zones, labels) {
         Some(i) => {
             let n = cfg.zones[i].labels.len();
-            (Some(n), labels[..labels.len() - n].to_vec())
+            (Some(&cfg.zones[i]), &labels[..labels.len() - n])
         }
-        None if cfg.allow_external_names => (None, labels.clone()),
+        None if cfg.allow_external_names => (None, labels),
         None => {
             // Not ours: an authoritative-only server refuses (AA=0).
             m.metadata.response_code = ResponseCode::Refused;
             return finish(m, limit);
         }
     };
-    let apex = zone_labels.and_then(|n| {
-        let skip = usize::from(qname.num_labels()).saturating_sub(n);
-        Name::from_labels(qname.iter().skip(skip)).ok()
-    });
+    // The apex spelled as in the question: the zone's prebuilt names when
+    // the question spells it as configured (lower case), else built from
+    // the question's labels.
+    let (apex, zone_names) = match zone {
+        Some(z) => {
+            let skip = usize::from(qname.num_labels()).saturating_sub(z.labels.len());
+            match z.names.as_ref() {
+                Some(zn) if qname.iter().skip(skip).eq(zn.apex.iter()) => {
+                    (Some(Cow::Borrowed(&zn.apex)), Some(zn))
+                }
+                _ => (apex_from(qname, skip).map(Cow::Owned), None),
+            }
+        }
+        None => (None, None),
+    };
     m.metadata.authoritative = true;
 
     let r = Resolver {
@@ -301,35 +334,50 @@ pub fn respond(
         viewer,
         now: now_wall,
         visible,
-        apex: apex.as_ref(),
+        apex: apex.as_deref(),
+        zone_names,
         owner: qname,
         qtype,
     };
     let mut out = Outcome::default();
-    if !matchable || (apex.is_none() && relative.is_empty()) {
+    if !matchable || (r.apex.is_none() && relative.is_empty()) {
         // Labels the catalog cannot hold, or the root in external mode.
     } else {
-        r.resolve(&relative, &mut out);
-        if !out.exists && r.has_descendants(&relative) {
+        r.resolve(relative, &mut out);
+        if !out.exists && r.has_descendants(relative) {
             out.exists = true;
         }
     }
-    m.metadata.response_code = if out.exists {
+    let exists = out.exists;
+    let authority = if out.answers.is_empty() {
+        // NXDOMAIN or NODATA: the zone SOA lets resolvers cache the negative.
+        r.soa()
+            .map(|(apex, soa)| records::record(apex.clone(), cfg.negative_ttl, soa))
+    } else {
+        None
+    };
+    let answers = out.answers.into_records();
+    let additionals = out.additionals.into_records();
+    m.metadata.response_code = if exists {
         ResponseCode::NoError
     } else {
         ResponseCode::NXDomain
     };
-    if out.answers.is_empty() {
-        // NXDOMAIN or NODATA: the zone SOA lets resolvers cache the negative.
-        if let Some(soa) = r.soa() {
-            let mut auth = RrSets::new();
-            auth.add(soa.0, cfg.negative_ttl, soa.1);
-            m.insert_authorities(auth.into_records());
-        }
+    if let Some(soa) = authority {
+        m.authorities = vec![soa];
     }
-    m.insert_answers(out.answers.into_records());
-    m.insert_additionals(out.additionals.into_records());
+    m.answers = answers;
+    m.additionals = additionals;
     finish(m, limit)
+}
+
+/// The apex name: the question's labels after the first `skip`.
+fn apex_from(qname: &Name, skip: usize) -> Option<Name> {
+    let mut apex = Name::root();
+    for label in qname.iter().skip(skip) {
+        apex = apex.append_label(label).ok()?;
+    }
+    Some(apex)
 }
 
 /// Records found for a name, and whether it exists at all.
@@ -348,6 +396,8 @@ struct Resolver<'a> {
     visible: &'a dyn Fn(&Entry) -> bool,
     /// The zone apex spelled as in the question; `None` in external mode.
     apex: Option<&'a Name>,
+    /// The zone's prebuilt names, when `apex` is the zone's own spelling.
+    zone_names: Option<&'a ZoneNames>,
     /// The question name: owner of every answer.
     owner: &'a Name,
     qtype: RecordType,
@@ -356,6 +406,12 @@ struct Resolver<'a> {
 impl<'a> Resolver<'a> {
     fn wants(&self, t: RecordType) -> bool {
         self.qtype == t || self.qtype == RecordType::ANY
+    }
+
+    /// Whether the question wants A or AAAA records (no need to parse
+    /// targets as addresses otherwise).
+    fn wants_address(&self) -> bool {
+        self.wants(RecordType::A) || self.wants(RecordType::AAAA)
     }
 
     /// The one scope rule, from the viewer's side: `local` entries are this
@@ -468,8 +524,13 @@ impl<'a> Resolver<'a> {
     /// `(apex, SOA)` of the zone.
     fn soa(&self) -> Option<(&'a Name, RData)> {
         let apex = self.apex?;
-        let mname = apex.prepend_label(NS_LABEL).ok()?;
-        let rname = apex.prepend_label("hostmaster").ok()?;
+        let (mname, rname) = match self.zone_names {
+            Some(z) => (z.ns.clone(), z.hostmaster.clone()),
+            None => (
+                apex.prepend_label(NS_LABEL.as_bytes()).ok()?,
+                apex.prepend_label(HOSTMASTER_LABEL.as_bytes()).ok()?,
+            ),
+        };
         let serial = if self.now.is_finite() && self.now > 0.0 {
             (self.now as u64 % (1u64 << 32)) as u32
         } else {
@@ -485,6 +546,14 @@ impl<'a> Resolver<'a> {
             self.cfg.negative_ttl,
         );
         Some((apex, RData::SOA(soa)))
+    }
+
+    /// `ns.<zone>` spelled as the question spells the zone.
+    fn ns_name(&self, apex: &Name) -> Option<Name> {
+        match self.zone_names {
+            Some(z) => Some(z.ns.clone()),
+            None => apex.prepend_label(NS_LABEL.as_bytes()).ok(),
+        }
     }
 
     /// Adds A/AAAA of `ip` for `owner` if the question wants that type.
@@ -504,10 +573,14 @@ impl<'a> Resolver<'a> {
     fn srv_target(&self, host: &str, ttl: u32, out: &mut Outcome) -> Option<Name> {
         if let Some(ip) = names::ip_literal(host) {
             if let Some(apex) = self.apex {
-                let target = apex
-                    .prepend_label(ADDR_LABEL)
-                    .and_then(|n| n.prepend_label(names::encode_addr_label(ip).as_bytes()))
-                    .ok()?;
+                let label = AddrLabel::new(ip);
+                let target = match self.zone_names {
+                    Some(z) => z.addr.prepend_label(label.as_bytes()),
+                    None => apex
+                        .prepend_label(ADDR_LABEL.as_bytes())
+                        .and_then(|n| n.prepend_label(label.as_bytes())),
+                }
+                .ok()?;
                 self.add_address(&mut out.additionals, &target, ttl, ip, true);
                 return Some(target);
             }
@@ -517,7 +590,7 @@ impl<'a> Resolver<'a> {
         Some(name)
     }
 
-    fn resolve(&self, relative: &[String], out: &mut Outcome) {
+    fn resolve(&self, relative: &[&str], out: &mut Outcome) {
         if let Some(apex) = self.apex {
             if relative.is_empty() {
                 out.exists = true;
@@ -527,7 +600,7 @@ impl<'a> Resolver<'a> {
                     }
                 }
                 if self.wants(RecordType::NS) {
-                    if let Ok(ns) = apex.prepend_label(NS_LABEL) {
+                    if let Some(ns) = self.ns_name(apex) {
                         out.answers
                             .add(apex, self.cfg.max_ttl, RData::NS(NS(ns.clone())));
                         for ip in &self.cfg.nameserver_addrs {
@@ -554,7 +627,7 @@ impl<'a> Resolver<'a> {
                 return;
             }
         }
-        match names::classify(relative) {
+        match names::classify_labels(relative) {
             Form::Apex => {}
             Form::Service {
                 name,
@@ -683,9 +756,11 @@ impl<'a> Resolver<'a> {
                     }
                 }
             }
-            for t in &s.targets {
-                if let Some(ip) = names::ip_literal(t) {
-                    self.add_address(&mut out.answers, self.owner, ttl, ip, false);
+            if self.wants_address() {
+                for t in &s.targets {
+                    if let Some(ip) = names::ip_literal(t) {
+                        self.add_address(&mut out.answers, self.owner, ttl, ip, false);
+                    }
                 }
             }
             if self.wants(RecordType::TXT) {
@@ -771,7 +846,7 @@ impl<'a> Resolver<'a> {
     /// Whether a name that holds nothing itself has names below it (an
     /// empty non-terminal, RFC 8020: NOERROR, not NXDOMAIN), among the
     /// entries this viewer may see.
-    fn has_descendants(&self, relative: &[String]) -> bool {
+    fn has_descendants(&self, relative: &[&str]) -> bool {
         if relative.is_empty() {
             return true;
         }
@@ -789,8 +864,8 @@ impl<'a> Resolver<'a> {
         }
         // `_<proto>.<x>.<ns…>` sits right above `_svc/_mpreg/_queue._<proto>.<x>.<ns…>`.
         if relative.len() >= 2 && relative[0].starts_with('_') && !relative[1].starts_with('_') {
-            let x = &relative[1];
-            let ns = relative[2..].join(".");
+            let x = relative[1];
+            let ns = names::join_labels(&relative[2..]);
             let full = Form::full_name(&ns, x);
             if !self.services(x, &ns).is_empty()
                 || !self.functions(&full).is_empty()
@@ -801,19 +876,18 @@ impl<'a> Resolver<'a> {
         }
         // `<function>.<ns…>` and `<queue>.<ns…>` sit above their
         // `_<proto>.` names.
-        let full = Form::full_name(&relative[1..].join("."), &relative[0]);
+        let full = Form::full_name(&names::join_labels(&relative[1..]), relative[0]);
         if !self.functions(&full).is_empty() || !self.queues(&full).is_empty() {
             return true;
         }
         // `<x>.<ns…>` names end with their namespace's labels: is `relative`
         // a tail of some visible namespace?
-        let suffix = relative.join(".");
-        let ends_with = |ns: &str| {
-            let (n, s) = (ns.as_bytes(), suffix.as_bytes());
-            n.len() >= s.len()
-                && n[n.len() - s.len()..].eq_ignore_ascii_case(s)
-                && (n.len() == s.len() || n[n.len() - s.len() - 1] == b'.')
-        };
+        let suffix_len = relative
+            .iter()
+            .map(|l| l.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        let ends_with = |ns: &str| ns.len() >= suffix_len && names::ends_with_labels(ns, relative);
         let any = |kind: EntryKind, ns_of: &dyn Fn(&Entry) -> Option<&str>| {
             self.catalog
                 .iter(kind)
