@@ -736,14 +736,13 @@ impl Conn {
             } => (negotiated.clone(), *http_only, *handshake_timeout, tls),
             Origin::Outbound { .. } => return Some(self.end("not inbound".into())),
         };
-        if let (Stream::Plain(_), Some(&HANDSHAKE_RECORD)) = (&stream, buf.first()) {
+        if let (Stream::Plain(_), Some(&HANDSHAKE_RECORD), Some(config)) =
+            (&stream, buf.first(), tls)
+        {
             // A TLS client: sniff again inside the session, under the same
-            // deadline (the TLS handshake counts against it).
-            let Some(config) = tls.clone() else {
-                return Some(self.end(
-                    "a TLS connection, but client_tls_cert_file is not set on this node".into(),
-                ));
-            };
+            // deadline (the TLS handshake counts against it). Without client
+            // TLS the bytes are just a bad request head (answered 400).
+            let config = config.clone();
             let Stream::Plain(tcp) = stream else {
                 return Some(self.end("not a plain socket".into()));
             };

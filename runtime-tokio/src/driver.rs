@@ -494,8 +494,9 @@ fn spawn_acceptor(
     });
 }
 
-/// Tells a TLS connection from a plain one by its first byte (peeked, not
-/// consumed) and upgrades it. The TLS handshake counts against the same
+/// With client TLS, tells a TLS connection from a plain one by its first
+/// byte (peeked, not consumed); then upgrades it. Without client TLS every
+/// connection is plain (a TLS handshake is just a bad request head, 400). The TLS handshake counts against the same
 /// `connection_handshake_timeout_seconds` as the request head.
 // The callback's error type is tungstenite's `ErrorResponse`, not ours.
 #[allow(clippy::result_large_err)]
@@ -505,6 +506,9 @@ async fn serve(
     tls: Option<TlsAcceptor>,
     events: mpsc::UnboundedSender<Event>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    let Some(acceptor) = tls else {
+        return upgrade(handshake, stream, events).await;
+    };
     let mut first = [0u8; 1];
     let peeked = tokio::time::timeout_at(handshake.deadline, stream.peek(&mut first)).await;
     match peeked {
@@ -516,13 +520,6 @@ async fn serve(
         }
         Ok(Ok(_)) => {}
     }
-    let Some(acceptor) = tls else {
-        tracing::debug!(
-            addr = %handshake.addr,
-            "TLS connection refused: client_tls_cert_file is not set on this node"
-        );
-        return Ok(());
-    };
     let stream = tokio::time::timeout_at(handshake.deadline, acceptor.accept(stream))
         .await
         .map_err(|_| handshake.timed_out(&events))??;
