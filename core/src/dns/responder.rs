@@ -316,7 +316,9 @@ pub fn respond(
     // the question's labels.
     let (apex, zone_names) = match zone {
         Some(z) => {
-            let skip = usize::from(qname.num_labels()).saturating_sub(z.labels.len());
+            // Every label counts, a leading `*` too (`num_labels` leaves
+            // it out, which would put the apex one label too low).
+            let skip = labels.len().saturating_sub(z.labels.len());
             match z.names.as_ref() {
                 Some(zn) if qname.iter().skip(skip).eq(zn.apex.iter()) => {
                     (Some(Cow::Borrowed(&zn.apex)), Some(zn))

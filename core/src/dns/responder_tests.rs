@@ -563,6 +563,10 @@ fn empty_non_terminals_are_nodata_not_nxdomain() {
         "arket.mpreg.",
         "x.market.mpreg.",
         "_svc._tcp.nope.market.mpreg.",
+        // A literal `*` label is a name like any other: the SOA is still
+        // the zone's.
+        "*.x.mpreg.",
+        "*.mpreg.",
     ] {
         assert_negative(&fx.ask(name, RecordType::A), ResponseCode::NXDomain);
     }
