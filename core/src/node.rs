@@ -585,7 +585,8 @@ impl Node {
                 self.counters.limit_hits.hit(Limit::HandshakeTimeout);
                 let from = peer_addr.map_or_else(|| "unknown".to_string(), |a| a.to_string());
                 self.event(Event::Info(format!(
-                    "connection from {from} dropped: no WebSocket upgrade within \
+                    "connection from {from} dropped: no complete request (head and WebSocket \
+                     upgrade) within \
                      connection_handshake_timeout_seconds"
                 )));
             }

@@ -669,18 +669,13 @@ impl Conn {
     /// The deadline passed: the connection is `Done`; returns the reason to
     /// report (`None` when it was only draining).
     /// The source of an inbound connection still in its request head or
-    /// WebSocket upgrade (whose expiry is a handshake timeout the node
-    /// counts); `None` otherwise.
+    /// WebSocket upgrade, on either listener (whose expiry is a handshake
+    /// timeout the node counts); `None` otherwise.
     pub(crate) fn upgrading_from(&self) -> Option<SocketAddr> {
         match (&self.phase, &self.origin) {
-            (
-                Phase::ServerHandshake(_) | Phase::Sniffing(_),
-                Origin::Inbound {
-                    addr,
-                    http_only: false,
-                    ..
-                },
-            ) => Some(*addr),
+            (Phase::ServerHandshake(_) | Phase::Sniffing(_), Origin::Inbound { addr, .. }) => {
+                Some(*addr)
+            }
             _ => None,
         }
     }

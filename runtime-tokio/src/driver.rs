@@ -249,7 +249,12 @@ pub async fn run_with(
         next_conn.clone(),
     );
     if let Some(l) = monitoring {
-        http::spawn_listener(l, events_tx.clone(), next_conn.clone());
+        http::spawn_listener(
+            l,
+            events_tx.clone(),
+            next_conn.clone(),
+            handshake_timeout(&settings),
+        );
     }
     let mut http_pending: HashMap<HttpId, oneshot::Sender<Vec<u8>>> = HashMap::new();
 

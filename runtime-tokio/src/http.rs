@@ -5,6 +5,7 @@
 //! `Output::HttpReply`), one request per connection, `Connection: close`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -114,6 +115,7 @@ pub fn spawn_listener(
     listener: TcpListener,
     events: mpsc::UnboundedSender<Event>,
     next_id: Arc<AtomicU64>,
+    head_timeout: Duration,
 ) {
     tokio::spawn(async move {
         loop {
@@ -129,7 +131,7 @@ pub fn spawn_listener(
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let events = events.clone();
             tokio::spawn(async move {
-                if let Err(e) = serve_one(&mut stream, id, &events).await {
+                if let Err(e) = serve_one(&mut stream, addr, id, head_timeout, &events).await {
                     tracing::debug!(%addr, error = %e, "monitoring request failed");
                 }
             });
@@ -137,14 +139,25 @@ pub fn spawn_listener(
     });
 }
 
+/// One monitoring request. Its head must arrive within `head_timeout`
+/// (`connection_handshake_timeout_seconds`, as on the client port); a
+/// client that runs out of it is dropped and reported to the node, which
+/// counts it.
 async fn serve_one(
     stream: &mut TcpStream,
+    addr: SocketAddr,
     id: u64,
+    head_timeout: Duration,
     events: &mpsc::UnboundedSender<Event>,
 ) -> io::Result<()> {
-    let (_, head) = tokio::time::timeout(HTTP_TIMEOUT, read_head(stream))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "request head not received"))??;
+    let Ok(read) = tokio::time::timeout(head_timeout, read_head(stream)).await else {
+        let _ = events.send(Event::HandshakeTimedOut(addr));
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "request head not received",
+        ));
+    };
+    let (_, head) = read?;
     answer(stream, id, head, events).await
 }
 

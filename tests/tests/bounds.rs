@@ -110,6 +110,33 @@ fn a_partial_http_head_is_dropped_after_the_handshake_timeout() {
 }
 
 #[test]
+fn a_partial_head_on_the_monitoring_port_is_dropped_and_counted() {
+    let node = Node::start_with_config("connection_handshake_timeout_seconds = 1.0\n", NO_ARGS);
+    let url = node
+        .ready_value("MPREG_MONITORING_URL")
+        .expect("monitoring is on by default");
+    let addr = url.strip_prefix("http://").expect("http URL");
+    let mut raw = TcpStream::connect(addr).expect("connect");
+    raw.write_all(b"GET /metrics HTTP/1.1\r\n")
+        .expect("partial head");
+    raw.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = raw.read(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        matches!(n, Ok(0))
+            || matches!(&n, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "expected the node to hang up, got {n:?} after {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(700) && waited < TIMEOUT,
+        "dropped after {waited:?}, not after about 1 s"
+    );
+    wait_hits(&node, "handshake_timeout", 1.0);
+}
+
+#[test]
 fn an_idle_client_is_closed_but_a_subscriber_is_kept() {
     let node = Node::start_with_config("client_idle_timeout_seconds = 1.0\n", NO_ARGS);
     let mut subscriber = node.connect();
