@@ -177,14 +177,26 @@ impl Endpoints {
     }
 
     /// Adds learned URLs after the known ones (unusable and known URLs are
-    /// skipped). Returns how many were new.
+    /// skipped). Returns how many were new. When every seed is `wss://`, a
+    /// learned `ws://` URL is taken as `wss://` on the same port (a node's
+    /// client port serves both): a client that chose TLS never fails over
+    /// to plain text.
     pub fn learn<I, S>(&mut self, urls: I) -> usize
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let tls_only = self
+            .list
+            .iter()
+            .filter(|e| e.origin == Origin::Seed)
+            .all(|e| e.url.starts_with("wss://"));
         urls.into_iter()
             .filter_map(|u| normalize_url(u.as_ref()))
+            .map(|u| match u.strip_prefix("ws://") {
+                Some(rest) if tls_only => format!("wss://{rest}"),
+                _ => u,
+            })
             .filter(|u| self.add(u.clone(), Origin::Learned))
             .count()
     }
@@ -652,6 +664,17 @@ mod tests {
         assert_eq!(e.list()[0].failures, 0);
         assert_eq!(e.list()[0].retry_at, None);
         assert_eq!(e.next_attempt(t0).url, A);
+    }
+
+    #[test]
+    fn a_tls_only_client_learns_plain_urls_as_tls() {
+        let mut e = eps(&["wss://127.0.0.1:1"]);
+        assert_eq!(e.learn(["ws://h:4", "wss://h:5"]), 2);
+        assert_eq!(e.urls(), ["wss://127.0.0.1:1", "wss://h:4", "wss://h:5"]);
+        // With a plain seed, learned URLs stay as advertised.
+        let mut mixed = eps(&[A]);
+        assert_eq!(mixed.learn(["ws://h:4"]), 1);
+        assert_eq!(mixed.urls(), [A, "ws://h:4"]);
     }
 
     #[test]
