@@ -395,7 +395,13 @@ impl Node {
             policy_persisted: 0,
             limiter: RateLimiter::from_settings(&settings),
             access_audit: AccessAudit::from_settings(&settings),
-            plane: discovery::Plane::new(&settings, &me_plane, now),
+            // Its own stream, so the node's RNG draws stay as they were.
+            plane: discovery::Plane::new(
+                &settings,
+                &me_plane,
+                now,
+                NodeRng::new(seed ^ 0x9E37_79B9_7F4A_7C15).next_u64(),
+            ),
             cluster_key: settings
                 .fabric_auth_key
                 .as_ref()

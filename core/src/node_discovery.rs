@@ -89,7 +89,7 @@ impl Plane {
         }
     }
 
-    pub(super) fn new(settings: &Settings, me: &Identity, now: Now) -> Plane {
+    pub(super) fn new(settings: &Settings, me: &Identity, now: Now, hash_seed: u64) -> Plane {
         let export = ExportConfig::from_settings(settings, &me.node_id);
         let cache = CacheConfig::from_settings(settings);
         let resolver = ResolverConfig::from_settings(settings);
@@ -109,7 +109,7 @@ impl Plane {
                 .resync_interval_seconds
                 .filter(|_| resolver.enabled)
                 .map(|_| now.mono),
-            resolver: Resolver::new(resolver),
+            resolver: Resolver::new(resolver, hash_seed),
             change_seq: 0,
             flood_seq: 0,
             dedup: FloodDedup::default(),

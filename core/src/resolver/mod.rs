@@ -72,11 +72,12 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    /// A resolver (empty until seeded or fed).
-    pub fn new(cfg: ResolverConfig) -> Resolver {
+    /// A resolver (empty until seeded or fed); `hash_seed` seeds the query
+    /// cache's key hashing.
+    pub fn new(cfg: ResolverConfig, hash_seed: u64) -> Resolver {
         Resolver {
             mirror: Mirror::new(&cfg.namespaces),
-            cache: QueryCache::new(cfg.cache.clone()),
+            cache: QueryCache::with_hash_seed(cfg.cache.clone(), hash_seed),
             cfg,
         }
     }
@@ -141,7 +142,7 @@ mod tests {
 
     #[test]
     fn disabled_shapes_match_mpreg() {
-        let r = Resolver::new(ResolverConfig::from_settings(&Settings::default()));
+        let r = Resolver::new(ResolverConfig::from_settings(&Settings::default()), 0);
         let s = r.cache_stats(5.0);
         assert_eq!(s["enabled"], false);
         assert_eq!(s["entry_counts"]["functions"], 0);

@@ -14,8 +14,9 @@ use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use foldhash::quality::FixedState;
 use serde_json::{json, Map, Value};
 
 use crate::catalog::entry::EntryKind;
@@ -46,39 +47,58 @@ pub enum CacheKind {
     ClusterMap,
 }
 
-/// Cache key: the RPC, the canonical request (page included: keyset pages
-/// are stable, so each page is its own answer) and the full viewer.
+/// Cache key: the RPC, the request payload (page included: keyset pages
+/// are stable, so each page is its own answer), whether the request's own
+/// namespace was denied, and the full viewer.
 ///
-/// Hashed, compared and ordered by its [`KeyParts`], so a lookup can use a
-/// borrowed [`KeyRef`] (built in a reused buffer, viewer not copied) and
-/// only a stored answer pays for an owned key.
+/// Hashed, compared and ordered by its [`KeyParts`], structurally: the
+/// payload's members in key order, numbers by kind and value. So a lookup
+/// uses a borrowed [`KeyRef`] (payload and viewer not copied, nothing
+/// serialised) and only a stored answer pays for an owned key. Equal keys
+/// are exactly the requests whose canonical JSON ([`CacheKey::request`])
+/// is equal, except that a payload forging the deny marker gets a key of
+/// its own.
 #[derive(Debug, Clone)]
 pub struct CacheKey {
     /// The RPC.
     pub kind: CacheKind,
-    /// Canonical JSON of the request payload.
-    pub request: String,
+    /// The request payload.
+    pub payload: Map<String, Value>,
+    /// The request's own namespace was denied: its answer hides everything,
+    /// so it never shares a key with the allowed one.
+    pub deny_all: bool,
     /// Viewer cluster.
     pub viewer_cluster: String,
     /// Viewer tenant.
     pub viewer_tenant: Option<String>,
 }
 
-/// The payload key [`CacheKey::for_request`] adds when the request's own
-/// namespace was denied (sorts before every printable key).
+/// The member [`CacheKey::request`] shows for a denied request (sorts
+/// before every printable key).
 const DENY_ALL_KEY: &str = "\u{0}deny_all";
+
+/// A key's parts, whether the key owns them or borrows them:
+/// (RPC, payload, denied, viewer cluster, viewer tenant).
+pub type Parts<'a> = (
+    CacheKind,
+    &'a Map<String, Value>,
+    bool,
+    &'a str,
+    Option<&'a str>,
+);
 
 /// A key's parts, whether the key owns them or borrows them.
 pub trait KeyParts {
-    /// (RPC, canonical request, viewer cluster, viewer tenant).
-    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>);
+    /// See [`Parts`].
+    fn parts(&self) -> Parts<'_>;
 }
 
 impl KeyParts for CacheKey {
-    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>) {
+    fn parts(&self) -> Parts<'_> {
         (
             self.kind,
-            &self.request,
+            &self.payload,
+            self.deny_all,
             &self.viewer_cluster,
             self.viewer_tenant.as_deref(),
         )
@@ -89,15 +109,17 @@ impl KeyParts for CacheKey {
 #[derive(Debug, Clone, Copy)]
 pub struct KeyRef<'a> {
     kind: CacheKind,
-    request: &'a str,
+    payload: &'a Map<String, Value>,
+    deny_all: bool,
     viewer: &'a Viewer,
 }
 
 impl KeyParts for KeyRef<'_> {
-    fn parts(&self) -> (CacheKind, &str, &str, Option<&str>) {
+    fn parts(&self) -> Parts<'_> {
         (
             self.kind,
-            self.request,
+            self.payload,
+            self.deny_all,
             &self.viewer.cluster,
             self.viewer.tenant.as_deref(),
         )
@@ -110,15 +132,33 @@ impl<'a> Borrow<dyn KeyParts + 'a> for CacheKey {
     }
 }
 
+fn hash_parts<H: Hasher>(p: &Parts<'_>, state: &mut H) {
+    let (kind, payload, deny_all, cluster, tenant) = *p;
+    (kind, deny_all, cluster, tenant).hash(state);
+    hash_object(payload, state);
+}
+
+/// `cmp_parts(a, b) == Equal`, without ordering anything (a hit's one
+/// comparison).
+fn eq_parts(a: &Parts<'_>, b: &Parts<'_>) -> bool {
+    a.0 == b.0 && a.2 == b.2 && a.3 == b.3 && a.4 == b.4 && eq_object(a.1, b.1)
+}
+
+fn cmp_parts(a: &Parts<'_>, b: &Parts<'_>) -> Ordering {
+    (a.0, a.2, a.3, a.4)
+        .cmp(&(b.0, b.2, b.3, b.4))
+        .then_with(|| cmp_object(a.1, b.1))
+}
+
 impl Hash for dyn KeyParts + '_ {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.parts().hash(state);
+        hash_parts(&self.parts(), state);
     }
 }
 
 impl PartialEq for dyn KeyParts + '_ {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        eq_parts(&self.parts(), &other.parts())
     }
 }
 
@@ -132,7 +172,7 @@ impl PartialOrd for dyn KeyParts + '_ {
 
 impl Ord for dyn KeyParts + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
+        cmp_parts(&self.parts(), &other.parts())
     }
 }
 
@@ -140,13 +180,13 @@ impl Ord for dyn KeyParts + '_ {
 // (what `Borrow` requires of the maps that use it).
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        (self as &dyn KeyParts).hash(state);
+        hash_parts(&self.parts(), state);
     }
 }
 
 impl PartialEq for CacheKey {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        eq_parts(&self.parts(), &other.parts())
     }
 }
 
@@ -160,7 +200,175 @@ impl PartialOrd for CacheKey {
 
 impl Ord for CacheKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.parts().cmp(&other.parts())
+        cmp_parts(&self.parts(), &other.parts())
+    }
+}
+
+/// An object's members in key order. serde_json's `Map` iterates in key
+/// order already (a `BTreeMap`) unless some crate in the build turns on
+/// its `preserve_order` feature; then the members are sorted here.
+enum Members<'a> {
+    InOrder(serde_json::map::Iter<'a>),
+    Sorted(std::vec::IntoIter<(&'a String, &'a Value)>),
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = (&'a String, &'a Value);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Members::InOrder(it) => it.next(),
+            Members::Sorted(it) => it.next(),
+        }
+    }
+}
+
+/// Whether this build's `Map` iterates in key order (checked once).
+static MAP_IS_SORTED: LazyLock<bool> = LazyLock::new(|| {
+    let mut m = Map::new();
+    m.insert("b".into(), Value::Null);
+    m.insert("a".into(), Value::Null);
+    m.keys().next().is_some_and(|k| k == "a")
+});
+
+fn members(map: &Map<String, Value>) -> Members<'_> {
+    if *MAP_IS_SORTED || map.len() < 2 {
+        Members::InOrder(map.iter())
+    } else {
+        let mut v: Vec<(&String, &Value)> = map.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        Members::Sorted(v.into_iter())
+    }
+}
+
+/// A number's kind and value, as JSON writes it apart (`1`, `-1`, `1.0`).
+#[derive(PartialEq, PartialOrd)]
+enum Num {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+fn num(n: &serde_json::Number) -> Num {
+    if let Some(u) = n.as_u64() {
+        Num::Unsigned(u)
+    } else if let Some(i) = n.as_i64() {
+        Num::Signed(i)
+    } else {
+        Num::Float(n.as_f64().unwrap_or(0.0))
+    }
+}
+
+fn value_rank(v: &Value) -> u8 {
+    match v {
+        Value::Null => 0,
+        Value::Bool(_) => 1,
+        Value::Number(_) => 2,
+        Value::String(_) => 3,
+        Value::Array(_) => 4,
+        Value::Object(_) => 5,
+    }
+}
+
+fn hash_value<H: Hasher>(v: &Value, state: &mut H) {
+    state.write_u8(value_rank(v));
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => b.hash(state),
+        Value::Number(n) => match num(n) {
+            Num::Unsigned(u) => (0u8, u).hash(state),
+            Num::Signed(i) => (1u8, i).hash(state),
+            // Bits, so hashing agrees with `total_cmp` below (-0.0 and
+            // 0.0 differ, as their JSON does).
+            Num::Float(f) => (2u8, f.to_bits()).hash(state),
+        },
+        Value::String(s) => s.hash(state),
+        Value::Array(a) => {
+            state.write_usize(a.len());
+            for x in a {
+                hash_value(x, state);
+            }
+        }
+        Value::Object(o) => hash_object(o, state),
+    }
+}
+
+fn hash_object<H: Hasher>(o: &Map<String, Value>, state: &mut H) {
+    state.write_usize(o.len());
+    for (k, v) in members(o) {
+        k.hash(state);
+        hash_value(v, state);
+    }
+}
+
+/// `cmp_value(a, b) == Equal`.
+fn eq_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Null, Value::Null) => true,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::Number(x), Value::Number(y)) => match (num(x), num(y)) {
+            (Num::Unsigned(x), Num::Unsigned(y)) => x == y,
+            (Num::Signed(x), Num::Signed(y)) => x == y,
+            (Num::Float(x), Num::Float(y)) => x.to_bits() == y.to_bits(),
+            _ => false,
+        },
+        (Value::String(x), Value::String(y)) => x == y,
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| eq_value(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => eq_object(x, y),
+        _ => false,
+    }
+}
+
+fn eq_object(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
+    a.len() == b.len()
+        && members(a)
+            .zip(members(b))
+            .all(|((ka, va), (kb, vb))| ka == kb && eq_value(va, vb))
+}
+
+/// A total order on JSON values: by type, then by content; numbers by
+/// kind, then value (`f64::total_cmp`, so equal means equal bits).
+fn cmp_value(a: &Value, b: &Value) -> Ordering {
+    match (a, b) {
+        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        (Value::Number(x), Value::Number(y)) => match (num(x), num(y)) {
+            (Num::Unsigned(x), Num::Unsigned(y)) => x.cmp(&y),
+            (Num::Signed(x), Num::Signed(y)) => x.cmp(&y),
+            (Num::Float(x), Num::Float(y)) => x.total_cmp(&y),
+            (x, y) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        },
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Array(x), Value::Array(y)) => {
+            for (x, y) in x.iter().zip(y) {
+                let o = cmp_value(x, y);
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            x.len().cmp(&y.len())
+        }
+        (Value::Object(x), Value::Object(y)) => cmp_object(x, y),
+        _ => value_rank(a).cmp(&value_rank(b)),
+    }
+}
+
+fn cmp_object(a: &Map<String, Value>, b: &Map<String, Value>) -> Ordering {
+    let mut ia = members(a);
+    let mut ib = members(b);
+    loop {
+        match (ia.next(), ib.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some((ka, va)), Some((kb, vb))) => {
+                let o = ka.cmp(kb).then_with(|| cmp_value(va, vb));
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+        }
     }
 }
 
@@ -172,76 +380,59 @@ impl CacheKey {
 
     /// The key of a request made by `viewer`; `deny_all` marks a request
     /// whose own namespace was denied (such an answer hides everything, so
-    /// it must not share a key with the allowed one). Equal to
-    /// [`CacheKey::new`] of the payload with `"\u{0}deny_all": true` added,
-    /// without copying the payload: this runs on every resolver request.
+    /// it must not share a key with the allowed one).
     pub fn for_request(
         kind: CacheKind,
         payload: &Map<String, Value>,
         viewer: &Viewer,
         deny_all: bool,
     ) -> CacheKey {
-        let mut buf = Vec::with_capacity(16 + 32 * payload.len());
-        write_canonical_json(payload, deny_all, &mut buf);
         CacheKey {
             kind,
-            request: String::from_utf8(buf)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            payload: payload.clone(),
+            deny_all,
             viewer_cluster: viewer.cluster.clone(),
             viewer_tenant: viewer.tenant.clone(),
         }
     }
-}
 
-/// The payload as JSON with its top-level keys sorted (equal requests,
-/// equal keys, whatever the map's own order), plus the deny marker first.
-/// Written straight into one buffer: no sorted copy of the map unless its
-/// keys come out of order (only with serde_json's `preserve_order`).
-fn write_canonical_json(payload: &Map<String, Value>, deny_all: bool, buf: &mut Vec<u8>) {
-    buf.clear();
-    buf.push(b'{');
-    let mut first = true;
-    let mut member = |buf: &mut Vec<u8>, key: &str, value: &Value| {
-        if !first {
-            buf.push(b',');
+    /// The request as canonical JSON: the payload with its keys sorted,
+    /// plus a `"\u{0}deny_all": true` member when the request was denied.
+    /// For logs and tests; lookups never serialise.
+    pub fn request(&self) -> String {
+        let mut buf = Vec::with_capacity(16 + 32 * self.payload.len());
+        buf.push(b'{');
+        let mut first = true;
+        let mut member = |buf: &mut Vec<u8>, k: &str, v: &Value| {
+            if !first {
+                buf.push(b',');
+            }
+            first = false;
+            // Writing JSON into a Vec only fails for maps with non-string
+            // keys, which a `Value` cannot hold.
+            let _ = serde_json::to_writer(&mut *buf, k);
+            buf.push(b':');
+            let _ = serde_json::to_writer(&mut *buf, v);
+        };
+        // The marker goes where sorting puts it (after a `""` key only) and
+        // replaces a payload member of the same name.
+        let mut marker_due = self.deny_all;
+        for (k, v) in members(&self.payload) {
+            if marker_due && k.as_str() >= DENY_ALL_KEY {
+                member(&mut buf, DENY_ALL_KEY, &Value::Bool(true));
+                marker_due = false;
+            }
+            if !(self.deny_all && k == DENY_ALL_KEY) {
+                member(&mut buf, k, v);
+            }
         }
-        first = false;
-        // Writing JSON into a Vec only fails for maps with non-string keys,
-        // which a `Value` cannot hold.
-        let _ = serde_json::to_writer(&mut *buf, key);
-        buf.push(b':');
-        let _ = serde_json::to_writer(&mut *buf, value);
-    };
-    // The marker goes where sorting would put it (after a `""` key only).
-    let mut marker_due = deny_all;
-    let mut emit = |buf: &mut Vec<u8>, k: &String, v: &Value| {
-        if marker_due && k.as_str() > DENY_ALL_KEY {
-            member(buf, DENY_ALL_KEY, &Value::Bool(true));
-            marker_due = false;
+        if marker_due {
+            member(&mut buf, DENY_ALL_KEY, &Value::Bool(true));
         }
-        if !(deny_all && k == DENY_ALL_KEY) {
-            member(buf, k, v);
-        }
-    };
-    let sorted = payload
-        .keys()
-        .zip(payload.keys().skip(1))
-        .all(|(a, b)| a < b);
-    if sorted {
-        for (k, v) in payload {
-            emit(buf, k, v);
-        }
-    } else {
-        let mut members: Vec<(&String, &Value)> = payload.iter().collect();
-        members.sort_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in members {
-            emit(buf, k, v);
-        }
+        buf.push(b'}');
+        String::from_utf8(buf)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
-    if marker_due {
-        member(buf, DENY_ALL_KEY, &Value::Bool(true));
-    }
-    buf.push(b'}');
 }
 
 /// What a cached answer depends on, for targeted invalidation.
@@ -337,7 +528,7 @@ pub struct KindStats {
 #[derive(Debug, Clone)]
 pub struct QueryCache {
     cfg: QueryCacheConfig,
-    entries: HashMap<CacheKey, Cached>,
+    entries: HashMap<CacheKey, Cached, FixedState>,
     /// Eviction order: age → key, one per entry.
     ages: BTreeMap<Age, CacheKey>,
     /// Store sequence number (the [`Age`] tie-break).
@@ -347,23 +538,27 @@ pub struct QueryCache {
     refreshing: BTreeSet<CacheKey>,
     catalog: KindStats,
     cluster_map: KindStats,
-    /// Reused for the canonical request of each lookup.
-    scratch: Vec<u8>,
 }
 
 impl QueryCache {
-    /// An empty cache.
+    /// An empty cache with a fixed hash seed (tests and benches).
     pub fn new(cfg: QueryCacheConfig) -> QueryCache {
+        QueryCache::with_hash_seed(cfg, 0)
+    }
+
+    /// An empty cache whose key hashing is seeded with `seed` (a node
+    /// passes one drawn from its seeded RNG): keys come from clients, and
+    /// an unknown seed keeps them from aiming at one bucket.
+    pub fn with_hash_seed(cfg: QueryCacheConfig, seed: u64) -> QueryCache {
         QueryCache {
             cfg,
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(FixedState::with_seed(seed)),
             ages: BTreeMap::new(),
             stores: 0,
             generation: 0,
             refreshing: BTreeSet::new(),
             catalog: KindStats::default(),
             cluster_map: KindStats::default(),
-            scratch: Vec::new(),
         }
     }
 
@@ -414,26 +609,15 @@ impl QueryCache {
         deny_all: bool,
         now: f64,
     ) -> Lookup {
-        let mut buf = std::mem::take(&mut self.scratch);
-        write_canonical_json(payload, deny_all, &mut buf);
-        let result = match std::str::from_utf8(&buf) {
-            Ok(request) => self.lookup_parts(
-                &KeyRef {
-                    kind,
-                    request,
-                    viewer,
-                },
-                now,
-            ),
-            // serde_json writes UTF-8 only; a key that is not cannot have
-            // been stored.
-            Err(_) => {
-                self.stats_mut(kind).misses += 1;
-                Lookup::Miss
-            }
-        };
-        self.scratch = buf;
-        result
+        self.lookup_parts(
+            &KeyRef {
+                kind,
+                payload,
+                deny_all,
+                viewer,
+            },
+            now,
+        )
     }
 
     fn lookup_parts<K: KeyParts>(&mut self, key: &K, now: f64) -> Lookup {
@@ -470,10 +654,11 @@ impl QueryCache {
             st.negative_hits += 1;
         }
         if let Lookup::Stale { refresh: true, .. } = result {
-            let (kind, request, cluster, tenant) = key.parts();
+            let (kind, payload, deny_all, cluster, tenant) = key.parts();
             self.refreshing.insert(CacheKey {
                 kind,
-                request: request.to_string(),
+                payload: payload.clone(),
+                deny_all,
                 viewer_cluster: cluster.to_string(),
                 viewer_tenant: tenant.map(str::to_string),
             });
@@ -759,24 +944,55 @@ mod tests {
         let viewer = Viewer::new("c", Some("t".into()));
         let sorted: BTreeMap<&String, &Value> = map.iter().collect();
         let plain = CacheKey::new(CacheKind::Catalog, &map, &viewer);
-        assert_eq!(plain.request, serde_json::to_string(&sorted).unwrap());
+        assert_eq!(plain.request(), serde_json::to_string(&sorted).unwrap());
         let mut marked = map.clone();
         marked.insert(DENY_ALL_KEY.into(), Value::Bool(true));
         let sorted: BTreeMap<&String, &Value> = marked.iter().collect();
         let denied = CacheKey::for_request(CacheKind::Catalog, &map, &viewer, true);
-        assert_eq!(denied.request, serde_json::to_string(&sorted).unwrap());
+        assert_eq!(denied.request(), serde_json::to_string(&sorted).unwrap());
         assert_ne!(denied, plain);
-        // A payload carrying the marker itself gets it once, set to true.
+        // A payload forging the marker neither reaches the denied answer
+        // nor shows the marker twice.
         let mut forged = map.clone();
-        forged.insert(DENY_ALL_KEY.into(), Value::Bool(false));
+        forged.insert(DENY_ALL_KEY.into(), Value::Bool(true));
+        let forged_plain = CacheKey::for_request(CacheKind::Catalog, &forged, &viewer, false);
+        assert_ne!(forged_plain, denied);
+        let forged_denied = CacheKey::for_request(CacheKind::Catalog, &forged, &viewer, true);
+        assert_eq!(forged_denied.request(), denied.request());
         assert_eq!(
-            CacheKey::for_request(CacheKind::Catalog, &forged, &viewer, true),
-            denied
-        );
-        assert_eq!(
-            CacheKey::for_request(CacheKind::Catalog, &Map::new(), &viewer, false).request,
+            CacheKey::for_request(CacheKind::Catalog, &Map::new(), &viewer, false).request(),
             "{}"
         );
+    }
+
+    #[test]
+    fn numbers_share_a_key_only_when_written_alike() {
+        let forms = [
+            json!(1),
+            json!(-1),
+            json!(1.0),
+            json!(0),
+            json!(0.0),
+            json!(-0.0),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(1e300),
+        ];
+        let viewer = Viewer::new("c", None);
+        let key = |v: &Value| {
+            let mut m = Map::new();
+            m.insert("limit".into(), json!([v, {"n": v}]));
+            CacheKey::new(CacheKind::Catalog, &m, &viewer)
+        };
+        for x in &forms {
+            for y in &forms {
+                let (kx, ky) = (key(x), key(y));
+                // Written forms, not `Value` equality (which has -0.0 == 0.0).
+                let (wx, wy) = (x.to_string(), y.to_string());
+                assert_eq!(kx == ky, wx == wy, "{x} vs {y}");
+                assert_eq!(kx.request() == ky.request(), kx == ky, "{x} vs {y}");
+            }
+        }
     }
 
     #[test]
@@ -798,6 +1014,35 @@ mod tests {
             c.lookup(&key("b", None), 0.0),
             Lookup::Hit(json!([2]).into())
         );
+    }
+
+    /// Small payloads from a small alphabet (so two draws are often
+    /// equal), with every JSON kind and the number forms JSON tells apart.
+    fn payload_strategy() -> impl Strategy<Value = Map<String, Value>> {
+        let text = "[\"\\\\\u{1}aé]{0,2}";
+        let number = prop_oneof![
+            Just(json!(1)),
+            Just(json!(-1)),
+            Just(json!(1.0)),
+            Just(json!(0.0)),
+            Just(json!(-0.0)),
+            Just(json!(u64::MAX)),
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            number,
+            text.prop_map(Value::String),
+        ];
+        let value = leaf.prop_recursive(2, 8, 3, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                proptest::collection::btree_map("[ab]", inner, 0..3)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        });
+        proptest::collection::btree_map("[ab\u{0}]{0,2}", value, 0..3)
+            .prop_map(|m| m.into_iter().collect())
     }
 
     proptest! {
@@ -839,6 +1084,38 @@ mod tests {
             prop_assert_eq!(by_request.snapshot(), by_key.snapshot());
             prop_assert_eq!(by_request.pending_refreshes(), by_key.pending_refreshes());
             prop_assert_eq!(by_request.len(), by_key.len());
+        }
+
+        /// Two requests share a key exactly when their canonical JSON is
+        /// equal, and equal keys hash equally; the canonical JSON is
+        /// serde_json's rendering of the sorted payload whatever its strings
+        /// hold (quotes, backslashes, control characters, non-ASCII) and
+        /// whatever the values' kinds (`1`, `-1`, `1.0`, `-0.0`, `0.0`).
+        #[test]
+        fn keys_are_equal_exactly_when_canonical_requests_are(
+            a in payload_strategy(),
+            b in payload_strategy(),
+            deny in any::<(bool, bool)>(),
+        ) {
+            let viewer = Viewer::new("c", None);
+            let ka = CacheKey::for_request(CacheKind::Catalog, &a, &viewer, deny.0);
+            let kb = CacheKey::for_request(CacheKind::Catalog, &b, &viewer, deny.1);
+            prop_assert_eq!(ka == kb, ka.request() == kb.request());
+            prop_assert_eq!(ka.cmp(&kb) == Ordering::Equal, ka == kb);
+            if ka == kb {
+                let h = |k: &CacheKey| {
+                    let mut s = std::collections::hash_map::DefaultHasher::new();
+                    k.hash(&mut s);
+                    s.finish()
+                };
+                prop_assert_eq!(h(&ka), h(&kb));
+            }
+            let mut marked = a.clone();
+            if deny.0 {
+                marked.insert(DENY_ALL_KEY.into(), Value::Bool(true));
+            }
+            let sorted: BTreeMap<&String, &Value> = marked.iter().collect();
+            prop_assert_eq!(ka.request(), serde_json::to_string(&sorted).expect("serialisable"));
         }
 
         /// The age index always holds exactly the cached answers, and the
