@@ -64,6 +64,17 @@ struct End {
     peer: ConnId,
 }
 
+/// The node index of a client end: clients are not nodes, their frames
+/// land in [`Sim::client_recv`]'s inbox.
+const CLIENT: usize = usize::MAX;
+
+/// What reached one client end.
+#[derive(Debug, Default)]
+struct ClientInbox {
+    frames: Vec<Frame>,
+    closed: bool,
+}
+
 /// The simulated world.
 pub struct Sim {
     seed: u64,
@@ -92,6 +103,8 @@ pub struct Sim {
     seen_instances: HashMap<(usize, String), f64>,
     /// First invariant violation, if any.
     violation: Option<String>,
+    /// Client ends opened with [`Sim::client_connect`].
+    clients: BTreeMap<ConnId, ClientInbox>,
 }
 
 impl Sim {
@@ -116,6 +129,7 @@ impl Sim {
             keep_trace: false,
             seen_instances: HashMap::new(),
             violation: None,
+            clients: BTreeMap::new(),
         }
     }
 
@@ -472,7 +486,11 @@ impl Sim {
                     }
                     _ => {}
                 }
-                self.input(idx, input)
+                if idx == CLIENT {
+                    self.client_input(input);
+                } else {
+                    self.input(idx, input)
+                }
             }
             Delivery::DialResult { node, url, target } => {
                 let ok =
@@ -508,6 +526,89 @@ impl Sim {
                     ),
                 }
             }
+        }
+    }
+
+    /// A client opens a connection to node `idx`: `None` (refused at once)
+    /// when the node is down; otherwise the client's end, which the node
+    /// accepts after one network delay. Frames the node sends on it collect
+    /// in [`Sim::client_recv`]; when the node crashes or stops, the end
+    /// sees the close ([`Sim::client_closed`]).
+    pub fn client_connect(&mut self, idx: usize) -> Option<ConnId> {
+        self.slots.get(idx)?.node.as_ref()?;
+        let client = self.next_conn;
+        let server = self.next_conn + 1;
+        self.next_conn += 2;
+        self.conns.insert(
+            client,
+            End {
+                node: CLIENT,
+                peer: server,
+            },
+        );
+        self.conns.insert(
+            server,
+            End {
+                node: idx,
+                peer: client,
+            },
+        );
+        self.clients.insert(client, ClientInbox::default());
+        let d = self.delay();
+        self.schedule_ordered(
+            server,
+            d,
+            Delivery::Input(
+                idx,
+                Input::Accepted {
+                    conn: server,
+                    kind: ConnKind::Client,
+                    headers: vec![],
+                    peer_addr: None,
+                    tls: false,
+                },
+            ),
+        );
+        Some(client)
+    }
+
+    /// Sends `frame` from a client end to its node (after a network delay,
+    /// in order; dropped when the connection is closed).
+    pub fn client_send(&mut self, client: ConnId, frame: Frame) {
+        self.send(client, frame);
+    }
+
+    /// Frames that reached a client end since the last call.
+    pub fn client_recv(&mut self, client: ConnId) -> Vec<Frame> {
+        self.clients
+            .get_mut(&client)
+            .map(|c| std::mem::take(&mut c.frames))
+            .unwrap_or_default()
+    }
+
+    /// Whether a client end has seen its connection close.
+    pub fn client_closed(&self, client: ConnId) -> bool {
+        self.clients.get(&client).is_none_or(|c| c.closed)
+    }
+
+    /// The client closes its end (the node sees the close after a delay).
+    pub fn client_close(&mut self, client: ConnId) {
+        self.close_conn(client);
+    }
+
+    fn client_input(&mut self, input: Input) {
+        match input {
+            Input::Frame { conn, frame } => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.frames.push(frame);
+                }
+            }
+            Input::Closed { conn } => {
+                if let Some(c) = self.clients.get_mut(&conn) {
+                    c.closed = true;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -741,6 +842,38 @@ impl Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A client end gets the node's replies in order, sees the close when
+    /// the node crashes, and is refused while the node is down.
+    #[test]
+    fn client_connections_carry_replies_and_see_crashes() {
+        let mut sim = Sim::new(3, NetConfig::default());
+        let a = sim.add(Sim::settings(0));
+        sim.run_for(Duration::from_millis(50));
+        let c = sim.client_connect(a).expect("node up");
+        for u in ["u1", "u2"] {
+            let req = serde_json::json!({"role": "rpc", "u": u, "cmds": [
+                {"name": "echo", "fun": "echo", "args": [u], "kwargs": {}, "locs": []}
+            ]});
+            sim.client_send(c, Frame::Text(req.to_string()));
+        }
+        sim.run_for(Duration::from_millis(100));
+        let replies: Vec<serde_json::Value> = sim
+            .client_recv(c)
+            .iter()
+            .map(|f| serde_json::from_slice(f.as_bytes()).expect("JSON reply"))
+            .collect();
+        let us: Vec<&str> = replies.iter().filter_map(|r| r["u"].as_str()).collect();
+        assert_eq!(us, ["u1", "u2"], "{replies:?}");
+        assert_eq!(replies[1]["r"]["echo"], "u2");
+        assert!(!sim.client_closed(c));
+        sim.crash(a);
+        sim.run_for(Duration::from_millis(50));
+        assert!(sim.client_closed(c));
+        assert_eq!(sim.client_connect(a), None, "refused while down");
+        sim.restart(a);
+        assert!(sim.client_connect(a).is_some());
+    }
 
     fn cluster(seed: u64, n: usize, gossip: f64) -> Sim {
         let mut sim = Sim::new(seed, NetConfig::default());

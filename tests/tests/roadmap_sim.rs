@@ -4,13 +4,17 @@
 //! `roadmap.rs` (an exporting node, a member and a summary resolver per
 //! region, regions linked through their exporters), with the bounds tight
 //! enough to mean something because nothing here waits on a busy machine.
-//! Scenario 3 (resolver outage with client failover) needs real sockets and
-//! lives in `failover.rs`.
+//! Scenario 3 (resolver outage with client failover) runs a simulated client
+//! over the simulator's client connections, rotating with `mpreg-client`'s
+//! own [`Endpoints`] (the state `FailoverClient` runs); `failover.rs` runs
+//! the same story with real processes and the real client.
 //!
 //! A failure names its seed; `MPREG_SIM_SEED=<n>` replays it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use mpreg_client::failover::{urls_from_cluster_map, urls_from_summary, BackoffPolicy, Endpoints};
 use mpreg_core::config::FunctionDecl;
 use mpreg_core::sim::{NetConfig, Sim};
 use mpreg_core::{ConnKind, Frame, Input, Settings};
@@ -341,6 +345,292 @@ fn scenario_4_churn_keeps_summaries_stable() {
             sim.run_until(settle, |s| count(s) == Some(12)),
             "seed {seed}: the settled count never arrived within {settle:?}: {:?}",
             count(&sim)
+        );
+        assert!(sim.violation().is_none(), "{:?}", sim.violation());
+    }
+}
+
+/// Longest a simulated call waits for its reply before it counts the URL
+/// as failed (the `call_timeout` of a real client).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Attempts per call before giving up (`FailoverOptions::max_attempts`).
+const MAX_ATTEMPTS: usize = 6;
+
+/// A discovery client in the simulator: `mpreg-client`'s rotation state
+/// over simulated client connections. Like `FailoverClient`, it keeps one
+/// connection to the current URL; a refused connection, a close or a
+/// timeout marks the URL failed and the call goes to the next one.
+struct SimClient {
+    eps: Endpoints,
+    conn: Option<(String, u64)>,
+    /// The rotation state runs on `std::time::Instant`: virtual time is
+    /// mapped onto it from this base.
+    base: std::time::Instant,
+    next_u: u64,
+    /// URL → node index.
+    nodes: HashMap<String, usize>,
+}
+
+/// One answered call.
+struct Served {
+    result: Value,
+    url: String,
+    /// Virtual time from the call to its answer, failovers included.
+    latency: Duration,
+    attempts: usize,
+}
+
+impl SimClient {
+    fn new(sim: &Sim, seeds: &[String]) -> SimClient {
+        let policy = BackoffPolicy {
+            base: Duration::from_millis(500),
+            max: Duration::from_secs(5),
+            ..BackoffPolicy::default()
+        };
+        SimClient {
+            eps: Endpoints::new(seeds, policy).expect("ws:// seeds"),
+            conn: None,
+            base: std::time::Instant::now(),
+            next_u: 0,
+            nodes: (0..sim.len()).map(|i| (sim.url(i), i)).collect(),
+        }
+    }
+
+    fn clock(&self, sim: &Sim) -> std::time::Instant {
+        self.base + Duration::from_nanos(sim.now().mono.as_nanos())
+    }
+
+    /// Calls `fun`; `meanwhile` runs once, right after the first attempt's
+    /// request is sent (to crash its node mid-call).
+    fn call(
+        &mut self,
+        sim: &mut Sim,
+        fun: &str,
+        payload: Value,
+        mut meanwhile: impl FnMut(&mut Sim),
+    ) -> Result<Served, String> {
+        let start = sim.now().mono;
+        let mut tried = Vec::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let now = self.clock(sim);
+            let next = self.eps.next_attempt(now);
+            if next.not_before > now {
+                sim.run_for(next.not_before - now);
+            }
+            let url = next.url;
+            tried.push(url.clone());
+            let conn = match self.conn.take() {
+                Some((u, c)) if u == url && !sim.client_closed(c) => Some(c),
+                old => {
+                    if let Some((_, c)) = old {
+                        sim.client_close(c);
+                    }
+                    self.nodes.get(&url).and_then(|i| sim.client_connect(*i))
+                }
+            };
+            let Some(conn) = conn else {
+                // Refused: the node is down.
+                self.eps.record_failure(&url, self.clock(sim));
+                continue;
+            };
+            self.conn = Some((url.clone(), conn));
+            self.next_u += 1;
+            let u = format!("sim-client-{}", self.next_u);
+            let frame = rpc_frame(&u, fun, json!([payload.clone()]), json!({}));
+            sim.client_send(conn, Frame::Text(frame.to_string()));
+            if attempt == 1 {
+                meanwhile(sim);
+            }
+            let deadline = sim.now().mono + CALL_TIMEOUT;
+            let mut reply = None;
+            while reply.is_none() && !sim.client_closed(conn) && sim.now().mono < deadline {
+                sim.run_for(Duration::from_millis(2));
+                for f in sim.client_recv(conn) {
+                    // Replies are JSON in text or binary frames, as over a
+                    // real connection.
+                    let v: Value = serde_json::from_slice(f.as_bytes())
+                        .map_err(|e| format!("{url} sent a frame that is not JSON: {e}"))?;
+                    if v["u"] == u.as_str() {
+                        reply = Some(v);
+                    }
+                }
+            }
+            let Some(reply) = reply else {
+                self.eps.record_failure(&url, self.clock(sim));
+                self.conn = None;
+                continue;
+            };
+            // An error answer proves the node alive: returned, not retried.
+            if !reply["error"].is_null() {
+                return Err(format!("{url} answered {fun} with an error: {reply}"));
+            }
+            self.eps.record_success(&url);
+            return Ok(Served {
+                result: reply["r"][fun].clone(),
+                url,
+                latency: Duration::from_nanos(sim.now().mono.as_nanos() - start.as_nanos()),
+                attempts: attempt,
+            });
+        }
+        Err(format!(
+            "{fun}: no answer after {MAX_ATTEMPTS} attempts ({tried:?})"
+        ))
+    }
+}
+
+fn function_names(result: &Value) -> Vec<String> {
+    let mut names: Vec<String> = result["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i["identity"]["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Bound on one call's latency through a resolver outage: the refused
+/// reconnect is immediate and the answer from the next URL takes an accept
+/// and a request round trip (each one-way hop 5–10 ms here), so 100 ms is
+/// generous; a black-holed resolver would add the client's call timeout.
+const FAILOVER_BOUND: Duration = Duration::from_millis(100);
+
+#[test]
+fn scenario_3_resolver_outage_with_client_failover() {
+    let ns = "svc.prod.us-east";
+    let query = json!({"entry_type": "functions", "namespace": ns, "scope": "zone"});
+    let seeds = match std::env::var("MPREG_SIM_SEED") {
+        Ok(_) => seeds(),
+        // Cheap (a quarter second a seed): more seeds than the others.
+        Err(_) => (0..20).collect(),
+    };
+    for seed in seeds {
+        let (mut sim, regions) = start(seed);
+        let home = &regions[0];
+        let (resolver, resolver_url) = (home.resolver, sim.url(home.resolver));
+        let ready = |s: &Sim| {
+            function_names(&call(s, resolver, "catalog_query", query.clone())).len() == 2
+                && summary(
+                    &global_summaries(s, resolver, "svc.prod.eu-west"),
+                    "svc.prod.eu-west.api",
+                )
+                .is_some()
+        };
+        assert!(
+            sim.run_until(Duration::from_secs(15), ready),
+            "seed {seed}: the us-east resolver never answered"
+        );
+
+        // The client knows only its resolver, and learns ingress URLs from
+        // it: its own region's nodes (a zone-scoped cluster map), then
+        // other regions' ingress (after them in the rotation).
+        let mut client = SimClient::new(&sim, std::slice::from_ref(&resolver_url));
+        let map = client
+            .call(&mut sim, "cluster_map_v2", json!({"scope": "zone"}), |_| {})
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        let learned = client.eps.learn(urls_from_cluster_map(&map.result));
+        let ingress = client
+            .call(
+                &mut sim,
+                "summary_query",
+                json!({"namespace": "svc.prod.eu-west", "scope": "global", "include_ingress": true}),
+                |_| {},
+            )
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        client.eps.learn(urls_from_summary(&ingress.result));
+        let home_urls: Vec<String> = [home.exporter, home.member]
+            .iter()
+            .map(|i| sim.url(*i))
+            .collect();
+        assert!(
+            learned >= 2
+                && home_urls
+                    .iter()
+                    .all(|u| client.eps.urls().contains(&u.as_str())),
+            "seed {seed}: the cluster map names the region's other nodes: {:?}",
+            client.eps.urls()
+        );
+        let before = client
+            .call(&mut sim, "catalog_query", query.clone(), |_| {})
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            before.url, resolver_url,
+            "seed {seed}: served by the resolver"
+        );
+        let expected = function_names(&before.result);
+        assert_eq!(expected.len(), 2, "seed {seed}: {}", before.result);
+
+        // The resolver is killed while the client's request is in flight.
+        let during = client
+            .call(&mut sim, "catalog_query", query.clone(), |s| {
+                s.crash(resolver)
+            })
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_ne!(during.url, resolver_url, "seed {seed}");
+        assert!(
+            home_urls.contains(&during.url),
+            "seed {seed}: failed over into its own region, got {}",
+            during.url
+        );
+        assert_eq!(function_names(&during.result), expected, "seed {seed}");
+        assert!(
+            during.latency <= FAILOVER_BOUND,
+            "seed {seed}: failover took {:?} ({} attempts)",
+            during.latency,
+            during.attempts
+        );
+
+        // Through the outage discovery stays available: a query every
+        // 500 ms for 10 s, each answered in full and within the bound.
+        let mut worst = Duration::ZERO;
+        for _ in 0..20 {
+            sim.run_for(Duration::from_millis(500));
+            let s = client
+                .call(&mut sim, "catalog_query", query.clone(), |_| {})
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(function_names(&s.result), expected, "seed {seed}");
+            assert_ne!(s.url, resolver_url, "seed {seed}");
+            worst = worst.max(s.latency);
+        }
+        assert!(worst <= FAILOVER_BOUND, "seed {seed}: worst {worst:?}");
+        eprintln!(
+            "seed {seed}: answered {:?} after the crash ({} attempts, by {}); worst call through the outage {worst:?}",
+            during.latency, during.attempts, during.url
+        );
+
+        // A client that starts during the outage with the resolver first in
+        // its seeds skips it after one refusal.
+        let mut late = SimClient::new(&sim, &[resolver_url.clone(), home_urls[1].clone()]);
+        let s = late
+            .call(&mut sim, "catalog_query", query.clone(), |_| {})
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            (s.url.as_str(), s.attempts),
+            (home_urls[1].as_str(), 2),
+            "seed {seed}"
+        );
+        assert_eq!(function_names(&s.result), expected, "seed {seed}");
+
+        // Warm restart: the resolver re-seeds and answers again.
+        sim.restart(resolver);
+        let back = |s: &Sim| {
+            s.node(resolver).is_some()
+                && function_names(&call(s, resolver, "catalog_query", query.clone())) == expected
+        };
+        assert!(
+            sim.run_until(Duration::from_secs(10), back),
+            "seed {seed}: the restarted resolver never answered in full"
+        );
+        let mut fresh = SimClient::new(&sim, std::slice::from_ref(&resolver_url));
+        let s = fresh
+            .call(&mut sim, "catalog_query", query.clone(), |_| {})
+            .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        assert_eq!(
+            (s.url.as_str(), function_names(&s.result)),
+            (resolver_url.as_str(), expected)
         );
         assert!(sim.violation().is_none(), "{:?}", sim.violation());
     }
