@@ -652,27 +652,29 @@ impl Node {
             .resolver
             .cache
             .lookup_request(kind, payload, viewer, deny_all, now.wall);
-        Some(match lookup {
-            Lookup::Hit(v) => Ok(v),
-            Lookup::Stale { value, refresh } => {
-                if refresh {
-                    self.plane.refresh_jobs.insert(
-                        cache_key(kind, payload, viewer, deny_all),
-                        RefreshJob {
-                            fun: cmd.fun.clone(),
-                            payload: payload.clone(),
-                            viewer: viewer.clone(),
-                            deny_all,
-                        },
-                    );
-                }
-                Ok(value)
-            }
+        let (value, refresh) = match lookup {
+            Lookup::Hit(v) => (v, false),
+            Lookup::Ahead(v) => (v, true),
+            Lookup::Stale { value, refresh } => (value, refresh),
             Lookup::Miss => {
                 let key = cache_key(kind, payload, viewer, deny_all);
-                self.compute_and_store(kind, key, cmd, payload, deny_all, viewer, now)
+                return Some(
+                    self.compute_and_store(kind, key, cmd, payload, deny_all, viewer, now),
+                );
             }
-        })
+        };
+        if refresh {
+            self.plane.refresh_jobs.insert(
+                cache_key(kind, payload, viewer, deny_all),
+                RefreshJob {
+                    fun: cmd.fun.clone(),
+                    payload: payload.clone(),
+                    viewer: viewer.clone(),
+                    deny_all,
+                },
+            );
+        }
+        Some(Ok(value))
     }
 
     #[allow(clippy::too_many_arguments)]

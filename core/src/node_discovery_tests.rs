@@ -272,6 +272,44 @@ fn resolver_settings() -> Settings {
     }
 }
 
+/// A read in the last quarter of a cached answer's TTL is a fresh hit that
+/// renews the answer right after the request, so the next reads (past the
+/// first answer's TTL) are fresh too, never stale.
+#[test]
+fn resolver_mode_refreshes_a_read_answer_ahead_of_its_expiry() {
+    let mut one = One::new(Settings {
+        discovery_resolver_query_ttl_seconds: 1.0,
+        discovery_resolver_query_stale_seconds: 2.0,
+        ..resolver_settings()
+    });
+    one.connect(1);
+    let q = json!({"entry_type": "functions", "namespace": "svc.market"});
+    let first = one.rpc(1, "catalog_query", q.clone());
+    one.advance_to(one.t + 0.5);
+    let hit = one.rpc(1, "catalog_query", q.clone());
+    assert_eq!(hit["generated_at"], first["generated_at"], "a plain hit");
+    one.advance_to(one.t + 0.3);
+    let ahead = one.rpc(1, "catalog_query", q.clone());
+    assert_eq!(
+        ahead["generated_at"], first["generated_at"],
+        "served, then renewed"
+    );
+    one.advance_to(one.t + 0.5);
+    let renewed = one.rpc(1, "catalog_query", q);
+    assert_ne!(renewed["generated_at"], first["generated_at"]);
+    let qc = &one.rpc(1, "resolver_cache_stats", json!({}))["query_cache"];
+    assert_eq!(
+        (
+            &qc["catalog_hits"],
+            &qc["catalog_stale_serves"],
+            &qc["catalog_misses"],
+            &qc["catalog_refreshes"]
+        ),
+        (&json!(3), &json!(0), &json!(1), &json!(1)),
+        "{qc}"
+    );
+}
+
 /// §8.4's asserted test (`test_resolver_query_cache_stale_and_negative`),
 /// `resolver_cache_stats` and `resolver_resync` (§8.5).
 #[test]

@@ -55,6 +55,7 @@ impl ResolverConfig {
                 negative_ttl_seconds: s.discovery_resolver_query_negative_ttl_seconds,
                 max_entries: usize::try_from(s.discovery_resolver_query_cache_max_entries)
                     .unwrap_or(0),
+                refresh_ahead: query_cache::DEFAULT_REFRESH_AHEAD,
             },
         }
     }

@@ -36,7 +36,17 @@ pub struct QueryCacheConfig {
     pub negative_ttl_seconds: f64,
     /// Cached answers kept (oldest evicted first); 0 keeps none.
     pub max_entries: usize,
+    /// Refresh-ahead: a fresh hit in the last this-fraction of the
+    /// answer's TTL schedules its refresh (0 turns it off; see
+    /// [`Lookup::Ahead`]).
+    pub refresh_ahead: f64,
 }
+
+/// The default [`QueryCacheConfig::refresh_ahead`]: a hit in the last
+/// quarter of an answer's TTL renews it. Unbound's `prefetch` uses the
+/// last tenth; a quarter also keeps answers read only a few times per TTL
+/// fresh, for one recomputation from the local mirror per key and TTL.
+pub const DEFAULT_REFRESH_AHEAD: f64 = 0.25;
 
 /// Which RPC an answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -493,6 +503,11 @@ pub enum Lookup {
     Miss,
     /// Fresh.
     Hit(Answer),
+    /// Fresh, and in the last [`QueryCacheConfig::refresh_ahead`] part of
+    /// its TTL: serve it (a hit); this read scheduled the key's refresh, so
+    /// an answer that keeps being read is renewed before it expires and its
+    /// readers never find it stale (refresh-ahead).
+    Ahead(Answer),
     /// Past its TTL (or invalidated) but within its stale window: serve it;
     /// when `refresh`, this read scheduled the key's one refresh.
     Stale {
@@ -630,7 +645,13 @@ impl QueryCache {
         };
         let negative = e.negative;
         let result = if e.generation == generation && !e.invalidated && now <= e.expires_at {
-            Lookup::Hit(e.value.clone())
+            let ttl = e.expires_at - e.age.0;
+            let renew_from = e.expires_at - ttl * self.cfg.refresh_ahead.clamp(0.0, 1.0);
+            if self.cfg.refresh_ahead > 0.0 && now >= renew_from && !self.refreshing.contains(key) {
+                Lookup::Ahead(e.value.clone())
+            } else {
+                Lookup::Hit(e.value.clone())
+            }
         } else if now <= e.stale_until {
             let refresh = !self.refreshing.contains(key);
             Lookup::Stale {
@@ -647,13 +668,13 @@ impl QueryCache {
         };
         let st = self.stats_mut(kind);
         match &result {
-            Lookup::Hit(_) => st.hits += 1,
+            Lookup::Hit(_) | Lookup::Ahead(_) => st.hits += 1,
             _ => st.stale_serves += 1,
         }
         if negative {
             st.negative_hits += 1;
         }
-        if let Lookup::Stale { refresh: true, .. } = result {
+        if let Lookup::Stale { refresh: true, .. } | Lookup::Ahead(_) = result {
             let (kind, payload, deny_all, cluster, tenant) = key.parts();
             self.refreshing.insert(CacheKey {
                 kind,
@@ -808,6 +829,7 @@ mod tests {
             stale_seconds: 0.6,
             negative_ttl_seconds: 0.3,
             max_entries: 100,
+            refresh_ahead: 0.0,
         }
     }
 
@@ -963,6 +985,49 @@ mod tests {
             CacheKey::for_request(CacheKind::Catalog, &Map::new(), &viewer, false).request(),
             "{}"
         );
+    }
+
+    /// A hit in the last `refresh_ahead` of the TTL schedules one refresh
+    /// (later hits are plain hits until it is stored) and counts as a hit;
+    /// storing it renews the TTL, so a key read this way never goes stale.
+    #[test]
+    fn refresh_ahead_renews_an_answer_before_it_expires() {
+        let mut c = QueryCache::new(QueryCacheConfig {
+            ttl_seconds: 10.0,
+            stale_seconds: 20.0,
+            refresh_ahead: 0.25,
+            ..cfg()
+        });
+        let k = key("a", None);
+        c.store(k.clone(), json!([1]), false, dep("a"), 0.0);
+        assert_eq!(c.lookup(&k, 7.4), Lookup::Hit(json!([1]).into()));
+        assert_eq!(c.lookup(&k, 7.5), Lookup::Ahead(json!([1]).into()));
+        assert_eq!(c.lookup(&k, 7.6), Lookup::Hit(json!([1]).into()));
+        assert_eq!(c.pending_refreshes(), vec![k.clone()]);
+        c.store(k.clone(), json!([2]), false, dep("a"), 7.6);
+        assert!(c.pending_refreshes().is_empty());
+        // Renewed at 7.6: fresh until 17.6, renewed from 15.1.
+        for t in [12.0, 15.0] {
+            assert_eq!(c.lookup(&k, t), Lookup::Hit(json!([2]).into()), "t={t}");
+        }
+        assert_eq!(c.lookup(&k, 15.2), Lookup::Ahead(json!([2]).into()));
+        let st = c.stats(CacheKind::Catalog);
+        assert_eq!(
+            (st.hits, st.stale_serves, st.misses, st.refreshes),
+            (6, 0, 0, 1)
+        );
+        // Off: the same reads are plain hits, then the answer goes stale.
+        let mut off = QueryCache::new(QueryCacheConfig {
+            ttl_seconds: 10.0,
+            stale_seconds: 20.0,
+            ..cfg()
+        });
+        off.store(k.clone(), json!([1]), false, dep("a"), 0.0);
+        assert_eq!(off.lookup(&k, 9.9), Lookup::Hit(json!([1]).into()));
+        assert!(matches!(
+            off.lookup(&k, 10.1),
+            Lookup::Stale { refresh: true, .. }
+        ));
     }
 
     #[test]
@@ -1145,7 +1210,7 @@ mod tests {
         /// within its TTL.
         #[test]
         fn never_past_stale_until(ops in proptest::collection::vec((0u8..3, 0u8..3, 0u64..50), 1..80)) {
-            let c0 = cfg();
+            let c0 = QueryCacheConfig { refresh_ahead: 0.5, ..cfg() };
             let mut c = QueryCache::new(c0.clone());
             let mut stored: BTreeMap<CacheKey, (f64, bool)> = BTreeMap::new();
             let mut now = 0.0;
@@ -1165,6 +1230,12 @@ mod tests {
                         Lookup::Hit(_) => {
                             let (at, neg) = stored[&key];
                             let ttl = if neg { c0.negative_ttl_seconds } else { c0.ttl_seconds };
+                            prop_assert!(now <= at + ttl);
+                        }
+                        Lookup::Ahead(_) => {
+                            let (at, neg) = stored[&key];
+                            let ttl = if neg { c0.negative_ttl_seconds } else { c0.ttl_seconds };
+                            prop_assert!(now >= at + ttl * (1.0 - c0.refresh_ahead) - 1e-9);
                             prop_assert!(now <= at + ttl);
                         }
                         Lookup::Stale { .. } => {
