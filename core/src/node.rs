@@ -389,7 +389,10 @@ impl Node {
                 prune: now.mono,
             },
             stopped: false,
-            dns: dns::Gateway::new(dns::DnsConfig::from_settings(&settings, &me_node_id)),
+            dns: dns::Gateway::new(
+                dns::DnsConfig::from_settings(&settings, &me_node_id),
+                NodeRng::new(seed ^ 0xD1B5_4A32_D192_ED03).next_u64(),
+            ),
             ident: IdentityConfig::from_settings(&settings),
             policy,
             policy_persisted: 0,
@@ -641,6 +644,7 @@ impl Node {
                     &bytes,
                     &self.catalog,
                     &visible,
+                    self.policy.revision(),
                 );
                 self.out.push_back(Output::DnsReply { id, bytes });
             }
@@ -2364,6 +2368,9 @@ impl Node {
             Ok(history) => {
                 let version = history.current().version;
                 self.policy = history;
+                // Its revision counts from 0 again: the DNS replies cached
+                // under the old history's revisions must go.
+                self.dns.forget_replies();
                 // Revision 0: written back only if restoring appended the
                 // settings' changed policy as a new version.
                 self.policy_persisted = 0;

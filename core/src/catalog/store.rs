@@ -146,12 +146,21 @@ pub struct Catalog {
     expiry: BTreeSet<(Expiry, SortKey)>,
     function_names: BTreeMap<String, IdentityUse>,
     function_ids: BTreeMap<String, IdentityUse>,
+    /// Counts every change (insert, removal, refresh): equal generations,
+    /// equal contents (what the DNS gateway's reply cache keys on).
+    generation: u64,
 }
 
 impl Catalog {
     /// An empty catalog.
     pub fn new() -> Catalog {
         Catalog::default()
+    }
+
+    /// The change counter: it moves with every insert, removal and
+    /// refresh, so two reads at the same generation see the same entries.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The sort key of an entry (same as [`SortKey::of`]).
@@ -244,6 +253,7 @@ impl Catalog {
         stored.entry.refresh(at);
         self.expiry.remove(&(Expiry(before), sk.clone()));
         self.expiry.insert((Expiry(after), sk));
+        self.generation += 1;
         true
     }
 
@@ -535,6 +545,7 @@ impl Catalog {
 
     /// Stores a new entry (its key must be absent) and indexes it.
     fn insert_new(&mut self, origin: String, entry: Entry) {
+        self.generation += 1;
         let sk = SortKey::of(&entry);
         let kind = entry.kind().index();
         if let Entry::Topic(t) = &entry {
@@ -574,6 +585,7 @@ impl Catalog {
 
     /// Removes an entry and every index reference to it.
     fn remove_by_sort_key(&mut self, sk: &SortKey) -> Option<Stored> {
+        self.generation += 1;
         let kind = sk.kind().index();
         let stored = self.entries[kind].remove(sk)?;
         let entry = &stored.entry;

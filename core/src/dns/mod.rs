@@ -60,6 +60,7 @@
 pub mod names;
 pub mod ratelimit;
 pub mod records;
+pub mod reply_cache;
 pub mod responder;
 
 #[cfg(test)]
@@ -74,6 +75,7 @@ use crate::time::Instant;
 
 pub use names::{decode_node_label, encode_node_id, NodeLabelError};
 pub use ratelimit::{RateLimitConfig, RateLimiter, Verdict};
+use reply_cache::{Epoch, ReplyCache};
 pub use responder::{answer, limited_reply, respond, Reply};
 
 /// Which socket a query arrived on.
@@ -316,24 +318,37 @@ pub struct DnsStats {
     pub dropped: u64,
     /// Queries over the per-source rate limit.
     pub rate_limited: u64,
+    /// Queries answered from the reply cache (counted in the rcode
+    /// counters as well).
+    pub cache_hits: u64,
 }
 
-/// The gateway state a node keeps: configuration, rate limiter, counters.
+/// The gateway state a node keeps: configuration, rate limiter, counters,
+/// replies to repeated queries.
 #[derive(Debug, Clone)]
 pub struct Gateway {
     config: DnsConfig,
     limiter: RateLimiter,
     stats: DnsStats,
+    replies: ReplyCache,
 }
 
 impl Gateway {
-    /// A gateway with this configuration.
-    pub fn new(config: DnsConfig) -> Gateway {
+    /// A gateway with this configuration; `seed` seeds the reply cache's
+    /// key hashing.
+    pub fn new(config: DnsConfig, seed: u64) -> Gateway {
         Gateway {
             limiter: RateLimiter::new(config.rate_limit),
             config,
             stats: DnsStats::default(),
+            replies: ReplyCache::new(seed),
         }
+    }
+
+    /// Forgets every cached reply (the namespace policy was replaced by
+    /// one whose revision may repeat an earlier one's).
+    pub fn forget_replies(&mut self) {
+        self.replies.clear();
     }
 
     /// The configuration.
@@ -347,8 +362,12 @@ impl Gateway {
     }
 
     /// Answers one query from `src`: rate limit, viewer of the source
-    /// network, then [`respond`]. Returns the reply bytes; empty means "send
-    /// nothing" (the runtime then just forgets the query).
+    /// network, then the reply cache ([`reply_cache`]) or [`respond`] at the
+    /// whole second of `wall`. `visible` is the namespace policy and
+    /// `policy_revision` must change whenever it does (cached replies are
+    /// kept while the catalog's generation, the revision and the second
+    /// stay). Returns the reply bytes; empty means "send nothing" (the
+    /// runtime then just forgets the query).
     #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &mut self,
@@ -359,6 +378,7 @@ impl Gateway {
         bytes: &[u8],
         catalog: &Catalog,
         visible: &dyn Fn(&Viewer, &Entry) -> bool,
+        policy_revision: u64,
     ) -> Vec<u8> {
         self.stats.queries += 1;
         match transport {
@@ -377,16 +397,35 @@ impl Gateway {
             return reply.unwrap_or_default();
         }
         let viewer = self.config.viewer_for(src.ip());
-        let entry_visible = |e: &Entry| visible(&viewer, e);
-        let reply = respond(
-            bytes,
-            transport,
-            &viewer,
-            catalog,
-            &self.config,
-            wall,
-            &entry_visible,
-        );
+        // Whole seconds: TTLs and the SOA serial are whole seconds anyway,
+        // and it makes a reply the same all through its second (cacheable).
+        let second = if wall.is_finite() { wall.floor() } else { wall };
+        let epoch = Epoch {
+            catalog: catalog.generation(),
+            policy: policy_revision,
+            second: second as i64,
+        };
+        let tcp = transport == DnsTransport::Tcp;
+        let reply = match self.replies.get(epoch, bytes, tcp, &viewer) {
+            Some(hit) => {
+                self.stats.cache_hits += 1;
+                hit
+            }
+            None => {
+                let entry_visible = |e: &Entry| visible(&viewer, e);
+                let reply = respond(
+                    bytes,
+                    transport,
+                    &viewer,
+                    catalog,
+                    &self.config,
+                    second,
+                    &entry_visible,
+                );
+                self.replies.put(epoch, bytes, tcp, &viewer, &reply);
+                reply
+            }
+        };
         self.count(&reply);
         reply.bytes.unwrap_or_default()
     }

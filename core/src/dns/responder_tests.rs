@@ -830,24 +830,24 @@ fn gateway_rate_limits_per_source_and_picks_views() {
         cluster_id: Some("c2".into()),
         tenant_id: None,
     }];
-    let mut gw = Gateway::new(cfg);
+    let mut gw = Gateway::new(cfg, 0);
     let cat = catalog();
     let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
     let q = query("tradefeed.market.mpreg.", RecordType::A);
     let all = |_: &Viewer, _: &Entry| true;
     let t0 = crate::time::Instant::ZERO;
     for _ in 0..2 {
-        let r = gw.handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all);
+        let r = gw.handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all, 1);
         assert_eq!(Message::from_vec(&r).unwrap().answers.len(), 2);
     }
-    let slip = gw.handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all);
+    let slip = gw.handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all, 1);
     let m = Message::from_vec(&slip).unwrap();
     assert!(m.metadata.truncation && m.answers.is_empty());
     assert_eq!(m.queries.len(), 1);
     assert!(gw
-        .handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all)
+        .handle(t0, NOW, src, DnsTransport::Udp, &q, &cat, &all, 1)
         .is_empty());
-    let refused = gw.handle(t0, NOW, src, DnsTransport::Tcp, &q, &cat, &all);
+    let refused = gw.handle(t0, NOW, src, DnsTransport::Tcp, &q, &cat, &all, 1);
     assert_eq!(
         rcode(&Message::from_vec(&refused).unwrap()),
         ResponseCode::Refused
@@ -857,14 +857,15 @@ fn gateway_rate_limits_per_source_and_picks_views() {
     // A source in 10.2.0.0/16 is viewed as cluster c2.
     let src2: SocketAddr = "10.2.3.4:53".parse().unwrap();
     let q2 = query("other.market.mpreg.", RecordType::A);
-    let r = gw.handle(t0, NOW, src2, DnsTransport::Udp, &q2, &cat, &all);
+    let r = gw.handle(t0, NOW, src2, DnsTransport::Udp, &q2, &cat, &all, 1);
     assert_eq!(
         of_type(&Message::from_vec(&r).unwrap(), RecordType::A),
         ["10.2.2.2"]
     );
-    // The policy predicate sees the viewer.
+    // The policy predicate sees the viewer (another policy: another
+    // revision).
     let only_c1 = |v: &Viewer, _: &Entry| v.cluster == "c1";
-    let r = gw.handle(t0, NOW, src2, DnsTransport::Udp, &q2, &cat, &only_c1);
+    let r = gw.handle(t0, NOW, src2, DnsTransport::Udp, &q2, &cat, &only_c1, 2);
     assert_eq!(
         rcode(&Message::from_vec(&r).unwrap()),
         ResponseCode::NXDomain
@@ -1003,6 +1004,108 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    /// Whatever happens between queries (time passing, entries added,
+    /// removed or refreshed, another policy), the gateway's reply, cached or
+    /// not, is byte for byte what `respond` builds at that second for that
+    /// viewer, with the query's ID.
+    #[test]
+    fn cached_replies_are_what_a_fresh_build_gives(
+        ops in proptest::collection::vec((0u8..8, 0u16..u16::MAX, 0u16..3000), 1..60),
+    ) {
+        let mut cfg = config();
+        cfg.rate_limit.queries_per_second = 0.0;
+        cfg.views = vec![DnsView {
+            network: Cidr::parse("10.2.0.0/16").unwrap(),
+            cluster_id: Some("c2".into()),
+            tenant_id: Some("t".into()),
+        }];
+        let mut gw = Gateway::new(cfg.clone(), 3);
+        let mut cat = catalog();
+        let mut wall = NOW;
+        let mut revision = 1u64;
+        type Policy<'a> = &'a dyn Fn(&Viewer, &Entry) -> bool;
+        let policies: [Policy; 2] = [
+            &|_: &Viewer, _: &Entry| true,
+            &|v: &Viewer, e: &Entry| v.cluster == "c1" || e.name() != "tradefeed",
+        ];
+        let queries = [
+            query("tradefeed.market.mpreg.", RecordType::A),
+            query("TradeFeed.market.mpreg.", RecordType::A),
+            query("_svc._tcp.tradefeed.market.mpreg.", RecordType::SRV),
+            with_edns("_svc._tcp.tradefeed.market.mpreg.", RecordType::SRV, 1232),
+            query("extra.market.mpreg.", RecordType::A),
+            query("missing.market.mpreg.", RecordType::A),
+        ];
+        let sources: [SocketAddr; 2] = ["127.0.0.1:5353".parse().unwrap(), "10.2.0.9:53".parse().unwrap()];
+        for (op, id, arg) in ops {
+            match op {
+                // Time passes (up to 3 s).
+                0 => wall += f64::from(arg) / 1000.0,
+                // An entry comes, is refreshed, goes.
+                1 => {
+                    let e: Entry = svc("extra", "market", "tcp", 9100 + arg % 3, &["10.7.0.1"])
+                        .advertised(wall, 30.0)
+                        .into();
+                    let _ = cat.upsert(N1, e, wall);
+                }
+                2 => {
+                    let e: Entry = svc("extra", "market", "tcp", 9100 + arg % 3, &["10.7.0.1"]).into();
+                    cat.remove(&e.key());
+                }
+                3 => {
+                    let e: Entry = svc("extra", "market", "tcp", 9100 + arg % 3, &["10.7.0.1"]).into();
+                    cat.refresh(&e.key(), wall);
+                }
+                // Another policy.
+                4 => revision += 1,
+                // A query.
+                _ => {
+                    let mut q = queries[usize::from(arg) % queries.len()].clone();
+                    q[..2].copy_from_slice(&id.to_be_bytes());
+                    let src = sources[usize::from(id) % 2];
+                    let transport = if arg % 5 == 0 { DnsTransport::Tcp } else { DnsTransport::Udp };
+                    let policy = policies[(revision % 2) as usize];
+                    let got = gw.handle(crate::time::Instant::ZERO, wall, src, transport, &q, &cat, policy, revision);
+                    let viewer = cfg.viewer_for(src.ip());
+                    let fresh = respond(&q, transport, &viewer, &cat, &cfg, wall.floor(), &|e: &Entry| policy(&viewer, e));
+                    prop_assert_eq!(got, fresh.bytes.unwrap_or_default());
+                }
+            }
+        }
+    }
+}
+
+/// A repeated query is answered from the reply cache (counted), and a
+/// catalog change or another second is answered anew.
+#[test]
+fn repeated_queries_are_answered_from_the_reply_cache() {
+    let mut gw = Gateway::new(config(), 0);
+    let mut cat = catalog();
+    let src: SocketAddr = "127.0.0.1:5353".parse().unwrap();
+    let all = |_: &Viewer, _: &Entry| true;
+    let t0 = crate::time::Instant::ZERO;
+    let ask = |gw: &mut Gateway, cat: &Catalog, id: u16, wall: f64| {
+        let mut q = query("tradefeed.market.mpreg.", RecordType::A);
+        q[..2].copy_from_slice(&id.to_be_bytes());
+        Message::from_vec(&gw.handle(t0, wall, src, DnsTransport::Udp, &q, cat, &all, 1)).unwrap()
+    };
+    let first = ask(&mut gw, &cat, 1, NOW + 0.1);
+    let again = ask(&mut gw, &cat, 2, NOW + 0.9);
+    assert_eq!((first.metadata.id, again.metadata.id), (1, 2));
+    assert_eq!(data(&first.answers), data(&again.answers));
+    assert_eq!(gw.stats().cache_hits, 1);
+    let e: Entry = svc("tradefeed", "market", "tcp", 9002, &["10.0.1.99"]).into();
+    cat.upsert(N1, e, NOW).unwrap();
+    let changed = ask(&mut gw, &cat, 3, NOW + 0.9);
+    assert!(data(&changed.answers).contains(&"10.0.1.99".to_string()));
+    ask(&mut gw, &cat, 4, NOW + 1.0);
+    assert_eq!(gw.stats().cache_hits, 1, "a change and a new second miss");
+    ask(&mut gw, &cat, 5, NOW + 1.5);
+    assert_eq!(gw.stats().cache_hits, 2);
+    assert_eq!(gw.stats().answered, 5, "hits are counted as answers too");
 }
 
 #[test]

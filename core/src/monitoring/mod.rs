@@ -472,6 +472,8 @@ fn dns_gateway(view: &MonitoringView<'_>) -> Value {
             "truncated_responses": d.truncated,
             "dropped": d.dropped,
             "rate_limited": d.rate_limited,
+            // Ours: replies reused for a byte-identical query.
+            "cache_hits": d.cache_hits,
             // Ours: the node's time per query, bucket upper bounds (ms).
             "latency_ms": latency_json(&view.latency.dns),
         },
@@ -711,6 +713,12 @@ fn metrics(view: &MonitoringView<'_>) -> String {
         Kind::Counter,
         "DNS queries over the per-source rate limit.",
         d.rate_limited as f64,
+    );
+    e.single(
+        "mpreg_dns_reply_cache_hits_total",
+        Kind::Counter,
+        "DNS queries answered with a reply cached for a byte-identical query in the same second.",
+        d.cache_hits as f64,
     );
 
     let engine = view.policy.engine();
