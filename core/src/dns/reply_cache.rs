@@ -27,6 +27,10 @@ use crate::identity::Viewer;
 /// next second empties it (the hot names come first).
 pub const MAX_REPLIES: usize = 4096;
 
+/// Reply bytes kept per second at most (TCP replies can be 64 KiB: without
+/// this, 4096 of them would be 256 MiB).
+pub const MAX_BYTES: usize = 4 << 20;
+
 /// Longest query cached (longer ones are rare and answered as usual).
 const MAX_QUERY: usize = 512;
 
@@ -54,6 +58,8 @@ struct Stored {
 #[derive(Debug, Clone)]
 pub struct ReplyCache {
     replies: HashMap<Vec<u8>, Stored, FixedState>,
+    /// Key and reply bytes held.
+    bytes: usize,
     epoch: Epoch,
     /// Reused for the key of each lookup.
     key: Vec<u8>,
@@ -65,6 +71,7 @@ impl ReplyCache {
     pub fn new(seed: u64) -> ReplyCache {
         ReplyCache {
             replies: HashMap::with_hasher(FixedState::with_seed(seed)),
+            bytes: 0,
             epoch: Epoch::default(),
             key: Vec::new(),
         }
@@ -83,6 +90,7 @@ impl ReplyCache {
     /// Forgets every reply (the policy was replaced wholesale).
     pub fn clear(&mut self) {
         self.replies.clear();
+        self.bytes = 0;
     }
 
     /// Builds the key of `query` into the scratch buffer; false when the
@@ -113,7 +121,7 @@ impl ReplyCache {
     /// (an older epoch empties the cache first).
     pub fn get(&mut self, epoch: Epoch, query: &[u8], tcp: bool, viewer: &Viewer) -> Option<Reply> {
         if epoch != self.epoch {
-            self.replies.clear();
+            self.clear();
             self.epoch = epoch;
             return None;
         }
@@ -135,7 +143,7 @@ impl ReplyCache {
 
     /// Keeps `reply` as the answer to `query` at `epoch` (not when the
     /// epoch moved since [`ReplyCache::get`], nor replies that send
-    /// nothing, nor past [`MAX_REPLIES`]).
+    /// nothing, nor past [`MAX_REPLIES`] or [`MAX_BYTES`]).
     pub fn put(&mut self, epoch: Epoch, query: &[u8], tcp: bool, viewer: &Viewer, reply: &Reply) {
         let Some(bytes) = &reply.bytes else {
             return;
@@ -146,6 +154,11 @@ impl ReplyCache {
         if !self.make_key(query, tcp, viewer) {
             return;
         }
+        let size = self.key.len() + bytes.len();
+        if self.bytes + size > MAX_BYTES || self.replies.contains_key(self.key.as_slice()) {
+            return;
+        }
+        self.bytes += size;
         self.replies.insert(
             self.key.clone(),
             Stored {
@@ -270,6 +283,21 @@ mod tests {
             );
         }
         assert_eq!(c.len(), MAX_REPLIES);
+        // Big replies stop at the byte budget.
+        let mut c = ReplyCache::new(7);
+        let big = reply(&vec![0u8; 60_000]);
+        for i in 0..200 {
+            c.put(e, &query(1, format!("n{i}").as_bytes()), true, &v, &big);
+        }
+        assert!(
+            c.bytes <= MAX_BYTES && c.bytes + 60_100 > MAX_BYTES && c.len() < 200,
+            "full to within one reply: {} replies, {} bytes",
+            c.len(),
+            c.bytes
+        );
+        c.clear();
+        c.put(e, &query(1, b"n"), true, &v, &big);
+        assert_eq!(c.len(), 1, "the budget is given back when emptied");
         let mut c = ReplyCache::new(7);
         c.put(e, &[1, 2, 3], false, &v, &reply(&[0, 1]));
         c.put(e, &query(1, &[0; MAX_QUERY]), false, &v, &reply(&[0, 1]));
