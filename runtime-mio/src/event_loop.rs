@@ -8,10 +8,13 @@
 //! 2. drive each ready connection until it would block (at most
 //!    [`crate::READ_BUDGET`] messages, then the others get a turn), feeding
 //!    the node one input at a time and applying its outputs right away
-//!    (writes only go into the connection's buffer);
+//!    (writes only go into the connection's buffer), then flush what that
+//!    buffered: replies to a burst of requests leave in one write, and
+//!    before the next ready connection is served (flushing only at the end
+//!    of the turn made every reply wait for every other connection: with
+//!    4 clients mio's `echo` p99 was 332–372 µs against 256–265 µs now);
 //! 3. expire connection deadlines, tick the node if its deadline passed;
-//! 4. flush every connection that has buffered bytes: replies to a burst of
-//!    requests leave in one write.
+//! 4. flush every connection that still has buffered bytes.
 //!
 //! The node hears about a connection's end exactly once, through one path
 //! ([`EventLoop::end`]): ends found while the node's outputs are being
@@ -335,6 +338,10 @@ impl EventLoop {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         self.conn_event(t as ConnId, readable, event.is_writable());
+                        // Its replies leave now, not after every other
+                        // ready connection was served: a burst from one
+                        // connection still leaves in one write.
+                        self.flush_all();
                     }
                 }
             }
