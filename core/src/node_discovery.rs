@@ -17,7 +17,7 @@
 //! This module is a child of `node`, so it reaches the node's private state
 //! without widening its interface.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -45,15 +45,6 @@ use crate::time::{secs, Instant, Now};
 use crate::wire::client::{self, PubSubMessage, RpcCommand, RpcError};
 use crate::wire::fabric::FabricMsg;
 
-/// A stale cached answer to recompute after the request that found it.
-#[derive(Debug, Clone)]
-struct RefreshJob {
-    fun: String,
-    payload: Map<String, Value>,
-    viewer: Viewer,
-    deny_all: bool,
-}
-
 /// The plane's state inside the node.
 #[derive(Debug)]
 pub(super) struct Plane {
@@ -70,7 +61,9 @@ pub(super) struct Plane {
     /// This instance's export floods so far.
     flood_seq: u64,
     dedup: FloodDedup,
-    refresh_jobs: BTreeMap<CacheKey, RefreshJob>,
+    /// Cached answers to recompute after the request that found them stale
+    /// or due (the key holds the request and its viewer).
+    refresh_jobs: BTreeSet<CacheKey>,
     /// Signs our exports and checks others' (`discovery_summary_signing_secret`).
     signer: Option<SummarySigner>,
 }
@@ -113,7 +106,7 @@ impl Plane {
             change_seq: 0,
             flood_seq: 0,
             dedup: FloodDedup::default(),
-            refresh_jobs: BTreeMap::new(),
+            refresh_jobs: BTreeSet::new(),
             signer: settings
                 .discovery_summary_signing_secret
                 .as_ref()
@@ -657,22 +650,16 @@ impl Node {
             Lookup::Ahead(v) => (v, true),
             Lookup::Stale { value, refresh } => (value, refresh),
             Lookup::Miss => {
-                let key = cache_key(kind, payload, viewer, deny_all);
+                let key = CacheKey::for_request(kind, payload, viewer, deny_all);
                 return Some(
                     self.compute_and_store(kind, key, cmd, payload, deny_all, viewer, now),
                 );
             }
         };
         if refresh {
-            self.plane.refresh_jobs.insert(
-                cache_key(kind, payload, viewer, deny_all),
-                RefreshJob {
-                    fun: cmd.fun.clone(),
-                    payload: payload.clone(),
-                    viewer: viewer.clone(),
-                    deny_all,
-                },
-            );
+            self.plane
+                .refresh_jobs
+                .insert(CacheKey::for_request(kind, payload, viewer, deny_all));
         }
         Some(Ok(value))
     }
@@ -729,43 +716,28 @@ impl Node {
     /// refresh per key, however many requests found it stale).
     pub(super) fn run_resolver_refreshes(&mut self, now: Now) {
         let jobs = std::mem::take(&mut self.plane.refresh_jobs);
-        for (key, job) in jobs {
+        for key in jobs {
+            let fun = key.kind.rpc();
+            let payload = key.payload.clone();
+            let viewer = Viewer::new(key.viewer_cluster.clone(), key.viewer_tenant.clone());
             let cmd = RpcCommand {
-                name: job.fun.clone(),
-                fun: job.fun.clone(),
-                args: vec![Value::Object(job.payload.clone())],
+                name: fun.to_string(),
+                fun: fun.to_string(),
+                args: vec![Value::Object(payload.clone())],
                 kwargs: Map::new(),
                 target_cluster: None,
             };
-            let kind = key.kind;
-            if let Err(e) = self.compute_and_store(
-                kind,
-                key,
-                &cmd,
-                &job.payload,
-                job.deny_all,
-                &job.viewer,
-                now,
-            ) {
+            let (kind, deny_all) = (key.kind, key.deny_all);
+            if let Err(e) =
+                self.compute_and_store(kind, key, &cmd, &payload, deny_all, &viewer, now)
+            {
                 self.event(Event::Info(format!(
-                    "resolver cache refresh of {} failed: {}",
-                    job.fun,
+                    "resolver cache refresh of {fun} failed: {}",
                     e.details.unwrap_or_default()
                 )));
             }
         }
     }
-}
-
-/// The cache key of a request: payload, viewer, and whether the request's
-/// own namespace was denied (such an answer hides everything).
-fn cache_key(
-    kind: CacheKind,
-    payload: &Map<String, Value>,
-    viewer: &Viewer,
-    deny_all: bool,
-) -> CacheKey {
-    CacheKey::for_request(kind, payload, viewer, deny_all)
 }
 
 /// MPREG's summary notification message.

@@ -57,6 +57,16 @@ pub enum CacheKind {
     ClusterMap,
 }
 
+impl CacheKind {
+    /// The RPC's name.
+    pub fn rpc(self) -> &'static str {
+        match self {
+            CacheKind::Catalog => "catalog_query",
+            CacheKind::ClusterMap => "cluster_map_v2",
+        }
+    }
+}
+
 /// Cache key: the RPC, the request payload (page included: keyset pages
 /// are stable, so each page is its own answer), whether the request's own
 /// namespace was denied, and the full viewer.
