@@ -24,6 +24,7 @@ use crate::fabric::dial_policy;
 use crate::fabric::digest::{DigestLinks, MirrorError};
 use crate::fabric::peers::PeerTable;
 use crate::fabric::replica::{Replica, ReplicaParams};
+use crate::fabric::traffic::{MsgKind, Traffic};
 use crate::identity::{self as ident, ConnIdentity, IdentityConfig, Viewer};
 use crate::io::{CloseReason, Command, ConnId, ConnKind, Event, Frame, Input, Output};
 use crate::limits::{self, Admission, IdleClock, Limit, LimitHits, LogBudget};
@@ -88,6 +89,8 @@ pub struct Counters {
     /// Resource bounds hit (connections, handshakes, idle clients,
     /// subscriptions, watches, departed records), per bound.
     pub limit_hits: LimitHits,
+    /// Fabric frames and bytes sent, by message kind.
+    pub fabric_sent: Traffic,
 }
 
 #[derive(Debug)]
@@ -743,15 +746,24 @@ impl Node {
     }
 
     fn send_fabric(&mut self, conn: ConnId, msg: &FabricMsg) {
-        self.send(conn, Frame::Binary(fwire::encode(msg)));
+        let bytes = fwire::encode(msg);
+        self.counters
+            .fabric_sent
+            .add(MsgKind::of(msg), bytes.len(), 1);
+        self.send(conn, Frame::Binary(bytes));
     }
 
     /// Sends one message to many connections, encoding it once.
     fn send_fabric_many(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &FabricMsg) {
         let bytes = fwire::encode(msg);
+        let mut copies = 0;
         for conn in conns {
             self.send(conn, Frame::Binary(bytes.clone()));
+            copies += 1;
         }
+        self.counters
+            .fabric_sent
+            .add(MsgKind::of(msg), bytes.len(), copies);
     }
 
     fn close(&mut self, conn: ConnId, code: u16, reason: impl Into<String>) {

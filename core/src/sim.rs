@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::Duration;
 
+use crate::fabric::traffic::MsgKind;
 use crate::io::{Command, ConnId, ConnKind, Frame, Input, Output};
 use crate::rng::NodeRng;
 use crate::time::{Instant, Now};
@@ -55,6 +56,13 @@ struct Slot {
     node: Option<Node>,
     /// Bumped at each restart so a restarted node gets a new seed.
     generation: u64,
+    /// Per origin: the newest instance start time this slot's node (in any
+    /// of its lives) has held, to check that instances never go backwards.
+    seen_instances: HashMap<String, f64>,
+    /// The (replica membership, catalog origins) epochs of the last
+    /// invariant check: while both stay put, the check would see the same
+    /// state and is skipped. `None` until the running node is checked.
+    checked: Option<(u64, u64)>,
 }
 
 /// One end of a simulated connection.
@@ -98,9 +106,6 @@ pub struct Sim {
     /// Outputs the harness saw, for invariant checks: (node, output).
     pub trace: Vec<(usize, String)>,
     keep_trace: bool,
-    /// Per (node, origin): the newest instance start time seen, to check
-    /// that instances never go backwards.
-    seen_instances: HashMap<(usize, String), f64>,
     /// First invariant violation, if any.
     violation: Option<String>,
     /// Client ends opened with [`Sim::client_connect`].
@@ -127,7 +132,6 @@ impl Sim {
             partitions: BTreeSet::new(),
             trace: Vec::new(),
             keep_trace: false,
-            seen_instances: HashMap::new(),
             violation: None,
             clients: BTreeMap::new(),
         }
@@ -157,6 +161,8 @@ impl Sim {
             settings,
             node: None,
             generation: 0,
+            seen_instances: HashMap::new(),
+            checked: None,
         });
         self.start(idx);
         idx
@@ -177,6 +183,7 @@ impl Sim {
         let node = Node::new(slot.settings.clone(), self.now, seed)
             .unwrap_or_else(|e| panic!("sim settings rejected: {e}"));
         slot.node = Some(node);
+        slot.checked = None;
         self.drain(idx);
     }
 
@@ -306,39 +313,48 @@ impl Sim {
         }
     }
 
+    /// Safety invariants of node `idx` after it handled an input: the
+    /// replica's own ([`Replica::check_invariants`]) and instances never
+    /// going backwards. Both depend only on the membership the replica and
+    /// catalog epochs track, so an input that moved neither (a beat, a
+    /// digest, a refresh) is not re-checked: the check stays proportional
+    /// to membership changes, not to N × messages.
+    ///
+    /// [`Replica::check_invariants`]: crate::fabric::replica::Replica::check_invariants
     fn check(&mut self, idx: usize) {
         if self.violation.is_some() {
             return;
         }
-        let Some(node) = self.slots[idx].node.as_ref() else {
+        let slot = &mut self.slots[idx];
+        let Some(node) = slot.node.as_ref() else {
             return;
         };
+        let stamp = (
+            node.replica().membership_epoch(),
+            node.catalog().origins_epoch(),
+        );
+        if slot.checked == Some(stamp) {
+            return;
+        }
+        slot.checked = Some(stamp);
         if let Err(e) = node.replica().check_invariants(node.catalog()) {
             self.violation = Some(format!("t={:?} {e}", self.now.mono));
             return;
         }
-        let origins: Vec<(String, f64)> = node
-            .replica()
-            .origins()
-            .filter_map(|o| {
-                node.replica()
-                    .view_instance(o)
-                    .map(|(_, t)| (o.to_string(), t))
-            })
-            .collect();
-        for (origin, started) in origins {
-            let slot = self
-                .seen_instances
-                .entry((idx, origin.clone()))
-                .or_insert(started);
-            if started < *slot {
-                self.violation = Some(format!(
-                    "t={:?} node {idx}: instance of {origin} went backwards",
-                    self.now.mono
-                ));
-                return;
+        for (origin, _, started) in node.replica().instances() {
+            match slot.seen_instances.get_mut(origin) {
+                Some(seen) if started < *seen => {
+                    self.violation = Some(format!(
+                        "t={:?} node {idx}: instance of {origin} went backwards",
+                        self.now.mono
+                    ));
+                    return;
+                }
+                Some(seen) => *seen = started,
+                None => {
+                    slot.seen_instances.insert(origin.to_string(), started);
+                }
             }
-            *slot = started;
         }
     }
 
@@ -363,28 +379,7 @@ impl Sim {
                         frame: Frame::Binary(b),
                         ..
                     } => match crate::wire::fabric::decode(b, usize::MAX) {
-                        Ok(f) => format!(
-                            "Send {} {}",
-                            b.len(),
-                            match f.msg {
-                                crate::wire::fabric::FabricMsg::Hello(_) => "hello".to_string(),
-                                crate::wire::fabric::FabricMsg::Auth(_) => "auth".to_string(),
-                                crate::wire::fabric::FabricMsg::Status(_) => "status".to_string(),
-                                crate::wire::fabric::FabricMsg::Beat(_) => "beat".to_string(),
-                                crate::wire::fabric::FabricMsg::Goodbye(_) => "goodbye".to_string(),
-                                crate::wire::fabric::FabricMsg::Digest(d) =>
-                                    format!("digest{}", if d.reply { "" } else { "-reply" }),
-                                crate::wire::fabric::FabricMsg::Delta(d) => format!(
-                                    "delta-{}-{}",
-                                    if d.flood { "flood" } else { "repair" },
-                                    d.changes.len().min(1)
-                                ),
-                                crate::wire::fabric::FabricMsg::Summary(s) => {
-                                    format!("summary-{}", s.seq)
-                                }
-                                crate::wire::fabric::FabricMsg::Resync => "resync".to_string(),
-                            }
-                        ),
+                        Ok(f) => format!("Send {} {}", b.len(), MsgKind::of(&f.msg).label()),
                         Err(_) => "Send ?".into(),
                     },
                     other => format!("{other:?}"),

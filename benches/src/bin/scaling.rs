@@ -11,8 +11,9 @@
 //!    (and 100 %) of the N·(N−1) (node, peer) pairs.
 //! 2. **Steady state.** After full discovery and a settle period, fabric
 //!    bytes are counted over one catalog refresh period (the longest period
-//!    in the steady-state traffic) from the simulator's trace lines
-//!    `Send <bytes> <kind>`, per node per second and per message kind.
+//!    in the steady-state traffic) from the nodes' own counters of fabric
+//!    traffic sent (`mpreg_fabric_sent_bytes_total`), per node per second
+//!    and per message kind.
 //! 3. **Join.** One more node joins the converged cluster through a hub;
 //!    the time until every pair involving it is discovered is the
 //!    dissemination of one piece of news, the quantity Serf's model describes.
@@ -32,6 +33,7 @@ use mpreg_benches::serf;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+use mpreg_core::fabric::traffic::{MsgKind, Traffic};
 use mpreg_core::sim::{cluster_settings, NetConfig, Sim, Topology};
 
 #[derive(Parser, Debug)]
@@ -119,33 +121,16 @@ struct Run {
     note: String,
 }
 
-/// Counts `Send <bytes> <kind>` trace lines and clears the trace.
-#[derive(Default)]
-struct Meter {
-    bytes: u64,
-    frames: u64,
-    by_kind: BTreeMap<String, u64>,
-}
-
-impl Meter {
-    fn drain(&mut self, sim: &mut Sim) {
-        for (_, line) in sim.trace.drain(..) {
-            let mut parts = line.split(' ');
-            if parts.next() != Some("Send") {
-                continue;
-            }
-            let Some(bytes) = parts.next().and_then(|b| b.parse::<u64>().ok()) else {
-                continue;
-            };
-            self.bytes += bytes;
-            self.frames += 1;
-            let kind = parts.next().unwrap_or("?");
-            // `delta-flood-1` / `delta-repair-0`: the suffix only says
-            // whether the delta had changes; group by the first two words.
-            let kind = kind.splitn(3, '-').take(2).collect::<Vec<_>>().join("-");
-            *self.by_kind.entry(kind).or_default() += bytes;
+/// The cluster's fabric traffic so far: every running node's
+/// `mpreg_fabric_sent_*` counters summed.
+fn cluster_sent(sim: &Sim) -> Traffic {
+    let mut t = Traffic::default();
+    for i in sim.running() {
+        if let Some(node) = sim.node(i) {
+            t.absorb(&node.counters().fabric_sent);
         }
     }
+    t
 }
 
 /// Incremental count of discovered (node, peer) pairs: a node that has
@@ -206,12 +191,10 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
         ..Run::default()
     };
     let mut sim = Sim::new(args.seed, NetConfig::default());
-    sim.keep_trace(true);
-    let mut meter = Meter::default();
     for i in 0..n {
         sim.add(node_settings(args, i, n, gi));
     }
-    meter.drain(&mut sim);
+    let sent0 = cluster_sent(&sim);
     let t0 = sim.now().mono;
     let nodes: Vec<usize> = (0..n).collect();
     let all = n * n.saturating_sub(1);
@@ -221,7 +204,6 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
     // 1. Cold start.
     loop {
         sim.run_for(step);
-        meter.drain(&mut sim);
         let got = pairs.count(&sim, &nodes);
         let t = elapsed_since(&sim, t0);
         let frac = got as f64 / all.max(1) as f64;
@@ -234,7 +216,8 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
         }
         if run.t9999.is_none() && got >= target {
             run.t9999 = Some(t);
-            run.conv_bytes_per_node = Some(meter.bytes as f64 / n as f64);
+            let sent = cluster_sent(&sim).since(&sent0);
+            run.conv_bytes_per_node = Some(sent.total_bytes() as f64 / n as f64);
         }
         if got >= all {
             // Confirm with a full recount (complete nodes were cached).
@@ -267,15 +250,13 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
     // 2. Steady state: settle, then one refresh period.
     if run.t100.is_some() && !over() {
         sim.run_for(secs((5.0 * gi).max(2.0)));
-        meter.drain(&mut sim);
         let window = (args.ttl_secs / 4.0).max(gi * 10.0);
-        let mut steady = Meter::default();
+        let before = cluster_sent(&sim);
         let start = sim.now().mono;
         let mut complete = true;
         while elapsed_since(&sim, start) < window - 1e-9 {
             let left = window - elapsed_since(&sim, start);
             sim.run_for(secs(left.min(gi)));
-            steady.drain(&mut sim);
             if over() {
                 complete = false;
                 break;
@@ -283,14 +264,15 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
         }
         let measured = elapsed_since(&sim, start);
         if complete {
+            let steady = cluster_sent(&sim).since(&before);
             let denom = n as f64 * measured;
             run.steady_window = measured;
-            run.steady_bps = Some(steady.bytes as f64 / denom);
-            run.steady_fps = Some(steady.frames as f64 / denom);
-            run.steady_by_kind = steady
-                .by_kind
+            run.steady_bps = Some(steady.total_bytes() as f64 / denom);
+            run.steady_fps = Some(steady.total_frames() as f64 / denom);
+            run.steady_by_kind = MsgKind::ALL
                 .iter()
-                .map(|(k, b)| (k.clone(), *b as f64 / denom))
+                .filter(|k| steady.bytes(**k) > 0)
+                .map(|k| (k.label().to_string(), steady.bytes(*k) as f64 / denom))
                 .collect();
         } else {
             run.note = format!("{} steady window cut by the wall-clock budget", run.note);
@@ -316,7 +298,6 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
         let full = (n + 1) * n;
         loop {
             sim.run_for(step);
-            sim.trace.clear();
             let t = elapsed_since(&sim, start);
             if pairs.count(&sim, &all_nodes) >= full && pairs.recount(&sim, &all_nodes) >= full {
                 run.join = Some(t);

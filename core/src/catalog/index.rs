@@ -360,20 +360,29 @@ pub(crate) struct SetIndex {
 }
 
 impl SetIndex {
-    pub(crate) fn insert(&mut self, value: &str, key: &SortKey) {
+    /// Files `key` under `value`; true when `value` is new to the index.
+    pub(crate) fn insert(&mut self, value: &str, key: &SortKey) -> bool {
+        // Look up by `&str` first: the value is usually there already, and
+        // copying it into a `String` for `entry` would allocate every time.
+        if let Some(set) = self.map.get_mut(value) {
+            set.insert(key.clone());
+            return false;
+        }
         self.map
-            .entry(value.to_string())
-            .or_default()
-            .insert(key.clone());
+            .insert(value.to_string(), BTreeSet::from([key.clone()]));
+        true
     }
 
-    pub(crate) fn remove(&mut self, value: &str, key: &SortKey) {
+    /// Unfiles `key` from `value`; true when that was `value`'s last key.
+    pub(crate) fn remove(&mut self, value: &str, key: &SortKey) -> bool {
         if let Some(set) = self.map.get_mut(value) {
             set.remove(key);
             if set.is_empty() {
                 self.map.remove(value);
+                return true;
             }
         }
+        false
     }
 
     /// Keys under exactly `value`, in order.

@@ -149,6 +149,8 @@ pub struct Catalog {
     /// Counts every change (insert, removal, refresh): equal generations,
     /// equal contents (what the DNS gateway's reply cache keys on).
     generation: u64,
+    /// Counts changes of the set of origins owning entries.
+    origins_epoch: u64,
 }
 
 impl Catalog {
@@ -161,6 +163,13 @@ impl Catalog {
     /// refresh, so two reads at the same generation see the same entries.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// A counter that moves whenever an origin gains its first entry or
+    /// loses its last, and only then: equal values, same
+    /// [`Catalog::origins`] (what an invariant checker may skip on).
+    pub fn origins_epoch(&self) -> u64 {
+        self.origins_epoch
     }
 
     /// The sort key of an entry (same as [`SortKey::of`]).
@@ -566,7 +575,9 @@ impl Catalog {
             }
         }
         self.nodes.insert(entry.node_id(), &sk);
-        self.origins.insert(&origin, &sk);
+        if self.origins.insert(&origin, &sk) {
+            self.origins_epoch += 1;
+        }
         self.expiry.insert((Expiry(entry.expires_at()), sk.clone()));
         if let Entry::Function(f) = &entry {
             bind(
@@ -607,7 +618,9 @@ impl Catalog {
             }
         }
         self.nodes.remove(entry.node_id(), sk);
-        self.origins.remove(&stored.origin, sk);
+        if self.origins.remove(&stored.origin, sk) {
+            self.origins_epoch += 1;
+        }
         self.expiry
             .remove(&(Expiry(entry.expires_at()), sk.clone()));
         if let Entry::Function(f) = entry {

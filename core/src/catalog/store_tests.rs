@@ -541,3 +541,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn origins_epoch_moves_when_the_set_of_origins_does() {
+    let mut cat = Catalog::new();
+    let origins = |c: &Catalog| c.origins().map(str::to_string).collect::<Vec<_>>();
+    let e0 = cat.origins_epoch();
+    cat.upsert("o", func("a", "a", "n", 10.0), 10.0).unwrap();
+    let e1 = cat.origins_epoch();
+    assert_ne!(e1, e0, "first entry of o");
+    // A second entry, a replacement and a refresh by the same origin.
+    cat.upsert("o", func("b", "b", "n", 10.0), 10.0).unwrap();
+    cat.upsert("o", func("b", "b", "n", 11.0), 11.0).unwrap();
+    let key = func("a", "a", "n", 10.0).key();
+    assert!(cat.refresh(&key, 12.0));
+    assert_eq!(cat.origins_epoch(), e1);
+    // Another origin takes over `b`: o2 appears, o keeps `a`.
+    cat.upsert("o2", func("b", "b", "n", 12.0), 12.0).unwrap();
+    let e2 = cat.origins_epoch();
+    assert_ne!(e2, e1);
+    assert_eq!(origins(&cat), ["o", "o2"]);
+    // o's last entry goes.
+    cat.remove(&key);
+    assert_ne!(cat.origins_epoch(), e2);
+    assert_eq!(origins(&cat), ["o2"]);
+}

@@ -16,3 +16,4 @@ pub mod dial_policy;
 pub mod digest;
 pub mod peers;
 pub mod replica;
+pub mod traffic;

@@ -231,6 +231,9 @@ pub struct Replica {
     /// Tombstones dropped before their horizon by `max_tombstones`, not
     /// yet counted by the node.
     tombstone_evictions: u64,
+    /// Bumped whenever a view appears, goes or changes instance, and
+    /// whenever the gone records change: see [`Replica::membership_epoch`].
+    membership: u64,
 }
 
 impl Replica {
@@ -253,6 +256,7 @@ impl Replica {
             foreign_writes: 0,
             gone_evictions: 0,
             tombstone_evictions: 0,
+            membership: 0,
         }
     }
 
@@ -594,6 +598,7 @@ impl Replica {
         };
         if replace {
             if let Some(old) = self.views.remove(&delta.origin) {
+                self.membership += 1;
                 out.new_instance = true;
                 out.removed
                     .extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
@@ -607,6 +612,7 @@ impl Replica {
                     },
                 );
             }
+            self.membership += 1;
             self.views.insert(
                 delta.origin.clone(),
                 View {
@@ -732,6 +738,7 @@ impl Replica {
             .is_some_and(|v| v.instance_id == instance)
         {
             if let Some(v) = self.views.remove(origin) {
+                self.membership += 1;
                 removed = drop_origin_entries(catalog, origin, &v.versions);
             }
         }
@@ -762,6 +769,7 @@ impl Replica {
         let mut out = Vec::new();
         for origin in dead {
             if let Some(v) = self.views.remove(&origin) {
+                self.membership += 1;
                 self.remember_gone(
                     (origin.clone(), v.instance_id.clone()),
                     DeadRecord {
@@ -795,6 +803,7 @@ impl Replica {
             }
         }
         self.dead.insert(key, record);
+        self.membership += 1;
     }
 
     /// Gone records evicted by `max_gone` since the last call.
@@ -814,7 +823,11 @@ impl Replica {
             trimmed += v.versions.trim(max);
         }
         self.tombstone_evictions += trimmed as u64;
+        let gone = self.dead.len();
         self.dead.retain(|_, d| d.until > now);
+        if self.dead.len() != gone {
+            self.membership += 1;
+        }
     }
 
     /// Tombstones dropped by `max_tombstones` since the last call.
@@ -874,6 +887,23 @@ impl Replica {
     /// Remote origin ids.
     pub fn origins(&self) -> impl Iterator<Item = &str> {
         self.views.keys().map(String::as_str)
+    }
+
+    /// Every remote origin with the instance (id, start time) held for it,
+    /// in origin order.
+    pub fn instances(&self) -> impl Iterator<Item = (&str, &str, f64)> {
+        self.views
+            .iter()
+            .map(|(o, v)| (o.as_str(), v.instance_id.as_str(), v.started_at))
+    }
+
+    /// A counter that moves whenever the remote origins held, their
+    /// instances or the gone (dead and departed) records change, and only
+    /// then (heartbeats and entry versions do not move it). Equal values
+    /// mean [`Replica::check_invariants`] and [`Replica::instances`] would
+    /// see the same membership, so a checker may skip the second look.
+    pub fn membership_epoch(&self) -> u64 {
+        self.membership
     }
 
     /// The instance (id, start time) held for a remote origin.
@@ -1167,6 +1197,44 @@ mod tests {
         let fresh = a2.r.take_flood().unwrap();
         assert_eq!(b.r.on_delta(&mut b.c, &fresh, WALL, at(3)).applied, 1);
         assert_eq!(names(&b.c, "A"), vec!["svc.f5"]);
+    }
+
+    #[test]
+    fn membership_epoch_moves_with_membership_only() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        let epoch = |s: &Side| s.r.membership_epoch();
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        a.r.beat();
+        let e0 = epoch(&b);
+        b.r.on_delta(&mut b.c, &a.r.take_flood().unwrap(), WALL, at(0));
+        let e1 = epoch(&b);
+        assert_ne!(e1, e0, "a new origin");
+        // More entries, heartbeats and refreshes of a known instance: same
+        // membership.
+        a.r.put_own(&mut a.c, func("A", 1), WALL, at(1)).unwrap();
+        a.r.beat();
+        b.r.on_delta(&mut b.c, &a.r.take_flood().unwrap(), WALL, at(1));
+        sync(&mut a, &mut b, at(2));
+        b.r.collect(at(3));
+        assert_eq!(epoch(&b), e1);
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0", "svc.f1"]);
+        // A new instance replaces the old one.
+        let mut a2 = Side {
+            r: Replica::new("A", "a2", WALL + 10.0, params(64 * 1024)),
+            c: Catalog::new(),
+        };
+        a2.r.put_own(&mut a2.c, func("A", 5), WALL, at(4)).unwrap();
+        b.r.on_delta(&mut b.c, &a2.r.take_flood().unwrap(), WALL, at(4));
+        let e2 = epoch(&b);
+        assert_ne!(e2, e1, "a new instance");
+        // Departure, then the gone record expiring.
+        b.r.depart(&mut b.c, "A", "a2", at(5));
+        let e3 = epoch(&b);
+        assert_ne!(e3, e2, "a departure");
+        b.r.collect(at(5) + b.r.params.horizon + Duration::from_secs(1));
+        assert_ne!(epoch(&b), e3, "gone records collected");
+        b.r.check_invariants(&b.c).unwrap();
     }
 
     #[test]

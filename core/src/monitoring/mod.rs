@@ -45,6 +45,7 @@ use crate::catalog::entry::EntryKind;
 use crate::config::Settings;
 use crate::dns::DnsStats;
 use crate::fabric::auth::Refusal;
+use crate::fabric::traffic::MsgKind;
 use crate::identity::{IdentityConfig, Role};
 use crate::limits::Limit;
 use crate::node::{Counters, Identity};
@@ -599,6 +600,22 @@ fn metrics(view: &MonitoringView<'_>) -> String {
     );
     for limit in Limit::ALL {
         e.sample(&[("limit", limit.as_str())], c.limit_hits.get(limit) as f64);
+    }
+    e.family(
+        "mpreg_fabric_sent_frames_total",
+        Kind::Counter,
+        "Fabric frames sent, by message kind.",
+    );
+    for kind in MsgKind::ALL {
+        e.sample(&[("kind", kind.label())], c.fabric_sent.frames(kind) as f64);
+    }
+    e.family(
+        "mpreg_fabric_sent_bytes_total",
+        Kind::Counter,
+        "Fabric payload bytes sent (encoded frames, before WebSocket framing), by message kind.",
+    );
+    for kind in MsgKind::ALL {
+        e.sample(&[("kind", kind.label())], c.fabric_sent.bytes(kind) as f64);
     }
 
     let p = view.peers;

@@ -60,6 +60,11 @@ fn fixture(settings: Settings) -> Fixture {
                 h.hit(Limit::ConnectionsPerSource);
                 h
             },
+            fabric_sent: {
+                let mut t = crate::fabric::traffic::Traffic::default();
+                t.add(crate::fabric::traffic::MsgKind::DigestReply, 120, 2);
+                t
+            },
             ..Counters::default()
         },
         dns: DnsStats {
@@ -568,6 +573,17 @@ fn metrics_parse_back_with_counters_present() {
             1.0,
         ),
         ("mpreg_limit_hits_total", "limit=\"client_idle\"", 0.0),
+        (
+            "mpreg_fabric_sent_frames_total",
+            "kind=\"digest-reply\"",
+            2.0,
+        ),
+        (
+            "mpreg_fabric_sent_bytes_total",
+            "kind=\"digest-reply\"",
+            240.0,
+        ),
+        ("mpreg_fabric_sent_bytes_total", "kind=\"delta-flood\"", 0.0),
         ("mpreg_peers", "state=\"connected\"", 2.0),
         ("mpreg_peers", "state=\"suspected\"", 1.0),
         ("mpreg_peers", "state=\"departed\"", 1.0),
