@@ -219,7 +219,6 @@ pub struct Replica {
     /// Own changes not flooded yet.
     pending: Vec<Change>,
     pending_floor: Option<u64>,
-    refresh_pending: bool,
     views: BTreeMap<String, View>,
     dead: HashMap<(String, String), DeadRecord>,
     params: ReplicaParams,
@@ -249,7 +248,6 @@ impl Replica {
             own: Versions::default(),
             pending: Vec::new(),
             pending_floor: None,
-            refresh_pending: false,
             views: BTreeMap::new(),
             dead: HashMap::new(),
             params,
@@ -320,13 +318,20 @@ impl Replica {
     }
 
     /// The owner's refresh: every own entry is fresh as of `wall`.
+    ///
+    /// Nothing is flooded for it: the new refresh time rides the next
+    /// digests (a few bytes per origin, [`Replica::on_digest`] applies it)
+    /// and any flood that carries changes. A refresh-only flood, relayed by
+    /// every node over every link, cost each node N × links messages per
+    /// refresh period, the largest part of steady fabric traffic in large
+    /// clusters, to win seconds against a TTL that leaves three quarters of
+    /// its length as slack.
     pub fn refresh_own(&mut self, catalog: &mut Catalog, wall: f64) {
         if !(wall.is_finite() && wall > self.refreshed_at) {
             return;
         }
         self.refreshed_at = wall;
         refresh_entries(catalog, &self.me, &self.own, wall);
-        self.refresh_pending = true;
     }
 
     /// One gossip round passed: advance the own heartbeat.
@@ -336,12 +341,11 @@ impl Replica {
 
     /// The own changes since the last flush as one flood delta, if any.
     pub fn take_flood(&mut self) -> Option<Delta> {
-        if self.pending.is_empty() && !self.refresh_pending {
+        if self.pending.is_empty() {
             return None;
         }
         let floor = self.pending_floor.take().unwrap_or(self.own.max_version);
         let changes = std::mem::take(&mut self.pending);
-        self.refresh_pending = false;
         Some(Delta {
             origin: self.me.clone(),
             instance_id: self.instance_id.clone(),
@@ -445,16 +449,20 @@ impl Replica {
         if e.origin == self.me {
             return;
         }
-        if let Some(dead) = self.dead.get(&(e.origin.clone(), e.instance_id.clone())) {
-            if e.heartbeat <= dead.heartbeat {
-                return;
-            }
-        }
         let Some(v) = self.views.get_mut(&e.origin) else {
             return;
         };
         if v.instance_id != e.instance_id {
             return;
+        }
+        // Only now the gone records (their key costs two allocations to
+        // build, and there usually are none).
+        if !self.dead.is_empty() {
+            if let Some(dead) = self.dead.get(&(e.origin.clone(), e.instance_id.clone())) {
+                if e.heartbeat <= dead.heartbeat {
+                    return;
+                }
+            }
         }
         if e.heartbeat > v.heartbeat {
             v.heartbeat = e.heartbeat;
@@ -1197,6 +1205,24 @@ mod tests {
         let fresh = a2.r.take_flood().unwrap();
         assert_eq!(b.r.on_delta(&mut b.c, &fresh, WALL, at(3)).applied, 1);
         assert_eq!(names(&b.c, "A"), vec!["svc.f5"]);
+    }
+
+    #[test]
+    fn an_owner_refresh_floods_nothing_and_rides_the_next_digest() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        b.r.on_delta(&mut b.c, &a.r.take_flood().unwrap(), WALL, at(0));
+        let key = func("A", 0).key();
+        let advertised = |s: &Side| s.c.get(&key).map(Entry::advertised_at);
+        assert_eq!(advertised(&b), Some(WALL));
+        a.r.refresh_own(&mut a.c, WALL + 30.0);
+        assert_eq!(advertised(&a), Some(WALL + 30.0));
+        assert!(a.r.take_flood().is_none(), "no refresh-only flood");
+        // B learns the refresh from A's digest, with no delta of A's.
+        let repairs = answer(&a, &mut b, at(1));
+        assert!(repairs.iter().all(|d| d.origin != "A"), "{repairs:?}");
+        assert_eq!(advertised(&b), Some(WALL + 30.0));
     }
 
     #[test]
