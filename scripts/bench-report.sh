@@ -14,6 +14,7 @@
 #   SCALING_INTERVALS   default 1.0,0.2
 #   SCALING_BUDGET      wall-clock seconds per (interval, size), default 150
 #   SCALING_MAX_MEM_MIB projected heap bound, default 6144
+#   SCALING_TIMEOUT     seconds for the whole scaling step, default 1800
 #   LOADGEN_CLIENTS     default 4;  LOADGEN_REQUESTS default 2000 per client
 #   LOADGEN_IDLE        idle window seconds, default 10
 set -uo pipefail
@@ -25,6 +26,7 @@ SCALING_SIZES=${SCALING_SIZES:-10,30,100,300,1000}
 SCALING_INTERVALS=${SCALING_INTERVALS:-1.0,0.2}
 SCALING_BUDGET=${SCALING_BUDGET:-150}
 SCALING_MAX_MEM_MIB=${SCALING_MAX_MEM_MIB:-6144}
+SCALING_TIMEOUT=${SCALING_TIMEOUT:-1800}
 LOADGEN_CLIENTS=${LOADGEN_CLIENTS:-4}
 LOADGEN_REQUESTS=${LOADGEN_REQUESTS:-2000}
 LOADGEN_IDLE=${LOADGEN_IDLE:-10}
@@ -104,7 +106,7 @@ mapfile -t BENCH_EXES < <(grep '"reason":"compiler-artifact"' "$WORK/build.out" 
 # --- simulator scaling -------------------------------------------------------
 SCALING_CMD=(target/release/scaling --sizes "$SCALING_SIZES" --intervals "$SCALING_INTERVALS"
   --budget-secs "$SCALING_BUDGET" --max-mem-mib "$SCALING_MAX_MEM_MIB")
-run scaling 1800 "${SCALING_CMD[@]}" --summary "$WORK/scaling.sum"
+run scaling "$SCALING_TIMEOUT" "${SCALING_CMD[@]}" --summary "$WORK/scaling.sum"
 # Charts of the same figures (plotters, SVG), linked from BENCHMARKS.md.
 PLOT_DIR=docs/benchmarks
 PLOT_CMD=(target/release/plot --summary "$WORK/scaling.sum" --out-dir "$PLOT_DIR")
@@ -251,6 +253,8 @@ $(for st in build scaling plot loadgen catalog_mem dnsperf_tokio dnsperf_mio cri
 | one node joining N = 100, news reaches every pair, 200 ms gossip | $(val scaling.gi0.2.n100.join) s | 2.0 s (Serf model, one event) | anchors §3.1 |
 | steady fabric bandwidth per node, N = 30 / 100, 200 ms gossip | $(val scaling.gi0.2.n30.steady_kbps) / $(val scaling.gi0.2.n100.steady_kbps) kbit/s | ≤ 330 kbit/s (Serf model maximum) | anchors §3.1 |
 | steady fabric bandwidth per node, N = 30 / 100, 1 s gossip | $(val scaling.gi1.n30.steady_kbps) / $(val scaling.gi1.n100.steady_kbps) kbit/s | 66 kbit/s (same model at 1 s) | anchors §3.1 formula |
+| steady fabric bandwidth per node, N = 300 / 1000 (lean catalogs), 200 ms gossip | $(val scaling.gi0.2.n300.steady_kbps) / $(val scaling.gi0.2.n1000.steady_kbps) kbit/s | ≤ 330 kbit/s (goal, Serf model maximum) | issue 3, anchors §3.1 |
+| steady fabric bandwidth per node, N = 300 / 1000 (lean catalogs), 1 s gossip | $(val scaling.gi1.n300.steady_kbps) / $(val scaling.gi1.n1000.steady_kbps) kbit/s | 66 kbit/s (same model at 1 s) | anchors §3.1 formula |
 | 3-node cluster converges from launch (real processes, median / worst of the trials; B and C launched once A is up) | tokio $(val cluster3.tokio.seq.median) / $(val cluster3.tokio.seq.max) s, mio $(val cluster3.mio.seq.median) / $(val cluster3.mio.seq.max) s | 3.5 s (MPREG Python) | issue 10 |
 | same, all three launched at once | tokio $(val cluster3.tokio.together.median) / $(val cluster3.tokio.together.max) s, mio $(val cluster3.mio.together.median) / $(val cluster3.mio.together.max) s | 3.5 s (MPREG Python) | issue 10 |
 | discovery round trip, \`catalog_query\` 50 items, 1 client, p50 | tokio $(val loadgen.tokio.catalog_query.c1.p50_us) µs, mio $(val loadgen.mio.catalog_query.c1.p50_us) µs | ~1 ms (MPREG Python) | issue 10 |
@@ -277,8 +281,9 @@ node); Serf's model describes the spread of **one** event, so the closer
 analogue is the *join* column (one node joining a converged cluster). Our
 fabric floods fresh deltas over the mesh as they happen (latency-bound, 5–10 ms
 a hop here) and uses the gossip rounds only for anti-entropy, which is why
-both are far under the round-based model. Bandwidth counts the CBOR payload of
-every fabric frame (\`Send <bytes>\` trace lines); WebSocket and TCP/IP headers
+both are far under the round-based model. Bandwidth counts the encoded bytes of
+every fabric frame sent, from each node's own \`mpreg_fabric_sent_bytes_total{kind}\`
+counters (owner refreshes ride the digests and are not flooded); WebSocket and TCP/IP headers
 add about 60 B per frame (see frames/s). Sizes marked skipped would not fit the
 per-size wall-clock or memory budget on this machine (the simulator holds every
 node's full catalog in one process; see heap MiB/node).
