@@ -25,6 +25,7 @@
 //! came before, so the pair always recovers within one exchange.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::io::ConnId;
 use crate::wire::fabric::{Digest, DigestEntry, SlotDef};
@@ -37,8 +38,8 @@ pub const MAX_SLOTS: usize = 1 << 20;
 /// What was last sent for one slot.
 #[derive(Debug, Clone)]
 struct Sent {
-    origin: String,
-    instance_id: String,
+    origin: Arc<str>,
+    instance_id: Arc<str>,
     heartbeat: u64,
     max_version: u64,
     refreshed_at: f64,
@@ -50,7 +51,7 @@ struct Sent {
 pub struct DigestSender {
     seq: u64,
     slots: Vec<Option<Sent>>,
-    by_origin: HashMap<String, u32>,
+    by_origin: HashMap<Arc<str>, u32>,
     free: Vec<u32>,
     /// The next digest restarts the table (first digest, or after `Resync`).
     needs_full: bool,
@@ -93,7 +94,7 @@ impl DigestSender {
         // Origins that left the view free their slots first.
         let mut present = vec![false; self.slots.len()];
         for e in view {
-            if let Some(&slot) = self.by_origin.get(&e.origin) {
+            if let Some(&slot) = self.by_origin.get(&*e.origin) {
                 present[slot as usize] = true;
             }
         }
@@ -112,7 +113,7 @@ impl DigestSender {
         self.free.sort_unstable_by(|a, b| b.cmp(a));
         let mut beats: Vec<(u32, u64)> = Vec::new();
         for e in view {
-            let slot = match self.by_origin.get(&e.origin) {
+            let slot = match self.by_origin.get(&*e.origin) {
                 Some(&slot) => slot,
                 None => {
                     let slot = self.free.pop().unwrap_or(self.slots.len() as u32);
@@ -189,7 +190,7 @@ pub struct DigestMirror {
     seq: u64,
     synced: bool,
     slots: Vec<Option<DigestEntry>>,
-    by_origin: HashMap<String, u32>,
+    by_origin: HashMap<Arc<str>, u32>,
 }
 
 impl DigestMirror {
@@ -415,7 +416,7 @@ mod tests {
         rx.apply(&d).unwrap();
         assert_eq!(view_of(&rx), sorted(view));
         assert!(rx.get("b").is_none());
-        assert_eq!(rx.get("c").map(|e| e.instance_id.as_str()), Some("2"));
+        assert_eq!(rx.get("c").map(|e| &*e.instance_id), Some("2"));
     }
 
     #[test]
@@ -520,7 +521,7 @@ mod tests {
                 .0
                 .entry(o)
                 .or_insert_with(|| entry(&format!("o{o}"), &inst.to_string(), hb, v));
-            if e.instance_id != inst.to_string() {
+            if *e.instance_id != *inst.to_string() {
                 *e = entry(&format!("o{o}"), &inst.to_string(), hb, v);
             } else {
                 e.heartbeat = e.heartbeat.max(hb);

@@ -134,7 +134,9 @@ impl Versions {
 /// A remote origin as this node knows it.
 #[derive(Debug, Clone)]
 struct View {
-    instance_id: String,
+    /// The origin (the map key), shared with every digest table.
+    origin: Arc<str>,
+    instance_id: Arc<str>,
     started_at: f64,
     heartbeat: u64,
     refreshed_at: f64,
@@ -230,6 +232,9 @@ pub struct Replica {
     /// Tombstones dropped before their horizon by `max_tombstones`, not
     /// yet counted by the node.
     tombstone_evictions: u64,
+    /// `me` and `instance_id` as the digest tables share them.
+    shared_me: Arc<str>,
+    shared_instance: Arc<str>,
     /// Bumped whenever a view appears, goes or changes instance, and
     /// whenever the gone records change: see [`Replica::membership_epoch`].
     membership: u64,
@@ -254,6 +259,8 @@ impl Replica {
             foreign_writes: 0,
             gone_evictions: 0,
             tombstone_evictions: 0,
+            shared_me: Arc::from(me),
+            shared_instance: Arc::from(instance_id),
             membership: 0,
         }
     }
@@ -368,16 +375,16 @@ impl Replica {
     pub fn digest_entries(&self) -> Vec<DigestEntry> {
         let mut entries = Vec::with_capacity(self.views.len() + 1);
         entries.push(DigestEntry {
-            origin: self.me.clone(),
-            instance_id: self.instance_id.clone(),
+            origin: self.shared_me.clone(),
+            instance_id: self.shared_instance.clone(),
             started_at: self.started_at,
             heartbeat: self.heartbeat,
             max_version: self.own.max_version,
             refreshed_at: self.refreshed_at,
         });
-        for (origin, v) in &self.views {
+        for v in self.views.values() {
             entries.push(DigestEntry {
-                origin: origin.clone(),
+                origin: v.origin.clone(),
                 instance_id: v.instance_id.clone(),
                 started_at: v.started_at,
                 heartbeat: v.heartbeat,
@@ -415,7 +422,7 @@ impl Replica {
         let mine = theirs.get(self.me.as_str());
         let behind = match mine {
             None => Some(0),
-            Some(t) if t.instance_id != self.instance_id => Some(0),
+            Some(t) if *t.instance_id != *self.instance_id => Some(0),
             Some(t) if t.max_version < self.own.max_version => Some(t.max_version),
             _ => None,
         };
@@ -446,10 +453,10 @@ impl Replica {
 
     /// Updates heartbeat / refresh of a shared origin from a digest entry.
     fn observe(&mut self, catalog: &mut Catalog, e: &DigestEntry, now: Instant) {
-        if e.origin == self.me {
+        if *e.origin == *self.me {
             return;
         }
-        let Some(v) = self.views.get_mut(&e.origin) else {
+        let Some(v) = self.views.get_mut(&*e.origin) else {
             return;
         };
         if v.instance_id != e.instance_id {
@@ -458,7 +465,10 @@ impl Replica {
         // Only now the gone records (their key costs two allocations to
         // build, and there usually are none).
         if !self.dead.is_empty() {
-            if let Some(dead) = self.dead.get(&(e.origin.clone(), e.instance_id.clone())) {
+            if let Some(dead) = self
+                .dead
+                .get(&(e.origin.to_string(), e.instance_id.to_string()))
+            {
                 if e.heartbeat <= dead.heartbeat {
                     return;
                 }
@@ -489,7 +499,7 @@ impl Replica {
             Some(o) => match self.views.get(o) {
                 Some(v) => (
                     o,
-                    v.instance_id.as_str(),
+                    &*v.instance_id,
                     v.started_at,
                     v.heartbeat,
                     v.refreshed_at,
@@ -591,7 +601,7 @@ impl Replica {
         // Instance handling.
         let replace = match self.views.get(&delta.origin) {
             None => true,
-            Some(v) if v.instance_id == delta.instance_id => false,
+            Some(v) if *v.instance_id == *delta.instance_id => false,
             Some(v) => {
                 if !newer_instance(
                     &delta.instance_id,
@@ -612,7 +622,7 @@ impl Replica {
                     .extend(drop_origin_entries(catalog, &delta.origin, &old.versions));
                 // The old instance is gone for good: the new one replaced it.
                 self.remember_gone(
-                    (delta.origin.clone(), old.instance_id.clone()),
+                    (delta.origin.clone(), old.instance_id.to_string()),
                     DeadRecord {
                         at: now,
                         until: now + self.params.horizon,
@@ -624,7 +634,8 @@ impl Replica {
             self.views.insert(
                 delta.origin.clone(),
                 View {
-                    instance_id: delta.instance_id.clone(),
+                    origin: Arc::from(delta.origin.as_str()),
+                    instance_id: Arc::from(delta.instance_id.as_str()),
                     started_at: delta.started_at,
                     heartbeat: 0,
                     refreshed_at: 0.0,
@@ -743,7 +754,7 @@ impl Replica {
         if self
             .views
             .get(origin)
-            .is_some_and(|v| v.instance_id == instance)
+            .is_some_and(|v| *v.instance_id == *instance)
         {
             if let Some(v) = self.views.remove(origin) {
                 self.membership += 1;
@@ -779,7 +790,7 @@ impl Replica {
             if let Some(v) = self.views.remove(&origin) {
                 self.membership += 1;
                 self.remember_gone(
-                    (origin.clone(), v.instance_id.clone()),
+                    (origin.clone(), v.instance_id.to_string()),
                     DeadRecord {
                         at: now,
                         until: now + self.params.horizon,
@@ -902,7 +913,7 @@ impl Replica {
     pub fn instances(&self) -> impl Iterator<Item = (&str, &str, f64)> {
         self.views
             .iter()
-            .map(|(o, v)| (o.as_str(), v.instance_id.as_str(), v.started_at))
+            .map(|(o, v)| (o.as_str(), &*v.instance_id, v.started_at))
     }
 
     /// A counter that moves whenever the remote origins held, their
@@ -918,7 +929,7 @@ impl Replica {
     pub fn view_instance(&self, origin: &str) -> Option<(&str, f64)> {
         self.views
             .get(origin)
-            .map(|v| (v.instance_id.as_str(), v.started_at))
+            .map(|v| (&*v.instance_id, v.started_at))
     }
 
     /// Checks the replica's safety invariants against the catalog: no
@@ -933,7 +944,7 @@ impl Replica {
             if self
                 .views
                 .get(origin)
-                .is_some_and(|v| &v.instance_id == instance)
+                .is_some_and(|v| *v.instance_id == **instance)
             {
                 return Err(format!(
                     "{}: departed {origin} instance {instance} reappeared",

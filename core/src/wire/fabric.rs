@@ -6,6 +6,8 @@
 //! of misreading it. Frames have a hard size bound checked *before* decoding,
 //! so a hostile peer cannot make the node allocate without limit.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::entry::{Entry, EntryKey};
@@ -193,10 +195,11 @@ pub struct Goodbye {
 /// What a node knows about one origin: one row of its anti-entropy state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DigestEntry {
-    /// Origin node id.
-    pub origin: String,
-    /// Origin instance.
-    pub instance_id: String,
+    /// Origin node id (shared: every connection's digest table holds the
+    /// same origins, so they share one copy instead of one each).
+    pub origin: Arc<str>,
+    /// Origin instance (shared likewise).
+    pub instance_id: Arc<str>,
     /// Wall time the instance started (orders two instances of one node).
     pub started_at: f64,
     /// Highest heartbeat seen from this instance.
@@ -444,8 +447,8 @@ mod tests {
                         defs: vec![SlotDef {
                             slot: (v % 5) as u32,
                             entry: DigestEntry {
-                                origin,
-                                instance_id,
+                                origin: origin.into(),
+                                instance_id: instance_id.into(),
                                 started_at: 1.5,
                                 heartbeat: v,
                                 max_version: v / 2,
