@@ -295,6 +295,11 @@ pub struct Settings {
     pub discovery_resolver_query_stale_seconds: f64,
     /// Seconds an empty result is cached, so repeated misses stay cheap.
     pub discovery_resolver_query_negative_ttl_seconds: f64,
+    /// Keep-warm, in TTLs (ours, not MPREG's): a cached result read within
+    /// the last this-many TTLs is recomputed before it expires and right
+    /// after a change makes it stale, so its readers keep getting fresh
+    /// results; `0` leaves it to the next reader (MPREG's behaviour).
+    pub discovery_resolver_query_keep_warm_ttls: f64,
     /// Entry cap shared by the catalog-query and cluster-map result caches
     /// (bounds memory). Never negative after normalisation.
     pub discovery_resolver_query_cache_max_entries: i64,
@@ -515,6 +520,8 @@ impl Default for Settings {
             discovery_resolver_query_ttl_seconds: 10.0,
             discovery_resolver_query_stale_seconds: 20.0,
             discovery_resolver_query_negative_ttl_seconds: 5.0,
+            discovery_resolver_query_keep_warm_ttls:
+                crate::resolver::query_cache::DEFAULT_KEEP_WARM_TTLS,
             discovery_resolver_query_cache_max_entries: 1000,
             discovery_summary_resolver_mode: false,
             discovery_summary_resolver_namespaces: Vec::new(),
@@ -1249,6 +1256,7 @@ const SETTINGS: &[Field] = &[
     field("discovery_resolver_query_ttl_seconds", Kind::Float),
     field("discovery_resolver_query_stale_seconds", Kind::Float),
     field("discovery_resolver_query_negative_ttl_seconds", Kind::Float),
+    field("discovery_resolver_query_keep_warm_ttls", Kind::Float),
     field("discovery_resolver_query_cache_max_entries", I64),
     field("discovery_summary_resolver_mode", Kind::Bool),
     field("discovery_summary_resolver_namespaces", Kind::TextList),
@@ -1756,6 +1764,10 @@ const FLOAT_RULES: &[((&str, FloatAt), FloatRule)] = &[
     ),
     (
         at!(FloatAt, discovery_resolver_query_negative_ttl_seconds),
+        FloatRule::NonNegative,
+    ),
+    (
+        at!(FloatAt, discovery_resolver_query_keep_warm_ttls),
         FloatRule::NonNegative,
     ),
     (

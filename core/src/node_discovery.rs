@@ -185,8 +185,11 @@ impl Node {
             Applied::Changed(changed) => {
                 for (kind, nss) in changed {
                     let refs: Vec<&str> = nss.iter().map(String::as_str).collect();
-                    self.plane.resolver.cache.invalidate(kind, &refs);
+                    self.plane.resolver.cache.invalidate(kind, &refs, now.wall);
                 }
+                // Keep-warm: the answers just made stale that clients are
+                // reading are recomputed now, not by their next reader.
+                self.run_resolver_refreshes(now);
             }
             Applied::Skipped => {}
             Applied::Gap { expected, got } => {
@@ -218,9 +221,11 @@ impl Node {
             let removed = self.plane.resolver.mirror.prune(&self.catalog, now.wall);
             for (kind, nss) in removed {
                 let refs: Vec<&str> = nss.iter().map(String::as_str).collect();
-                self.plane.resolver.cache.invalidate(kind, &refs);
+                self.plane.resolver.cache.invalidate(kind, &refs, now.wall);
             }
             self.plane.resolver.cache.prune(now.wall);
+            // Also renews warm answers due while no request came.
+            self.run_resolver_refreshes(now);
             let every = self
                 .plane
                 .resolver
@@ -713,9 +718,11 @@ impl Node {
     }
 
     /// Recomputes the stale answers scheduled by the last request (one
-    /// refresh per key, however many requests found it stale).
+    /// refresh per key, however many requests found it stale) and those
+    /// keep-warm scheduled (read recently, and changed or due).
     pub(super) fn run_resolver_refreshes(&mut self, now: Now) {
-        let jobs = std::mem::take(&mut self.plane.refresh_jobs);
+        let mut jobs = std::mem::take(&mut self.plane.refresh_jobs);
+        jobs.extend(self.plane.resolver.cache.take_scheduled(now.wall));
         for key in jobs {
             let fun = key.kind.rpc();
             let payload = key.payload.clone();

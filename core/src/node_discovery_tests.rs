@@ -310,11 +310,63 @@ fn resolver_mode_refreshes_a_read_answer_ahead_of_its_expiry() {
     );
 }
 
+/// Keep-warm: when an entry of a namespace whose answer a client reads
+/// expires (a change no request carries), the answer is recomputed as the
+/// change arrives, so the next read is fresh and no longer holds it;
+/// without keep-warm that read is served stale.
+#[test]
+fn resolver_mode_recomputes_a_read_answer_when_its_namespace_changes() {
+    for keep_warm in [2.0, 0.0] {
+        let mut one = One::new(Settings {
+            discovery_resolver_query_ttl_seconds: 10.0,
+            discovery_resolver_query_stale_seconds: 20.0,
+            discovery_resolver_query_keep_warm_ttls: keep_warm,
+            ..resolver_settings()
+        });
+        one.connect(1);
+        one.node
+            .call_mut(
+                at(one.t),
+                "catalog_register",
+                json!({"entry_type": "functions", "name": "svc.market.depth", "version": "1.0.0", "ttl_seconds": 2}),
+            )
+            .expect("registered");
+        one.drain();
+        one.advance_to(one.t + 0.01);
+        let q = json!({"entry_type": "functions", "namespace": "svc.market"});
+        let count = |v: &Value| v["items"].as_array().map_or(0, Vec::len);
+        assert_eq!(count(&one.rpc(1, "catalog_query", q.clone())), 3);
+        // The registration expires; the node's prune timer removes it.
+        one.advance_to(one.t + 4.0);
+        let next = one.rpc(1, "catalog_query", q);
+        let qc = &one.rpc(1, "resolver_cache_stats", json!({}))["query_cache"];
+        if keep_warm > 0.0 {
+            assert_eq!(count(&next), 2, "{qc}");
+            assert_eq!(
+                (
+                    &qc["catalog_hits"],
+                    &qc["catalog_stale_serves"],
+                    &qc["catalog_refreshes"]
+                ),
+                (&json!(1), &json!(0), &json!(1)),
+                "{qc}"
+            );
+        } else {
+            assert_eq!(count(&next), 3, "served stale");
+            assert_eq!(qc["catalog_stale_serves"], json!(1), "{qc}");
+        }
+    }
+}
+
 /// §8.4's asserted test (`test_resolver_query_cache_stale_and_negative`),
 /// `resolver_cache_stats` and `resolver_resync` (§8.5).
 #[test]
 fn resolver_mode_serves_from_mirror_with_stale_and_negative_cache() {
-    let mut one = One::new(resolver_settings());
+    // MPREG's sequence: without keep-warm, a read past the TTL is stale.
+    let mut one = One::new(Settings {
+        discovery_resolver_query_keep_warm_ttls: 0.0,
+        ..resolver_settings()
+    });
     one.connect(1);
     let q = json!({"entry_type": "functions", "namespace": "svc.market"});
     let first = one.rpc(1, "catalog_query", q.clone());

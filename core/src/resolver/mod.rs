@@ -56,6 +56,7 @@ impl ResolverConfig {
                 max_entries: usize::try_from(s.discovery_resolver_query_cache_max_entries)
                     .unwrap_or(0),
                 refresh_ahead: query_cache::DEFAULT_REFRESH_AHEAD,
+                keep_warm_ttls: s.discovery_resolver_query_keep_warm_ttls,
             },
         }
     }

@@ -40,6 +40,11 @@ pub struct QueryCacheConfig {
     /// answer's TTL schedules its refresh (0 turns it off; see
     /// [`Lookup::Ahead`]).
     pub refresh_ahead: f64,
+    /// Keep-warm, in TTLs: an answer read within the last this-many TTLs is
+    /// renewed without waiting for another read, at its refresh-ahead point
+    /// and as soon as a change makes it stale (0 turns it off; see
+    /// [`QueryCache::take_scheduled`]).
+    pub keep_warm_ttls: f64,
 }
 
 /// The default [`QueryCacheConfig::refresh_ahead`]: a hit in the last
@@ -47,6 +52,16 @@ pub struct QueryCacheConfig {
 /// last tenth; a quarter also keeps answers read only a few times per TTL
 /// fresh, for one recomputation from the local mirror per key and TTL.
 pub const DEFAULT_REFRESH_AHEAD: f64 = 0.25;
+
+/// The default [`QueryCacheConfig::keep_warm_ttls`]: answers read in the
+/// last two TTLs stay computed. Refresh-ahead alone needs a read in the
+/// last quarter of each TTL, which an answer read every few seconds often
+/// misses, and a change leaves its answers stale until the next read; both
+/// cost the next reader a stale or missed answer. Keeping the recently read
+/// answers computed costs one recomputation from the local mirror per
+/// answer per TTL (and per change that touches it), like CoreDNS's
+/// `prefetch` of popular names but without waiting for a read.
+pub const DEFAULT_KEEP_WARM_TTLS: f64 = 2.0;
 
 /// Which RPC an answer belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -498,6 +513,11 @@ pub type Answer = Arc<Value>;
 struct Cached {
     value: Answer,
     age: Age,
+    /// Key of this answer in the renewal index: when keep-warm renews it.
+    renew: Age,
+    /// Wall time of the last read (the computing request counts; a
+    /// refresh does not).
+    last_read: f64,
     expires_at: f64,
     stale_until: f64,
     negative: bool,
@@ -561,6 +581,10 @@ pub struct QueryCache {
     generation: u64,
     /// Keys with a refresh scheduled and not yet stored.
     refreshing: BTreeSet<CacheKey>,
+    /// Renewal order for keep-warm: renewal time → the answer's age.
+    renew: BTreeMap<Age, Age>,
+    /// Keys keep-warm scheduled, not yet taken by the node.
+    scheduled: Vec<CacheKey>,
     catalog: KindStats,
     cluster_map: KindStats,
 }
@@ -582,6 +606,8 @@ impl QueryCache {
             stores: 0,
             generation: 0,
             refreshing: BTreeSet::new(),
+            renew: BTreeMap::new(),
+            scheduled: Vec::new(),
             catalog: KindStats::default(),
             cluster_map: KindStats::default(),
         }
@@ -649,10 +675,13 @@ impl QueryCache {
         let key: &dyn KeyParts = key;
         let kind = key.parts().0;
         let generation = self.generation;
-        let Some(e) = self.entries.get(key) else {
+        let Some(e) = self.entries.get_mut(key) else {
             self.stats_mut(kind).misses += 1;
             return Lookup::Miss;
         };
+        if now <= e.stale_until {
+            e.last_read = e.last_read.max(now);
+        }
         let negative = e.negative;
         let result = if e.generation == generation && !e.invalidated && now <= e.expires_at {
             let ttl = e.expires_at - e.age.0;
@@ -671,6 +700,7 @@ impl QueryCache {
         } else {
             if let Some(gone) = self.entries.remove(key) {
                 self.ages.remove(&gone.age);
+                self.renew.remove(&gone.renew);
             }
             self.refreshing.remove(key);
             self.stats_mut(kind).misses += 1;
@@ -714,9 +744,15 @@ impl QueryCache {
         if !self.cfg.enabled {
             return;
         }
-        if self.refreshing.remove(&key) {
+        let refresh = self.refreshing.remove(&key);
+        if refresh {
             self.stats_mut(key.kind).refreshes += 1;
         }
+        // A refresh is not a read: the answer stays as warm as it was.
+        let last_read = match self.entries.get(&key) {
+            Some(old) if refresh => old.last_read,
+            _ => now,
+        };
         let ttl = if negative {
             self.cfg.negative_ttl_seconds
         } else {
@@ -727,11 +763,22 @@ impl QueryCache {
         self.stores += 1;
         let age = Age(now, self.stores);
         self.ages.insert(age, key.clone());
+        let ahead = if self.cfg.refresh_ahead > 0.0 {
+            self.cfg.refresh_ahead.min(1.0)
+        } else {
+            0.0
+        };
+        let renew = Age(now + ttl * (1.0 - ahead), self.stores);
+        if self.cfg.keep_warm_ttls > 0.0 {
+            self.renew.insert(renew, age);
+        }
         let replaced = self.entries.insert(
             key,
             Cached {
                 value: value.into(),
                 age,
+                renew,
+                last_read,
                 expires_at: now + ttl,
                 stale_until: now + ttl + stale,
                 negative,
@@ -742,6 +789,7 @@ impl QueryCache {
         );
         if let Some(old) = replaced {
             self.ages.remove(&old.age);
+            self.renew.remove(&old.renew);
         }
         self.capacity_prune();
     }
@@ -752,7 +800,9 @@ impl QueryCache {
             let Some((_, k)) = self.ages.pop_first() else {
                 break;
             };
-            self.entries.remove(&k);
+            if let Some(gone) = self.entries.remove(&k) {
+                self.renew.remove(&gone.renew);
+            }
             self.refreshing.remove(&k);
         }
     }
@@ -763,11 +813,14 @@ impl QueryCache {
     }
 
     /// A change of an entry of `kind` whose namespace values are `namespaces`
-    /// (empty: a kind without namespace) makes every answer that could
-    /// contain it stale. Returns how many were invalidated.
-    pub fn invalidate(&mut self, kind: EntryKind, namespaces: &[&str]) -> usize {
+    /// (empty: a kind without namespace), at wall time `now`, makes every
+    /// answer that could contain it stale; the warm ones among them are
+    /// scheduled for recomputation ([`QueryCache::take_scheduled`]).
+    /// Returns how many were invalidated.
+    pub fn invalidate(&mut self, kind: EntryKind, namespaces: &[&str], now: f64) -> usize {
         let mut n = 0;
-        for e in self.entries.values_mut() {
+        let mut warm = Vec::new();
+        for (key, e) in self.entries.iter_mut() {
             if e.invalidated {
                 continue;
             }
@@ -778,19 +831,56 @@ impl QueryCache {
             if reads_kind && overlaps {
                 e.invalidated = true;
                 n += 1;
+                if is_warm(&self.cfg, e, now) {
+                    warm.push(key.clone());
+                }
+            }
+        }
+        for key in warm {
+            if self.refreshing.insert(key.clone()) {
+                self.scheduled.push(key);
             }
         }
         n
     }
 
+    /// Keep-warm: the keys whose answers should be recomputed now, each
+    /// scheduled once (like a stale read's refresh): answers a change made
+    /// stale ([`QueryCache::invalidate`]) and answers at their refresh-ahead
+    /// point, when read within the last
+    /// [`QueryCacheConfig::keep_warm_ttls`] TTLs. An answer nobody read for
+    /// that long is left to expire. The node runs these after every request
+    /// and change, as it runs a stale read's refresh.
+    pub fn take_scheduled(&mut self, now: f64) -> Vec<CacheKey> {
+        while let Some((&at, &age)) = self.renew.first_key_value() {
+            if at.0 > now {
+                break;
+            }
+            self.renew.pop_first();
+            let Some(key) = self.ages.get(&age) else {
+                continue;
+            };
+            let due = self
+                .entries
+                .get(key)
+                .is_some_and(|e| e.age == age && is_warm(&self.cfg, e, now));
+            if due && !self.refreshing.contains(key) {
+                self.refreshing.insert(key.clone());
+                self.scheduled.push(key.clone());
+            }
+        }
+        std::mem::take(&mut self.scheduled)
+    }
+
     /// Drops answers past their stale window (§8.4 `prune_expired`).
     pub fn prune(&mut self, now: f64) -> usize {
         let before = self.entries.len();
-        let ages = &mut self.ages;
+        let (ages, renew) = (&mut self.ages, &mut self.renew);
         self.entries.retain(|_, e| {
             let keep = e.stale_until > now;
             if !keep {
                 ages.remove(&e.age);
+                renew.remove(&e.renew);
             }
             keep
         });
@@ -826,6 +916,17 @@ impl QueryCache {
     }
 }
 
+/// Whether keep-warm renews `e` at `now`: read within the last
+/// `keep_warm_ttls` of its TTLs.
+fn is_warm(cfg: &QueryCacheConfig, e: &Cached, now: f64) -> bool {
+    let ttl = if e.negative {
+        cfg.negative_ttl_seconds
+    } else {
+        cfg.ttl_seconds
+    };
+    cfg.keep_warm_ttls > 0.0 && now - e.last_read <= ttl.max(0.0) * cfg.keep_warm_ttls
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -840,6 +941,7 @@ mod tests {
             negative_ttl_seconds: 0.3,
             max_entries: 100,
             refresh_ahead: 0.0,
+            keep_warm_ttls: 0.0,
         }
     }
 
@@ -929,8 +1031,8 @@ mod tests {
         });
         c.store(key("svc.a", None), json!([1]), false, dep("svc.a"), 0.0);
         c.store(key("svc.b", None), json!([1]), false, dep("svc.b"), 0.0);
-        assert_eq!(c.invalidate(EntryKind::Queues, &["svc.a"]), 0);
-        assert_eq!(c.invalidate(EntryKind::Functions, &["svc.a.x"]), 1);
+        assert_eq!(c.invalidate(EntryKind::Queues, &["svc.a"], 0.5), 0);
+        assert_eq!(c.invalidate(EntryKind::Functions, &["svc.a.x"], 0.5), 1);
         assert!(matches!(
             c.lookup(&key("svc.a", None), 1.0),
             Lookup::Stale { .. }
@@ -1038,6 +1140,63 @@ mod tests {
             off.lookup(&k, 10.1),
             Lookup::Stale { refresh: true, .. }
         ));
+    }
+
+    /// Keep-warm renews an answer read recently at its refresh-ahead point
+    /// without a read there, and recomputes it right after a change; one
+    /// nobody read for two TTLs is left to expire.
+    #[test]
+    fn keep_warm_renews_read_answers_and_lets_unread_ones_go() {
+        let mut c = QueryCache::new(QueryCacheConfig {
+            ttl_seconds: 10.0,
+            stale_seconds: 20.0,
+            refresh_ahead: 0.25,
+            keep_warm_ttls: 2.0,
+            ..cfg()
+        });
+        let (read, unread) = (key("svc.a", None), key("svc.b", None));
+        c.store(read.clone(), json!([1]), false, dep("svc.a"), 0.0);
+        c.store(unread.clone(), json!([1]), false, dep("svc.b"), 0.0);
+        assert!(c.take_scheduled(7.4).is_empty(), "nothing due yet");
+        // Due at 7.5; the computing request counts as a read of both.
+        let both = |c: &mut QueryCache, at: f64| {
+            let due = c.take_scheduled(at);
+            for k in &due {
+                let ns = k.payload["namespace"].as_str().unwrap_or("").to_string();
+                c.store(k.clone(), json!([at]), false, dep(&ns), at);
+            }
+            due.len()
+        };
+        assert_eq!(both(&mut c, 7.5), 2);
+        assert_eq!(c.lookup(&read, 12.0), Lookup::Hit(json!([7.5]).into()));
+        // 15.0: both were read within two TTLs (20 s).
+        assert_eq!(both(&mut c, 15.0), 2);
+        // 22.5: `read` (last read 12.0) is warm; `unread` (0.0) is not.
+        assert_eq!(c.take_scheduled(22.5), vec![read.clone()]);
+        assert!(c.take_scheduled(22.5).is_empty(), "scheduled once");
+        c.store(read.clone(), json!([3]), false, dep("svc.a"), 22.5);
+        // A change: the warm answer is recomputed at once, not served
+        // stale to its next reader.
+        assert_eq!(c.invalidate(EntryKind::Functions, &["svc.a"], 23.0), 1);
+        assert_eq!(c.take_scheduled(23.0), vec![read.clone()]);
+        c.store(read.clone(), json!([4]), false, dep("svc.a"), 23.0);
+        assert_eq!(c.lookup(&read, 24.0), Lookup::Hit(json!([4]).into()));
+        // The unread answer expired at 25.0 and is served stale.
+        assert!(matches!(
+            c.lookup(&unread, 26.0),
+            Lookup::Stale { refresh: true, .. }
+        ));
+        let st = c.stats(CacheKind::Catalog);
+        assert_eq!((st.hits, st.stale_serves, st.refreshes), (2, 1, 6));
+        // Off: nothing is scheduled without a read.
+        let mut off = QueryCache::new(QueryCacheConfig {
+            ttl_seconds: 10.0,
+            refresh_ahead: 0.25,
+            ..cfg()
+        });
+        off.store(read.clone(), json!([1]), false, dep("svc.a"), 0.0);
+        off.invalidate(EntryKind::Functions, &["svc.a"], 1.0);
+        assert!(off.take_scheduled(9.0).is_empty());
     }
 
     #[test]
@@ -1196,8 +1355,13 @@ mod tests {
         /// The age index always holds exactly the cached answers, and the
         /// cache never holds more than `max_entries`.
         #[test]
-        fn age_index_matches_entries(ops in proptest::collection::vec((0u8..4, 0u8..6, 0u64..50), 1..120)) {
-            let mut c = QueryCache::new(QueryCacheConfig { max_entries: 3, ..cfg() });
+        fn age_index_matches_entries(ops in proptest::collection::vec((0u8..6, 0u8..6, 0u64..50), 1..120)) {
+            let mut c = QueryCache::new(QueryCacheConfig {
+                max_entries: 3,
+                refresh_ahead: 0.25,
+                keep_warm_ttls: 2.0,
+                ..cfg()
+            });
             let mut now = 0.0;
             for (op, k, dt) in ops {
                 now += dt as f64 * 0.02;
@@ -1205,12 +1369,26 @@ mod tests {
                 match op {
                     0 | 1 => c.store(key(&ns, None), json!([k]), k == 0, dep(&ns), now),
                     2 => { c.lookup(&key(&ns, None), now); }
+                    3 => { c.invalidate(EntryKind::Functions, &[&ns], now); }
+                    4 => {
+                        // What the node does with keep-warm's keys.
+                        for key in c.take_scheduled(now) {
+                            let ns = key.payload["namespace"].as_str().unwrap_or("").to_string();
+                            c.store(key, json!([0]), false, dep(&ns), now);
+                        }
+                    }
                     _ => { c.prune(now); }
                 }
                 prop_assert!(c.len() <= 3);
                 prop_assert_eq!(c.ages.len(), c.entries.len());
                 for (age, k) in &c.ages {
                     prop_assert_eq!(c.entries.get(k).map(|e| e.age), Some(*age));
+                }
+                // Every renewal points at its own answer's age.
+                prop_assert!(c.renew.len() <= c.entries.len());
+                for (at, age) in &c.renew {
+                    let e = c.ages.get(age).and_then(|k| c.entries.get(k));
+                    prop_assert_eq!(e.map(|e| (e.renew, e.age)), Some((*at, *age)));
                 }
                 prop_assert!(c.refreshing.iter().all(|k| c.entries.contains_key(k)));
             }
@@ -1234,7 +1412,7 @@ mod tests {
                         c.store(key.clone(), json!([k]), negative, dep(&ns), now);
                         stored.insert(key, (now, negative));
                     }
-                    1 => { c.invalidate(EntryKind::Functions, &[&ns]); }
+                    1 => { c.invalidate(EntryKind::Functions, &[&ns], now); }
                     _ => match c.lookup(&key, now) {
                         Lookup::Miss => {}
                         Lookup::Hit(_) => {
