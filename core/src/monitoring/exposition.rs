@@ -136,6 +136,22 @@ impl Exposition {
         self
     }
 
+    /// A family with one sample per value of a single label.
+    pub fn by_label<'a>(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, f64)>,
+    ) -> &mut Self {
+        self.family(name, kind, help);
+        for (value, sample) in samples {
+            self.sample(&[(label, value)], sample);
+        }
+        self
+    }
+
     /// A family with one unlabelled sample.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: f64) -> &mut Self {
         self.family(name, kind, help).sample(&[], value)

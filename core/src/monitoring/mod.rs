@@ -582,41 +582,34 @@ fn metrics(view: &MonitoringView<'_>) -> String {
     for (name, help, value) in counters {
         e.single(name, Kind::Counter, help, value as f64);
     }
-    e.family(
+    e.by_label(
         "mpreg_fabric_auth_refused_total",
         Kind::Counter,
         "Fabric peers refused by cluster-key authentication, by reason.",
+        "reason",
+        Refusal::ALL.map(|why| (why.label(), c.fabric_auth_refused.get(why) as f64)),
     );
-    for why in Refusal::ALL {
-        e.sample(
-            &[("reason", why.label())],
-            c.fabric_auth_refused.get(why) as f64,
-        );
-    }
-    e.family(
+    e.by_label(
         "mpreg_limit_hits_total",
         Kind::Counter,
         "Resource bounds hit, by the bound (each refused or closed only the party that hit it).",
+        "limit",
+        Limit::ALL.map(|limit| (limit.as_str(), c.limit_hits.get(limit) as f64)),
     );
-    for limit in Limit::ALL {
-        e.sample(&[("limit", limit.as_str())], c.limit_hits.get(limit) as f64);
-    }
-    e.family(
+    e.by_label(
         "mpreg_fabric_sent_frames_total",
         Kind::Counter,
         "Fabric frames sent, by message kind.",
+        "kind",
+        MsgKind::ALL.map(|kind| (kind.label(), c.fabric_sent.frames(kind) as f64)),
     );
-    for kind in MsgKind::ALL {
-        e.sample(&[("kind", kind.label())], c.fabric_sent.frames(kind) as f64);
-    }
-    e.family(
+    e.by_label(
         "mpreg_fabric_sent_bytes_total",
         Kind::Counter,
         "Fabric payload bytes sent (encoded frames, before WebSocket framing), by message kind.",
+        "kind",
+        MsgKind::ALL.map(|kind| (kind.label(), c.fabric_sent.bytes(kind) as f64)),
     );
-    for kind in MsgKind::ALL {
-        e.sample(&[("kind", kind.label())], c.fabric_sent.bytes(kind) as f64);
-    }
 
     let p = view.peers;
     e.family(
