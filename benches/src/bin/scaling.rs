@@ -9,7 +9,12 @@
 //!    i % 3). Every `interval / 10` of virtual time the harness sums
 //!    `discovered(i)` over all nodes and records when that reaches 99.99 %
 //!    (and 100 %) of the N·(N−1) (node, peer) pairs.
-//! 2. **Steady state.** After full discovery and a settle period, fabric
+//! 2. **Steady state.** After full discovery, the mesh settles: the dial
+//!    scheduler keeps opening links until each node has its
+//!    `desired_connected` (about √N + 2 beyond 20 peers), a few per
+//!    reconcile tick, and every new link starts with a full digest. The
+//!    harness waits until a 5 s stretch opens no link (no `hello` sent),
+//!    up to `--max-settle-secs`, and reports that time. Then fabric
 //!    bytes are counted over one catalog refresh period (the longest period
 //!    in the steady-state traffic) from the nodes' own counters of fabric
 //!    traffic sent (`mpreg_fabric_sent_bytes_total`), per node per second
@@ -64,6 +69,10 @@ struct Args {
     /// Also write `key=value` figures to this file (for the report script).
     #[arg(long)]
     summary: Option<std::path::PathBuf>,
+    /// Longest wait for the mesh to stop opening links before the steady
+    /// window, virtual seconds.
+    #[arg(long, default_value_t = 300.0)]
+    max_settle_secs: f64,
     /// Skip the join measurement.
     #[arg(long)]
     no_join: bool,
@@ -109,6 +118,9 @@ struct Run {
     steady_bps: Option<f64>,
     steady_by_kind: BTreeMap<String, f64>,
     steady_window: f64,
+    /// Virtual seconds from full discovery until the mesh stopped opening
+    /// links (`None`: it had not after `--max-settle-secs`).
+    settled: Option<f64>,
     /// Frames per node per second in steady state.
     steady_fps: Option<f64>,
     /// Join: virtual seconds until all pairs with the new node are known.
@@ -249,7 +261,21 @@ fn run_one(args: &Args, n: usize, gi: f64) -> Run {
     );
     // 2. Steady state: settle, then one refresh period.
     if run.t100.is_some() && !over() {
-        sim.run_for(secs((5.0 * gi).max(2.0)));
+        let settle_from = sim.now().mono;
+        let stretch = 5.0_f64.max(5.0 * gi);
+        loop {
+            let hellos = cluster_sent(&sim).frames(MsgKind::Hello);
+            sim.run_for(secs(stretch));
+            let waited = elapsed_since(&sim, settle_from);
+            if cluster_sent(&sim).frames(MsgKind::Hello) == hellos {
+                run.settled = Some(waited);
+                break;
+            }
+            if waited >= args.max_settle_secs || over() {
+                run.note = format!("{} mesh still opening links after {waited:.0} s", run.note);
+                break;
+            }
+        }
         let window = (args.ttl_secs / 4.0).max(gi * 10.0);
         let before = cluster_sent(&sim);
         let start = sim.now().mono;
@@ -386,6 +412,7 @@ fn main() {
             put("t9999", r.t9999);
             put("t100", r.t100);
             put("join", r.join);
+            put("settled", r.settled);
             put("steady_kbps", r.steady_bps.map(kbit));
             put(
                 "heap_mib_per_node",
@@ -412,6 +439,9 @@ fn print_report(args: &Args, runs: &[Run], skipped: &[(f64, usize, String)]) {
          until the given fraction of the N·(N−1) (node, peer) pairs is discovered \
          (`Sim::discovered`, sampled every interval/10). Join: one extra node joins the \
          converged cluster; time until every pair involving it is discovered. \
+         Mesh settled: virtual seconds after full discovery until a 5 s stretch opened no \
+         fabric link (the dial scheduler adds a few links per tick up to its target, and each \
+         new link starts with a full digest); the steady window starts there. \
          Serf model: hashicorp/serf `_simulator.js` (fanout 3, 0 % loss) evaluated at the same \
          N and interval; the 0.2 s column is Serf's default configuration (anchors.md §3.1). \
          Network: 5 ms latency + up to 5 ms jitter, no loss. \
@@ -420,14 +450,14 @@ fn print_report(args: &Args, runs: &[Run], skipped: &[(f64, usize, String)]) {
         args.lean_from
     );
     println!(
-        "| interval | N | t50 % | t99 % | **t99.99 %** | t100 % | Serf model t99.99 % | join (1 node) | fabric KiB/node to 99.99 % | steady B/s/node | steady kbit/s/node | Serf max kbit/s/node | frames/s/node | heap MiB/node | wall s |"
+        "| interval | N | t50 % | t99 % | **t99.99 %** | t100 % | Serf model t99.99 % | join (1 node) | mesh settled s | fabric KiB/node to 99.99 % | steady B/s/node | steady kbit/s/node | Serf max kbit/s/node | frames/s/node | heap MiB/node | wall s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in runs {
         let model = serf::seconds_to_converge(r.n, r.gi, serf::DEFAULT_FANOUT, 0.0);
         let model_bw = kbit(serf::max_bytes_per_sec(r.gi, serf::DEFAULT_FANOUT));
         println!(
-            "| {:.1} s | {} | {} | {} | **{}** | {} | {:.1} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.1} |",
+            "| {:.1} s | {} | {} | {} | **{}** | {} | {:.1} | {} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {:.1} |",
             r.gi,
             if r.n >= args.lean_from {
                 format!("{} †", r.n)
@@ -440,6 +470,7 @@ fn print_report(args: &Args, runs: &[Run], skipped: &[(f64, usize, String)]) {
             fmt_opt(r.t100, 2),
             model,
             fmt_opt(r.join, 2),
+            fmt_opt(r.settled, 0),
             fmt_opt(r.conv_bytes_per_node.map(|b| b / 1024.0), 1),
             fmt_opt(r.steady_bps, 0),
             fmt_opt(r.steady_bps.map(kbit), 1),
