@@ -47,6 +47,18 @@ pub struct QueryCacheConfig {
     pub keep_warm_ttls: f64,
 }
 
+impl QueryCacheConfig {
+    /// Seconds an answer stays fresh: the negative TTL for an empty one.
+    fn ttl(&self, negative: bool) -> f64 {
+        if negative {
+            self.negative_ttl_seconds
+        } else {
+            self.ttl_seconds
+        }
+        .max(0.0)
+    }
+}
+
 /// The default [`QueryCacheConfig::refresh_ahead`]: a hit in the last
 /// quarter of an answer's TTL renews it. Unbound's `prefetch` uses the
 /// last tenth; a quarter also keeps answers read only a few times per TTL
@@ -753,21 +765,12 @@ impl QueryCache {
             Some(old) if refresh => old.last_read,
             _ => now,
         };
-        let ttl = if negative {
-            self.cfg.negative_ttl_seconds
-        } else {
-            self.cfg.ttl_seconds
-        }
-        .max(0.0);
+        let ttl = self.cfg.ttl(negative);
         let stale = self.cfg.stale_seconds.max(0.0);
         self.stores += 1;
         let age = Age(now, self.stores);
         self.ages.insert(age, key.clone());
-        let ahead = if self.cfg.refresh_ahead > 0.0 {
-            self.cfg.refresh_ahead.min(1.0)
-        } else {
-            0.0
-        };
+        let ahead = self.cfg.refresh_ahead.clamp(0.0, 1.0);
         let renew = Age(now + ttl * (1.0 - ahead), self.stores);
         if self.cfg.keep_warm_ttls > 0.0 {
             self.renew.insert(renew, age);
@@ -919,12 +922,7 @@ impl QueryCache {
 /// Whether keep-warm renews `e` at `now`: read within the last
 /// `keep_warm_ttls` of its TTLs.
 fn is_warm(cfg: &QueryCacheConfig, e: &Cached, now: f64) -> bool {
-    let ttl = if e.negative {
-        cfg.negative_ttl_seconds
-    } else {
-        cfg.ttl_seconds
-    };
-    cfg.keep_warm_ttls > 0.0 && now - e.last_read <= ttl.max(0.0) * cfg.keep_warm_ttls
+    cfg.keep_warm_ttls > 0.0 && now - e.last_read <= cfg.ttl(e.negative) * cfg.keep_warm_ttls
 }
 
 #[cfg(test)]
