@@ -966,7 +966,8 @@ impl Node {
     /// Sends `conn` the next digest of its stream: what changed in `view`
     /// since the last one it was sent (all of it on a new connection).
     fn send_digest(&mut self, conn: ConnId, view: &[fwire::DigestEntry], reply: bool) {
-        let digest = self.digests.link(conn).tx.encode(view, reply);
+        let stride = self.replica.beat_stride();
+        let digest = self.digests.link(conn).tx.encode(view, reply, stride);
         self.send_fabric(conn, &FabricMsg::Digest(digest));
     }
 

@@ -274,6 +274,67 @@ fn crashed_node_leaves_every_list_within_the_bound() {
     }
 }
 
+/// From 65 nodes on, digests carry the heartbeat advances of one stripe of
+/// origins at a time (`beat_stride`). Over three death timeouts of steady
+/// running no node suspects a live one, and a crashed node is still
+/// declared dead everywhere within its derived bound: the death timeout
+/// plus the time its last heartbeat takes to spread.
+#[test]
+fn striped_heartbeats_keep_live_nodes_and_drop_a_crashed_one() {
+    use mpreg_core::fabric::replica::{beat_stride, failure_timeouts};
+    let n = 80;
+    let gi = 0.5;
+    assert_eq!(beat_stride(n), 2, "the scenario must run striped");
+    let (_, dead_after) = failure_timeouts(n, Duration::from_secs_f64(gi));
+    // 80 nodes for a minute of virtual time cost ~40 s in a test build:
+    // one seed here, more with `MPREG_SIM_SEEDS`.
+    for seed in seeds_up_to(1) {
+        let mut sim = start(seed, n, Topology::MultiHub, gi, NetConfig::default());
+        assert!(
+            sim.run_until(Duration::from_secs(30), |s| s.all_discovered()),
+            "seed {seed}: no initial convergence"
+        );
+        let urls: Vec<String> = (0..n).map(|i| sim.url(i)).collect();
+        let suspected = |s: &Sim, skip: usize| -> Option<(usize, String)> {
+            (0..n).filter(|&i| i != skip).find_map(|i| {
+                let replica = s.node(i)?.replica();
+                urls.iter()
+                    .enumerate()
+                    .find(|&(j, u)| j != skip && j != i && replica.is_suspect(u))
+                    .map(|(_, u)| (i, u.clone()))
+            })
+        };
+        let steady = dead_after * 3;
+        let mut waited = Duration::ZERO;
+        while waited < steady {
+            sim.run_for(Duration::from_secs_f64(gi));
+            waited += Duration::from_secs_f64(gi);
+            if let Some((i, u)) = suspected(&sim, n) {
+                panic!("seed {seed}: node {i} suspects live {u} after {waited:?}");
+            }
+        }
+        assert!(sim.all_discovered(), "seed {seed}: a live node was dropped");
+        let crashed = 41;
+        sim.crash(crashed);
+        // Spreading its last heartbeat takes a few rounds per stripe.
+        let bound = dead_after + Duration::from_secs_f64(gi * 20.0);
+        let gone = sim.run_until(bound, |s| {
+            (0..n).filter(|&i| i != crashed).all(|i| {
+                s.node(i)
+                    .is_some_and(|node| node.replica().view_instance(&urls[crashed]).is_none())
+            })
+        });
+        assert_safe(&sim);
+        assert!(
+            gone,
+            "seed {seed}: crashed node still known after {bound:?}"
+        );
+        if let Some((i, u)) = suspected(&sim, crashed) {
+            panic!("seed {seed}: node {i} suspects live {u} after the crash");
+        }
+    }
+}
+
 /// 20 nodes split in two halves for 60 s, then healed: full convergence
 /// within 10 s of the heal.
 #[test]

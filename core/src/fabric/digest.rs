@@ -12,6 +12,11 @@
 //!   dense array (one byte per origin while an advance is below 24), version
 //!   and refresh moves sparsely, new or restarted origins in full, vanished
 //!   ones as dropped slots.
+//! - In large clusters the heartbeat array is striped: a digest carries the
+//!   advances of every `stride`-th slot only, the next digest the following
+//!   stripe ([`crate::fabric::replica::beat_stride`] says why that keeps
+//!   the failure detector fed). The advances of the other slots wait for
+//!   their stripe, so nothing is lost, only spread over `stride` digests.
 //! - [`DigestMirror`] (one per connection, inbound) applies those
 //!   differences to rebuild the peer's full view, so the repair logic still
 //!   compares against everything the peer holds, exactly as with full
@@ -34,6 +39,10 @@ use crate::wire::fabric::{Digest, DigestEntry, SlotDef};
 /// Far above any cluster this fabric targets; it bounds the memory a
 /// hostile peer can claim with defs.
 pub const MAX_SLOTS: usize = 1 << 20;
+
+/// Largest heartbeat stride a peer may use. [`crate::fabric::replica::beat_stride`]
+/// stays below 8 for any cluster a slot table can hold.
+pub const MAX_BEAT_STRIDE: u32 = 64;
 
 /// What was last sent for one slot.
 #[derive(Debug, Clone)]
@@ -72,8 +81,10 @@ impl DigestSender {
     }
 
     /// The next digest of `view` (every origin the replica holds, itself
-    /// included) on this connection.
-    pub fn encode(&mut self, view: &[DigestEntry], reply: bool) -> Digest {
+    /// included) on this connection, carrying the heartbeat advances of
+    /// every `stride`-th slot (clamped to `1..=MAX_BEAT_STRIDE`).
+    pub fn encode(&mut self, view: &[DigestEntry], reply: bool, stride: u32) -> Digest {
+        let stride = stride.clamp(1, MAX_BEAT_STRIDE);
         let full = std::mem::take(&mut self.needs_full);
         if full {
             self.slots.clear();
@@ -81,6 +92,7 @@ impl DigestSender {
             self.free.clear();
         }
         self.seq += 1;
+        let phase = (self.seq % u64::from(stride)) as u32;
         let mut d = Digest {
             seq: self.seq,
             full,
@@ -88,6 +100,7 @@ impl DigestSender {
             drops: Vec::new(),
             defs: Vec::new(),
             beats: Vec::new(),
+            beat_stride: stride,
             versions: Vec::new(),
             refreshes: Vec::new(),
         };
@@ -132,7 +145,7 @@ impl DigestSender {
                 Some(sent)
                     if sent.instance_id == e.instance_id && e.heartbeat >= sent.heartbeat =>
                 {
-                    if e.heartbeat > sent.heartbeat {
+                    if e.heartbeat > sent.heartbeat && slot % stride == phase {
                         beats.push((slot, e.heartbeat - sent.heartbeat));
                         sent.heartbeat = e.heartbeat;
                     }
@@ -161,10 +174,11 @@ impl DigestSender {
                 }
             }
         }
-        if let Some(last) = beats.iter().map(|(s, _)| *s as usize).max() {
+        // Slot `phase + j·stride` sits at index `j`.
+        if let Some(last) = beats.iter().map(|(s, _)| (s / stride) as usize).max() {
             d.beats = vec![0; last + 1];
             for (slot, advance) in beats {
-                d.beats[slot as usize] = advance;
+                d.beats[(slot / stride) as usize] = advance;
             }
         }
         d
@@ -255,13 +269,21 @@ impl DigestMirror {
             self.slots[i] = Some(def.entry.clone());
             changed.push(def.slot);
         }
-        if d.beats.len() > self.slots.len() {
+        let stride = d.beat_stride;
+        if !(1..=MAX_BEAT_STRIDE).contains(&stride) {
+            return Err(bad(format!("heartbeat stride {stride}")));
+        }
+        let phase = (d.seq % u64::from(stride)) as usize;
+        let stride = stride as usize;
+        // Checked before the loop: `beats` may be far longer than the table.
+        if d.beats.len() > self.slots.len().saturating_sub(phase).div_ceil(stride) {
             return Err(bad("more heartbeat advances than slots".into()));
         }
-        for (i, &advance) in d.beats.iter().enumerate() {
+        for (j, &advance) in d.beats.iter().enumerate() {
             if advance == 0 {
                 continue;
             }
+            let i = phase + j * stride;
             let Some(Some(e)) = self.slots.get_mut(i) else {
                 return Err(bad(format!("heartbeat advance for empty slot {i}")));
             };
@@ -367,7 +389,7 @@ mod tests {
         let mut view: Vec<DigestEntry> = (0..50)
             .map(|i| entry(&format!("ws://10.0.0.{i}:7000"), "inst", 5, 3))
             .collect();
-        let first = tx.encode(&view, true);
+        let first = tx.encode(&view, true, 1);
         assert!(first.full);
         assert_eq!(first.defs.len(), 50);
         rx.apply(&first).unwrap();
@@ -375,7 +397,7 @@ mod tests {
             e.heartbeat += 2;
         }
         view[7].max_version = 9;
-        let second = tx.encode(&view, false);
+        let second = tx.encode(&view, false, 1);
         assert!(!second.full && second.defs.is_empty());
         assert_eq!(second.beats, vec![2; 50]);
         assert_eq!(second.versions, vec![(7, 9)]);
@@ -392,6 +414,44 @@ mod tests {
     }
 
     #[test]
+    fn a_striped_digest_carries_one_stripe_and_the_rest_follow() {
+        let mut tx = DigestSender::new();
+        let mut rx = DigestMirror::default();
+        let mut view: Vec<DigestEntry> = (0..50)
+            .map(|i| entry(&format!("o{i:02}"), "inst", 5, 3))
+            .collect();
+        rx.apply(&tx.encode(&view, true, 3)).unwrap();
+        for e in view.iter_mut() {
+            e.heartbeat += 2;
+        }
+        let mut covered = Vec::new();
+        for n in 0..3 {
+            let d = tx.encode(&view, true, 3);
+            // Slots 0..50 split in three stripes of 17, 17 and 16.
+            assert!(d.beats.len() <= 17 && d.beats.iter().all(|&b| b == 2));
+            let changed = rx.apply(&d).unwrap();
+            assert!(changed.iter().all(|s| s % 3 == (d.seq % 3) as u32));
+            covered.extend(changed);
+            if n < 2 {
+                assert_ne!(view_of(&rx), sorted(view.clone()), "only a stripe moved");
+            }
+        }
+        covered.sort_unstable();
+        assert_eq!(covered, (0..50).collect::<Vec<u32>>());
+        assert_eq!(view_of(&rx), sorted(view.clone()));
+        // An advance waiting for its stripe accumulates.
+        view[0].heartbeat += 1;
+        let d = tx.encode(&view, true, 3);
+        view[0].heartbeat += 1;
+        rx.apply(&d).unwrap();
+        while rx.get("o00").map(|e| e.heartbeat) != Some(9) {
+            let d = tx.encode(&view, true, 3);
+            assert!(d.seq < 10, "slot 0 never came round");
+            rx.apply(&d).unwrap();
+        }
+    }
+
+    #[test]
     fn vanished_origins_are_dropped_and_restarts_redefined() {
         let mut tx = DigestSender::new();
         let mut rx = DigestMirror::default();
@@ -400,14 +460,14 @@ mod tests {
             entry("b", "1", 1, 1),
             entry("c", "1", 1, 1),
         ];
-        rx.apply(&tx.encode(&view, true)).unwrap();
+        rx.apply(&tx.encode(&view, true, 1)).unwrap();
         // b died, c restarted, d is new: d takes b's slot.
         let view = vec![
             entry("a", "1", 1, 1),
             entry("c", "2", 0, 0),
             entry("d", "1", 4, 4),
         ];
-        let d = tx.encode(&view, true);
+        let d = tx.encode(&view, true, 1);
         assert_eq!(d.drops, vec![1]);
         assert_eq!(
             d.defs.iter().map(|s| s.slot).collect::<Vec<_>>(),
@@ -424,16 +484,16 @@ mod tests {
         let mut tx = DigestSender::new();
         let mut rx = DigestMirror::default();
         let mut view = vec![entry("a", "1", 1, 1)];
-        rx.apply(&tx.encode(&view, true)).unwrap();
+        rx.apply(&tx.encode(&view, true, 1)).unwrap();
         view[0].heartbeat = 2;
-        let lost = tx.encode(&view, true);
+        let lost = tx.encode(&view, true, 1);
         view[0].heartbeat = 3;
-        let next = tx.encode(&view, true);
+        let next = tx.encode(&view, true, 1);
         assert_eq!(rx.apply(&next), Err(MirrorError::OutOfSync));
         // Still out of sync: the late one does not help either.
         assert_eq!(rx.apply(&lost), Err(MirrorError::OutOfSync));
         tx.resync();
-        let full = tx.encode(&view, true);
+        let full = tx.encode(&view, true, 1);
         assert!(full.full);
         rx.apply(&full).unwrap();
         assert_eq!(rx.get("a").map(|e| e.heartbeat), Some(3));
@@ -447,6 +507,14 @@ mod tests {
         type Spoil = Box<dyn Fn(&mut Digest)>;
         let cases: Vec<Spoil> = vec![
             Box::new(|d| d.beats = vec![0, 4]),
+            Box::new(|d| d.beat_stride = 0),
+            Box::new(|d| d.beat_stride = MAX_BEAT_STRIDE + 1),
+            // Seq 2 at stride 2 covers slots 0, 2, ...: slot 2 is not there.
+            Box::new(|d| {
+                assert_eq!(d.seq, 2);
+                d.beat_stride = 2;
+                d.beats = vec![0, 1];
+            }),
             Box::new(|d| {
                 d.defs = vec![SlotDef {
                     slot: 9,
@@ -466,43 +534,68 @@ mod tests {
         for spoil in cases {
             let mut tx = DigestSender::new();
             let mut rx = DigestMirror::default();
-            rx.apply(&tx.encode(&view, true)).unwrap();
-            let mut d = tx.encode(&view, true);
+            rx.apply(&tx.encode(&view, true, 1)).unwrap();
+            let mut d = tx.encode(&view, true, 1);
             spoil(&mut d);
             assert!(matches!(rx.apply(&d), Err(MirrorError::Malformed(_))));
             // Untrusted until a full digest arrives.
-            let next = tx.encode(&view, true);
+            let next = tx.encode(&view, true, 1);
             assert_eq!(rx.apply(&next), Err(MirrorError::OutOfSync));
         }
     }
 
+    /// One digest through the wire codec and into the mirror.
+    fn deliver(tx: &mut DigestSender, rx: &mut DigestMirror, list: &[DigestEntry], stride: u32) {
+        let d = tx.encode(list, false, stride);
+        let bytes = crate::wire::fabric::encode(&crate::wire::fabric::FabricMsg::Digest(d));
+        let back = crate::wire::fabric::decode(&bytes, 1 << 20).unwrap();
+        let crate::wire::fabric::FabricMsg::Digest(d) = back.msg else {
+            panic!("digest decodes as a digest");
+        };
+        rx.apply(&d).unwrap();
+    }
+
     proptest! {
-        /// Whatever the view does between digests, the mirror rebuilds it
-        /// exactly from the differences.
+        /// Whatever the view does between digests and whatever the stride,
+        /// the mirror rebuilds it from the differences: exactly but for
+        /// heartbeats still waiting for their stripe (never ahead of the
+        /// view), and exactly once every stripe came round.
         #[test]
         fn mirror_tracks_the_sender_view(
             steps in proptest::collection::vec(
-                proptest::collection::vec((0usize..12, 0u64..3, 0u64..40, 0u64..3), 0..12),
+                (
+                    proptest::collection::vec((0usize..12, 0u64..3, 0u64..40, 0u64..3), 0..12),
+                    1u32..5,
+                ),
                 1..12,
             ),
         ) {
             let mut tx = DigestSender::new();
             let mut rx = DigestMirror::default();
             let mut view: BTreeMapView = BTreeMapView::default();
-            for step in steps {
+            let mut last_stride = 1;
+            for (step, stride) in steps {
                 for (o, inst, hb, v) in step {
                     view.put(o, inst, hb, v);
                 }
                 let list = view.list();
-                let d = tx.encode(&list, false);
-                let bytes = crate::wire::fabric::encode(&crate::wire::fabric::FabricMsg::Digest(d));
-                let back = crate::wire::fabric::decode(&bytes, 1 << 20).unwrap();
-                let crate::wire::fabric::FabricMsg::Digest(d) = back.msg else {
-                    panic!("digest decodes as a digest");
-                };
-                rx.apply(&d).unwrap();
-                prop_assert_eq!(view_of(&rx), sorted(list));
+                deliver(&mut tx, &mut rx, &list, stride);
+                let got = view_of(&rx);
+                let want = sorted(list);
+                prop_assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    prop_assert!(g.heartbeat <= w.heartbeat);
+                    let mut g = g.clone();
+                    g.heartbeat = w.heartbeat;
+                    prop_assert_eq!(&g, w);
+                }
+                last_stride = stride;
             }
+            let list = view.list();
+            for _ in 0..last_stride {
+                deliver(&mut tx, &mut rx, &list, last_stride);
+            }
+            prop_assert_eq!(view_of(&rx), sorted(list));
         }
     }
 

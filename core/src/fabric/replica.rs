@@ -204,9 +204,29 @@ pub struct ReplicaParams {
 /// over the partial mesh takes O(log n) rounds, so the timeout grows with
 /// it rather than being inflated statically.
 pub fn failure_timeouts(n: usize, gi: Duration) -> (Duration, Duration) {
-    let rounds = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
-    let suspect = gi.saturating_mul(3 + 2 * rounds);
+    let suspect = gi.saturating_mul(suspicion_rounds(n));
     (suspect, suspect.saturating_mul(2))
+}
+
+/// Silent gossip rounds before an origin is suspected: `3 + 2·⌈log2 n⌉`.
+fn suspicion_rounds(n: usize) -> u32 {
+    let log2 = usize::BITS - n.max(2).saturating_sub(1).leading_zeros();
+    3 + 2 * log2
+}
+
+/// How many consecutive digests of a connection share out the heartbeat
+/// advances ([`super::digest`]): one in `stride` slots per digest.
+///
+/// Every digest carrying every origin's advance made heartbeats most of a
+/// steady digest (a byte per origin, four digests per node per round), yet
+/// a node needs only one newer heartbeat of an origin per suspicion window
+/// of S rounds to keep it alive. A node receives about four digests a round
+/// (answers to its two, and two peers' own), so with `stride = S / 8` it
+/// still hears of each origin about `4·S / stride ≥ 32` times per window.
+/// Up to 64 nodes the stride is 1 (the crash bounds the tests check stay
+/// exactly as they were); it is 2 up to 1024 nodes, 3 up to 16384, then 4.
+pub fn beat_stride(n: usize) -> u32 {
+    (suspicion_rounds(n) / 8).max(1)
 }
 
 /// This node's replica of every origin's versions.
@@ -395,9 +415,10 @@ impl Replica {
         entries
     }
 
-    /// The full digest a new connection starts with (every origin defined).
+    /// The full digest a new connection starts with (every origin defined,
+    /// so the stride does not matter).
     pub fn digest(&self, reply: bool) -> Digest {
-        DigestSender::new().encode(&self.digest_entries(), reply)
+        DigestSender::new().encode(&self.digest_entries(), reply, 1)
     }
 
     /// Handles a peer's digest, already applied to the connection's
@@ -449,6 +470,12 @@ impl Replica {
             }
         }
         out
+    }
+
+    /// The heartbeat stride of this node's digests ([`beat_stride`] of the
+    /// nodes it knows, as the failure detector counts them).
+    pub fn beat_stride(&self) -> u32 {
+        beat_stride(self.views.len() + 1)
     }
 
     /// Updates heartbeat / refresh of a shared origin from a digest entry.
@@ -1325,6 +1352,26 @@ mod tests {
         let (s1000, _) = failure_timeouts(1000, gi);
         assert_eq!(s3, Duration::from_secs(7));
         assert_eq!(s1000, Duration::from_secs(23));
+    }
+
+    #[test]
+    fn the_heartbeat_stride_keeps_32_reports_per_suspicion_window() {
+        assert_eq!(beat_stride(1), 1);
+        assert_eq!(beat_stride(64), 1);
+        assert_eq!(beat_stride(65), 2);
+        assert_eq!(beat_stride(1000), 2);
+        assert_eq!(beat_stride(1 << 16), 4);
+        assert_eq!(beat_stride(1024), 2);
+        assert_eq!(beat_stride(1025), 3);
+        for n in [2, 10, 65, 100, 1000, 10_000, 1 << 20] {
+            let rounds = suspicion_rounds(n);
+            // Four digests received per round, one stripe of `stride` each.
+            assert!(
+                beat_stride(n) == 1 || 4 * rounds / beat_stride(n) >= 32,
+                "n = {n}"
+            );
+            assert!(beat_stride(n) <= super::super::digest::MAX_BEAT_STRIDE);
+        }
     }
 
     #[test]

@@ -190,6 +190,7 @@ mod tests {
                 drops: vec![],
                 defs: vec![],
                 beats: vec![],
+                beat_stride: 1,
                 versions: vec![],
                 refreshes: vec![],
             })
