@@ -3,10 +3,11 @@
 //!
 //! What a request pays: the node's `resolver_answer`
 //! (`core/src/node_discovery.rs`) calls [`QueryCache::lookup_request`] with
-//! the request payload and viewer, both borrowed: the key is hashed and
-//! compared structurally (nothing is serialised), and a hit hands out the
-//! shared answer (an `Arc`), which the reply encoder serialises in place.
-//! The owned [`CacheKey`] is built only when an answer is stored.
+//! the request payload and viewer, both borrowed: their compact binary id
+//! is written into a buffer the cache reuses, hashed once and compared with
+//! one `memcmp`, and a hit hands out the shared answer (an `Arc`), which the
+//! reply encoder serialises in place. The owned [`CacheKey`] is built only
+//! when an answer is stored.
 //! The benches reproduce exactly that:
 //!
 //! - `resolver_cache_hit/request/<answer>`: lookup by request of a fresh

@@ -724,9 +724,9 @@ impl Node {
         let mut jobs = std::mem::take(&mut self.plane.refresh_jobs);
         jobs.extend(self.plane.resolver.cache.take_scheduled(now.wall));
         for key in jobs {
-            let fun = key.kind.rpc();
-            let payload = key.payload.clone();
-            let viewer = Viewer::new(key.viewer_cluster.clone(), key.viewer_tenant.clone());
+            let fun = key.kind().rpc();
+            let payload = key.payload().clone();
+            let viewer = key.viewer();
             let cmd = RpcCommand {
                 name: fun.to_string(),
                 fun: fun.to_string(),
@@ -734,7 +734,7 @@ impl Node {
                 kwargs: Map::new(),
                 target_cluster: None,
             };
-            let (kind, deny_all) = (key.kind, key.deny_all);
+            let (kind, deny_all) = (key.kind(), key.deny_all());
             if let Err(e) =
                 self.compute_and_store(kind, key, &cmd, &payload, deny_all, &viewer, now)
             {

@@ -98,142 +98,120 @@ impl CacheKind {
 /// are stable, so each page is its own answer), whether the request's own
 /// namespace was denied, and the full viewer.
 ///
-/// Hashed, compared and ordered by its [`KeyParts`], structurally: the
-/// payload's members in key order, numbers by kind and value. So a lookup
-/// uses a borrowed [`KeyRef`] (payload and viewer not copied, nothing
-/// serialised) and only a stored answer pays for an owned key. Equal keys
-/// are exactly the requests whose canonical JSON ([`CacheKey::request`])
-/// is equal, except that a payload forging the deny marker gets a key of
-/// its own.
+/// Hashed, compared and ordered by its *id*: every part written once in a
+/// compact binary form ([`write_id`]) when the key is built. A lookup
+/// writes the same form of the request into a reused buffer and probes
+/// with those bytes: one hash of a short byte string and one `memcmp`,
+/// instead of walking the payload's members twice (hash, then compare).
+/// Equal keys are exactly the requests whose canonical JSON
+/// ([`CacheKey::request`]) is equal, except that a payload forging the deny
+/// marker gets a key of its own. The parts are private so the id cannot
+/// drift from them.
 #[derive(Debug, Clone)]
 pub struct CacheKey {
-    /// The RPC.
-    pub kind: CacheKind,
-    /// The request payload.
-    pub payload: Map<String, Value>,
-    /// The request's own namespace was denied: its answer hides everything,
-    /// so it never shares a key with the allowed one.
-    pub deny_all: bool,
-    /// Viewer cluster.
-    pub viewer_cluster: String,
-    /// Viewer tenant.
-    pub viewer_tenant: Option<String>,
+    kind: CacheKind,
+    payload: Map<String, Value>,
+    deny_all: bool,
+    viewer_cluster: String,
+    viewer_tenant: Option<String>,
+    id: Box<[u8]>,
 }
 
 /// The member [`CacheKey::request`] shows for a denied request (sorts
 /// before every printable key).
 const DENY_ALL_KEY: &str = "\u{0}deny_all";
 
-/// A key's parts, whether the key owns them or borrows them:
-/// (RPC, payload, denied, viewer cluster, viewer tenant).
-pub type Parts<'a> = (
-    CacheKind,
-    &'a Map<String, Value>,
-    bool,
-    &'a str,
-    Option<&'a str>,
-);
-
-/// A key's parts, whether the key owns them or borrows them.
-pub trait KeyParts {
-    /// See [`Parts`].
-    fn parts(&self) -> Parts<'_>;
-}
-
-impl KeyParts for CacheKey {
-    fn parts(&self) -> Parts<'_> {
-        (
-            self.kind,
-            &self.payload,
-            self.deny_all,
-            &self.viewer_cluster,
-            self.viewer_tenant.as_deref(),
-        )
-    }
-}
-
-/// A key borrowing its parts: what a lookup builds.
-#[derive(Debug, Clone, Copy)]
-pub struct KeyRef<'a> {
+/// Writes a key's id: its parts in a prefix-free binary form (every string,
+/// array and object preceded by its length, every value by its type), so
+/// two ids are equal exactly when the parts are: object members in key
+/// order, numbers by kind and bits (`1`, `1.0`, `-1` and `-0.0` apart, as
+/// JSON writes them).
+fn write_id(
+    buf: &mut Vec<u8>,
     kind: CacheKind,
-    payload: &'a Map<String, Value>,
+    payload: &Map<String, Value>,
     deny_all: bool,
-    viewer: &'a Viewer,
+    cluster: &str,
+    tenant: Option<&str>,
+) {
+    buf.push(kind as u8);
+    buf.push(u8::from(deny_all));
+    write_str(buf, cluster);
+    match tenant {
+        Some(t) => {
+            buf.push(1);
+            write_str(buf, t);
+        }
+        None => buf.push(0),
+    }
+    write_object(buf, payload);
 }
 
-impl KeyParts for KeyRef<'_> {
-    fn parts(&self) -> Parts<'_> {
-        (
-            self.kind,
-            self.payload,
-            self.deny_all,
-            &self.viewer.cluster,
-            self.viewer.tenant.as_deref(),
-        )
+/// A length as LEB128 (one byte below 128).
+fn write_len(buf: &mut Vec<u8>, n: usize) {
+    let mut n = n as u64;
+    while n >= 0x80 {
+        buf.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+fn write_str(buf: &mut Vec<u8>, s: &str) {
+    write_len(buf, s.len());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+fn write_object(buf: &mut Vec<u8>, o: &Map<String, Value>) {
+    write_len(buf, o.len());
+    for (k, v) in members(o) {
+        write_str(buf, k);
+        write_value(buf, v);
     }
 }
 
-impl<'a> Borrow<dyn KeyParts + 'a> for CacheKey {
-    fn borrow(&self) -> &(dyn KeyParts + 'a) {
-        self
+fn write_value(buf: &mut Vec<u8>, v: &Value) {
+    buf.push(value_rank(v));
+    match v {
+        Value::Null => {}
+        Value::Bool(b) => buf.push(u8::from(*b)),
+        Value::Number(n) => {
+            let (tag, bits) = match num(n) {
+                Num::Unsigned(u) => (0u8, u),
+                Num::Signed(i) => (1, i as u64),
+                Num::Float(f) => (2, f.to_bits()),
+            };
+            buf.push(tag);
+            buf.extend_from_slice(&bits.to_le_bytes());
+        }
+        Value::String(s) => write_str(buf, s),
+        Value::Array(a) => {
+            write_len(buf, a.len());
+            for x in a {
+                write_value(buf, x);
+            }
+        }
+        Value::Object(o) => write_object(buf, o),
     }
 }
 
-fn hash_parts<H: Hasher>(p: &Parts<'_>, state: &mut H) {
-    let (kind, payload, deny_all, cluster, tenant) = *p;
-    (kind, deny_all, cluster, tenant).hash(state);
-    hash_object(payload, state);
-}
-
-/// `cmp_parts(a, b) == Equal`, without ordering anything (a hit's one
-/// comparison).
-fn eq_parts(a: &Parts<'_>, b: &Parts<'_>) -> bool {
-    a.0 == b.0 && a.2 == b.2 && a.3 == b.3 && a.4 == b.4 && eq_object(a.1, b.1)
-}
-
-fn cmp_parts(a: &Parts<'_>, b: &Parts<'_>) -> Ordering {
-    (a.0, a.2, a.3, a.4)
-        .cmp(&(b.0, b.2, b.3, b.4))
-        .then_with(|| cmp_object(a.1, b.1))
-}
-
-impl Hash for dyn KeyParts + '_ {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(&self.parts(), state);
+impl Borrow<[u8]> for CacheKey {
+    fn borrow(&self) -> &[u8] {
+        &self.id
     }
 }
 
-impl PartialEq for dyn KeyParts + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        eq_parts(&self.parts(), &other.parts())
-    }
-}
-
-impl Eq for dyn KeyParts + '_ {}
-
-impl PartialOrd for dyn KeyParts + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for dyn KeyParts + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        cmp_parts(&self.parts(), &other.parts())
-    }
-}
-
-// The owned key hashes, compares and orders exactly as its borrowed form
-// (what `Borrow` requires of the maps that use it).
+// Hash, equality and order are the id's (what `Borrow<[u8]>` requires of
+// the maps probed with a request's bytes).
 impl Hash for CacheKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(&self.parts(), state);
+        self.id.hash(state);
     }
 }
 
 impl PartialEq for CacheKey {
     fn eq(&self, other: &Self) -> bool {
-        eq_parts(&self.parts(), &other.parts())
+        self.id == other.id
     }
 }
 
@@ -247,7 +225,7 @@ impl PartialOrd for CacheKey {
 
 impl Ord for CacheKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        cmp_parts(&self.parts(), &other.parts())
+        self.id.cmp(&other.id)
     }
 }
 
@@ -317,108 +295,6 @@ fn value_rank(v: &Value) -> u8 {
     }
 }
 
-fn hash_value<H: Hasher>(v: &Value, state: &mut H) {
-    state.write_u8(value_rank(v));
-    match v {
-        Value::Null => {}
-        Value::Bool(b) => b.hash(state),
-        Value::Number(n) => match num(n) {
-            Num::Unsigned(u) => (0u8, u).hash(state),
-            Num::Signed(i) => (1u8, i).hash(state),
-            // Bits, so hashing agrees with `total_cmp` below (-0.0 and
-            // 0.0 differ, as their JSON does).
-            Num::Float(f) => (2u8, f.to_bits()).hash(state),
-        },
-        Value::String(s) => s.hash(state),
-        Value::Array(a) => {
-            state.write_usize(a.len());
-            for x in a {
-                hash_value(x, state);
-            }
-        }
-        Value::Object(o) => hash_object(o, state),
-    }
-}
-
-fn hash_object<H: Hasher>(o: &Map<String, Value>, state: &mut H) {
-    state.write_usize(o.len());
-    for (k, v) in members(o) {
-        k.hash(state);
-        hash_value(v, state);
-    }
-}
-
-/// `cmp_value(a, b) == Equal`.
-fn eq_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => match (num(x), num(y)) {
-            (Num::Unsigned(x), Num::Unsigned(y)) => x == y,
-            (Num::Signed(x), Num::Signed(y)) => x == y,
-            (Num::Float(x), Num::Float(y)) => x.to_bits() == y.to_bits(),
-            _ => false,
-        },
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| eq_value(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => eq_object(x, y),
-        _ => false,
-    }
-}
-
-fn eq_object(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
-    a.len() == b.len()
-        && members(a)
-            .zip(members(b))
-            .all(|((ka, va), (kb, vb))| ka == kb && eq_value(va, vb))
-}
-
-/// A total order on JSON values: by type, then by content; numbers by
-/// kind, then value (`f64::total_cmp`, so equal means equal bits).
-fn cmp_value(a: &Value, b: &Value) -> Ordering {
-    match (a, b) {
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Number(x), Value::Number(y)) => match (num(x), num(y)) {
-            (Num::Unsigned(x), Num::Unsigned(y)) => x.cmp(&y),
-            (Num::Signed(x), Num::Signed(y)) => x.cmp(&y),
-            (Num::Float(x), Num::Float(y)) => x.total_cmp(&y),
-            (x, y) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
-        },
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (Value::Array(x), Value::Array(y)) => {
-            for (x, y) in x.iter().zip(y) {
-                let o = cmp_value(x, y);
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Value::Object(x), Value::Object(y)) => cmp_object(x, y),
-        _ => value_rank(a).cmp(&value_rank(b)),
-    }
-}
-
-fn cmp_object(a: &Map<String, Value>, b: &Map<String, Value>) -> Ordering {
-    let mut ia = members(a);
-    let mut ib = members(b);
-    loop {
-        match (ia.next(), ib.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some((ka, va)), Some((kb, vb))) => {
-                let o = ka.cmp(kb).then_with(|| cmp_value(va, vb));
-                if o != Ordering::Equal {
-                    return o;
-                }
-            }
-        }
-    }
-}
-
 impl CacheKey {
     /// The key of a request made by `viewer`.
     pub fn new(kind: CacheKind, payload: &Map<String, Value>, viewer: &Viewer) -> CacheKey {
@@ -434,13 +310,37 @@ impl CacheKey {
         viewer: &Viewer,
         deny_all: bool,
     ) -> CacheKey {
+        let mut id = Vec::new();
+        let tenant = viewer.tenant.as_deref();
+        write_id(&mut id, kind, payload, deny_all, &viewer.cluster, tenant);
         CacheKey {
             kind,
             payload: payload.clone(),
             deny_all,
             viewer_cluster: viewer.cluster.clone(),
             viewer_tenant: viewer.tenant.clone(),
+            id: id.into_boxed_slice(),
         }
+    }
+
+    /// The RPC.
+    pub fn kind(&self) -> CacheKind {
+        self.kind
+    }
+
+    /// The request payload.
+    pub fn payload(&self) -> &Map<String, Value> {
+        &self.payload
+    }
+
+    /// True when the request's own namespace was denied.
+    pub fn deny_all(&self) -> bool {
+        self.deny_all
+    }
+
+    /// The viewer that made the request.
+    pub fn viewer(&self) -> Viewer {
+        Viewer::new(self.viewer_cluster.clone(), self.viewer_tenant.clone())
     }
 
     /// The request as canonical JSON: the payload with its keys sorted,
@@ -597,6 +497,8 @@ pub struct QueryCache {
     renew: BTreeMap<Age, Age>,
     /// Keys keep-warm scheduled, not yet taken by the node.
     scheduled: Vec<CacheKey>,
+    /// The buffer a request's id is written into for its lookup.
+    scratch: Vec<u8>,
     catalog: KindStats,
     cluster_map: KindStats,
 }
@@ -620,6 +522,7 @@ impl QueryCache {
             refreshing: BTreeSet::new(),
             renew: BTreeMap::new(),
             scheduled: Vec::new(),
+            scratch: Vec::new(),
             catalog: KindStats::default(),
             cluster_map: KindStats::default(),
         }
@@ -657,13 +560,14 @@ impl QueryCache {
 
     /// Looks `key` up at wall time `now` (module docs).
     pub fn lookup(&mut self, key: &CacheKey, now: f64) -> Lookup {
-        self.lookup_parts(key, now)
+        self.lookup_id(&key.id, key.kind, now, || key.clone())
     }
 
     /// Looks up the answer to a request without building its owned key:
-    /// the canonical request is written into a reused buffer and the viewer
-    /// is borrowed. Equal to `lookup(&CacheKey::for_request(..), now)`; this
-    /// is what every resolver request pays.
+    /// the request's id is written into a reused buffer and the payload
+    /// and viewer are only read. Equal to
+    /// `lookup(&CacheKey::for_request(..), now)`; this is what every
+    /// resolver request pays.
     pub fn lookup_request(
         &mut self,
         kind: CacheKind,
@@ -672,22 +576,27 @@ impl QueryCache {
         deny_all: bool,
         now: f64,
     ) -> Lookup {
-        self.lookup_parts(
-            &KeyRef {
-                kind,
-                payload,
-                deny_all,
-                viewer,
-            },
-            now,
-        )
+        let mut id = std::mem::take(&mut self.scratch);
+        id.clear();
+        let tenant = viewer.tenant.as_deref();
+        write_id(&mut id, kind, payload, deny_all, &viewer.cluster, tenant);
+        let owned = || CacheKey::for_request(kind, payload, viewer, deny_all);
+        let result = self.lookup_id(&id, kind, now, owned);
+        self.scratch = id;
+        result
     }
 
-    fn lookup_parts<K: KeyParts>(&mut self, key: &K, now: f64) -> Lookup {
-        let key: &dyn KeyParts = key;
-        let kind = key.parts().0;
+    /// The lookup of the key with id `id`; `owned` builds that key when
+    /// this read schedules its refresh.
+    fn lookup_id(
+        &mut self,
+        id: &[u8],
+        kind: CacheKind,
+        now: f64,
+        owned: impl FnOnce() -> CacheKey,
+    ) -> Lookup {
         let generation = self.generation;
-        let Some(e) = self.entries.get_mut(key) else {
+        let Some(e) = self.entries.get_mut(id) else {
             self.stats_mut(kind).misses += 1;
             return Lookup::Miss;
         };
@@ -698,23 +607,23 @@ impl QueryCache {
         let result = if e.generation == generation && !e.invalidated && now <= e.expires_at {
             let ttl = e.expires_at - e.age.0;
             let renew_from = e.expires_at - ttl * self.cfg.refresh_ahead.clamp(0.0, 1.0);
-            if self.cfg.refresh_ahead > 0.0 && now >= renew_from && !self.refreshing.contains(key) {
+            if self.cfg.refresh_ahead > 0.0 && now >= renew_from && !self.refreshing.contains(id) {
                 Lookup::Ahead(e.value.clone())
             } else {
                 Lookup::Hit(e.value.clone())
             }
         } else if now <= e.stale_until {
-            let refresh = !self.refreshing.contains(key);
+            let refresh = !self.refreshing.contains(id);
             Lookup::Stale {
                 value: e.value.clone(),
                 refresh,
             }
         } else {
-            if let Some(gone) = self.entries.remove(key) {
+            if let Some(gone) = self.entries.remove(id) {
                 self.ages.remove(&gone.age);
                 self.renew.remove(&gone.renew);
             }
-            self.refreshing.remove(key);
+            self.refreshing.remove(id);
             self.stats_mut(kind).misses += 1;
             return Lookup::Miss;
         };
@@ -727,14 +636,7 @@ impl QueryCache {
             st.negative_hits += 1;
         }
         if let Lookup::Stale { refresh: true, .. } | Lookup::Ahead(_) = result {
-            let (kind, payload, deny_all, cluster, tenant) = key.parts();
-            self.refreshing.insert(CacheKey {
-                kind,
-                payload: payload.clone(),
-                deny_all,
-                viewer_cluster: cluster.to_string(),
-                viewer_tenant: tenant.map(str::to_string),
-            });
+            self.refreshing.insert(owned());
         }
         result
     }
@@ -1019,6 +921,54 @@ mod tests {
             c.lookup(&key("svc", Some("a")), 0.0),
             Lookup::Hit(json!(["a-only"]).into())
         );
+    }
+
+    #[test]
+    fn ids_keep_every_part_apart() {
+        let id = |p: Value, cluster: &str, tenant: Option<&str>| {
+            let Value::Object(p) = p else {
+                panic!("an object payload");
+            };
+            let v = Viewer::new(cluster, tenant.map(str::to_string));
+            CacheKey::for_request(CacheKind::Catalog, &p, &v, false)
+        };
+        // Where one string ends and the next starts is part of the id:
+        // without lengths, both of these would write `a 3 x 0`.
+        assert_ne!(
+            id(json!({"a": "x\u{0}"}), "c", None),
+            id(json!({"a\u{3}x": null}), "c", None)
+        );
+        assert_ne!(id(json!({}), "ab", None), id(json!({}), "a", Some("b")));
+        assert_ne!(
+            id(json!({"a": "bc"}), "c", None),
+            id(json!({"ab": "c"}), "c", None)
+        );
+        assert_ne!(
+            id(json!({"x": [1, 2]}), "c", None),
+            id(json!({"x": [[1], 2]}), "c", None)
+        );
+        assert_ne!(
+            id(json!({"x": {}}), "c", None),
+            id(json!({"x": []}), "c", None)
+        );
+        assert_ne!(
+            id(json!({"x": null}), "c", None),
+            id(json!({"x": false}), "c", None)
+        );
+        // A string long enough for a two-byte length.
+        let long = "n".repeat(300);
+        assert_ne!(
+            id(json!({"x": long}), "c", None),
+            id(json!({"x": &long[1..]}), "c", None)
+        );
+        assert_eq!(
+            id(json!({"x": long}), "c", None),
+            id(json!({"x": long}), "c", None)
+        );
+        let k = id(json!({"a": 1}), "c", Some("t"));
+        assert_eq!(k.viewer(), Viewer::new("c", Some("t".into())));
+        assert_eq!(k.payload().get("a"), Some(&json!(1)));
+        assert_eq!((k.kind(), k.deny_all()), (CacheKind::Catalog, false));
     }
 
     #[test]
