@@ -17,7 +17,8 @@
 //! (already sorted) key sets, so results come out in sort order without
 //! scanning unrelated entries.
 
-use std::cmp::Reverse;
+use std::borrow::Borrow;
+use std::cmp::{Ordering, Reverse};
 use std::collections::binary_heap::BinaryHeap;
 use std::collections::{btree_set, BTreeMap, BTreeSet};
 use std::fmt;
@@ -43,6 +44,100 @@ pub struct SortKey {
     /// Shared, not copied: the catalog's primary map and each secondary
     /// index hold the same key, so a clone is a reference count.
     parts: Arc<[Box<str>]>,
+}
+
+/// A sort key seen as its kind and components, so a map keyed by
+/// [`SortKey`] can be searched from borrowed strings: a lookup on the DNS
+/// path then allocates no key. `dyn KeyView` orders exactly as `SortKey`'s
+/// derived `Ord` does (kind, then components lexicographically, a prefix
+/// before its extensions), which `Borrow` requires.
+pub(crate) trait KeyView {
+    /// The kind the key orders.
+    fn view_kind(&self) -> EntryKind;
+    /// Component `i`, `None` past the last.
+    fn part(&self, i: usize) -> Option<&str>;
+}
+
+impl KeyView for SortKey {
+    fn view_kind(&self) -> EntryKind {
+        self.kind
+    }
+
+    fn part(&self, i: usize) -> Option<&str> {
+        self.parts.get(i).map(|p| &**p)
+    }
+}
+
+impl<'a> Borrow<dyn KeyView + 'a> for SortKey {
+    fn borrow(&self) -> &(dyn KeyView + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn KeyView + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.view_kind().cmp(&other.view_kind()).then_with(|| {
+            for i in 0.. {
+                match (self.part(i), other.part(i)) {
+                    (Some(a), Some(b)) => match a.cmp(b) {
+                        Ordering::Equal => {}
+                        unequal => return unequal,
+                    },
+                    (None, None) => return Ordering::Equal,
+                    (None, Some(_)) => return Ordering::Less,
+                    (Some(_), None) => return Ordering::Greater,
+                }
+            }
+            Ordering::Equal
+        })
+    }
+}
+
+impl PartialOrd for dyn KeyView + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn KeyView + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn KeyView + '_ {}
+
+/// `(namespace, name)`: the smallest key of the services in `namespace`
+/// named `name`, and a prefix of each of theirs (services sort by
+/// namespace, then name).
+pub(crate) struct ServicePrefix<'a> {
+    /// Namespace, as stored (exact case).
+    pub(crate) namespace: &'a str,
+    /// Service name, as stored.
+    pub(crate) name: &'a str,
+}
+
+impl ServicePrefix<'_> {
+    /// Whether `key` is a service key beginning with this prefix.
+    pub(crate) fn starts(&self, key: &SortKey) -> bool {
+        key.kind == EntryKind::Services
+            && key.part(0) == Some(self.namespace)
+            && key.part(1) == Some(self.name)
+    }
+}
+
+impl KeyView for ServicePrefix<'_> {
+    fn view_kind(&self) -> EntryKind {
+        EntryKind::Services
+    }
+
+    fn part(&self, i: usize) -> Option<&str> {
+        match i {
+            0 => Some(self.namespace),
+            1 => Some(self.name),
+            _ => None,
+        }
+    }
 }
 
 /// A cursor string that is not a valid [`SortKey`].
@@ -198,17 +293,6 @@ impl SortKey {
     /// to page this one; callers should check).
     pub fn kind(&self) -> EntryKind {
         self.kind
-    }
-
-    /// The smallest key of the services in `namespace` named `name` (a
-    /// prefix of theirs): where a range over them starts.
-    pub(crate) fn service_prefix(namespace: &str, name: &str) -> SortKey {
-        Self::build(EntryKind::Services, [namespace, name])
-    }
-
-    /// Whether `prefix`'s components begin this key (same kind).
-    pub(crate) fn starts_with(&self, prefix: &SortKey) -> bool {
-        self.kind == prefix.kind && self.parts.starts_with(&prefix.parts)
     }
 
     /// A service key's name component (`None` for other kinds).
@@ -558,6 +642,28 @@ mod tests {
         fn cursor_round_trips(a in "\\PC{0,16}", b in "[%|a-z]{0,8}") {
             let key = SortKey::of(&NodeDescriptor::new(a, b).into());
             proptest::prop_assert_eq!(SortKey::parse(&key.to_cursor()), Ok(key));
+        }
+
+        /// `Borrow` demands it: searching by the view finds what searching
+        /// by the key finds. Short alphabets make shared prefixes common.
+        #[test]
+        fn views_order_as_keys_do(
+            a in proptest::collection::vec("[ab]{0,2}", 0..4),
+            b in proptest::collection::vec("[ab]{0,2}", 0..4),
+            services in proptest::bool::ANY,
+        ) {
+            let kind = |services| if services { EntryKind::Services } else { EntryKind::Nodes };
+            let ka = SortKey::build(EntryKind::Services, &a);
+            let kb = SortKey::build(kind(services), &b);
+            let (va, vb): (&dyn KeyView, &dyn KeyView) = (&ka, &kb);
+            proptest::prop_assert_eq!(va.cmp(vb), ka.cmp(&kb));
+            if let [namespace, name, ..] = &a[..] {
+                let prefix = ServicePrefix { namespace, name };
+                let pa = SortKey::build(EntryKind::Services, [namespace, name]);
+                let vp: &dyn KeyView = &prefix;
+                proptest::prop_assert_eq!(vp.cmp(vb), pa.cmp(&kb));
+                proptest::prop_assert_eq!(prefix.starts(&kb), kb.parts.starts_with(&pa.parts) && kb.kind == pa.kind);
+            }
         }
     }
 

@@ -21,11 +21,12 @@
 //! MPREG prunes lazily on read; a sans-IO store cannot read the clock, and
 //! pruning is cheap here, so the owner prunes on its tick.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
-use super::index::{MergeKeys, SetIndex, SortKey};
+use super::index::{KeyView, MergeKeys, ServicePrefix, SetIndex, SortKey};
 use super::namespace::NamespaceFilter;
 
 /// Why [`Catalog::upsert`] refused an entry (`fabric.md` §1.5).
@@ -452,25 +453,35 @@ impl Catalog {
     /// however many namespaces share the name.
     pub fn services_named<'a>(&'a self, name: &str, namespace: &str) -> Vec<&'a Entry> {
         let map = self.kind_map(EntryKind::Services);
-        let lower = namespace.to_ascii_lowercase();
-        let start = SortKey::service_prefix(&lower, name);
-        let mut found: Vec<(&SortKey, &Entry)> = map
-            .range::<SortKey, _>((Bound::Included(&start), Bound::Unbounded))
-            .take_while(|(sk, _)| sk.starts_with(&start))
-            .map(|(sk, s)| (sk, &s.entry))
-            .collect();
-        let before = found.len();
-        for sk in self.folded_service_namespaces.get(&lower) {
-            if sk.service_name() == Some(name) {
-                if let Some((sk, s)) = map.get_key_value(sk) {
-                    found.push((sk, &s.entry));
-                }
-            }
+        // DNS hands over lower-cased labels: fold (and allocate) only when
+        // there is something to fold.
+        let lower: Cow<'_, str> = if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(namespace.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(namespace)
+        };
+        let prefix = ServicePrefix {
+            namespace: &lower,
+            name,
+        };
+        let start: &dyn KeyView = &prefix;
+        let range = || {
+            map.range::<dyn KeyView, _>((Bound::Included(start), Bound::Unbounded))
+                .take_while(|(sk, _)| prefix.starts(sk))
+        };
+        let mut folded = self
+            .folded_service_namespaces
+            .get(&lower)
+            .filter(|sk| sk.service_name() == Some(name))
+            .filter_map(|sk| map.get_key_value(sk))
+            .peekable();
+        if folded.peek().is_none() {
+            // The common case: one range, already in order.
+            return range().map(|(_, s)| &s.entry).collect();
         }
-        if found.len() > before {
-            found.sort_by(|a, b| a.0.cmp(b.0));
-        }
-        found.into_iter().map(|(_, e)| e).collect()
+        let mut found: Vec<(&SortKey, &Stored)> = range().chain(folded).collect();
+        found.sort_by(|a, b| a.0.cmp(b.0));
+        found.into_iter().map(|(_, s)| &s.entry).collect()
     }
 
     /// Entries of `kind` whose name equals `name` ignoring ASCII case, from

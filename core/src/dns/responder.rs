@@ -462,32 +462,32 @@ impl<'a> Resolver<'a> {
     }
 
     fn services(&self, name: &str, namespace: &str) -> Vec<&'a ServiceEndpoint> {
+        let service = |e: &'a Entry| match e {
+            Entry::Service(s) => Some(s),
+            _ => None,
+        };
         // The common case, the name spelled as registered: only the
-        // services of that namespace are fetched.
-        let exact: Vec<&'a Entry> = if namespace.is_empty() {
-            Vec::new()
-        } else {
-            self.catalog
+        // services of that namespace are fetched (one vector, filtered in
+        // place).
+        if !namespace.is_empty() {
+            let exact: Vec<&'a ServiceEndpoint> = self
+                .catalog
                 .services_named(name, namespace)
                 .into_iter()
                 .filter(|e| self.visible(e))
-                .collect()
-        };
-        let found = if exact.is_empty() {
-            self.lookup(EntryKind::Services, name, |e| {
-                namespace.is_empty()
-                    || matches!(e, Entry::Service(s) if s.namespace.eq_ignore_ascii_case(namespace))
-            })
-        } else {
-            exact
-        };
-        found
-            .into_iter()
-            .filter_map(|e| match e {
-                Entry::Service(s) => Some(s),
-                _ => None,
-            })
-            .collect()
+                .filter_map(service)
+                .collect();
+            if !exact.is_empty() {
+                return exact;
+            }
+        }
+        self.lookup(EntryKind::Services, name, |e| {
+            namespace.is_empty()
+                || matches!(e, Entry::Service(s) if s.namespace.eq_ignore_ascii_case(namespace))
+        })
+        .into_iter()
+        .filter_map(service)
+        .collect()
     }
 
     fn functions(&self, full: &str) -> Vec<&'a FunctionEndpoint> {
