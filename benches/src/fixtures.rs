@@ -105,7 +105,7 @@ pub fn delta(o: usize, floor: u64, entries: Vec<Entry>, heartbeat: u64) -> Delta
         reset: false,
         floor,
         complete_to: floor + changes.len() as u64,
-        changes,
+        changes: changes.iter().collect(),
         flood: true,
     }
 }

@@ -1498,6 +1498,10 @@ impl Node {
         let applied = self
             .replica
             .on_delta(&mut self.catalog, &delta, now.wall, now.mono);
+        if let Some(e) = applied.malformed {
+            self.reject_fabric(from, 1008, e.to_string());
+            return;
+        }
         self.publish_catalog_change(&applied.upserted, &applied.removed, now);
         let foreign = self.replica.foreign_writes - before;
         if foreign > 0 {

@@ -365,7 +365,12 @@ fn a_lease_holds_while_refreshed_and_is_withdrawn_and_gossiped_when_not() {
     assert_eq!(h.services("api"), 1);
     let d = h.deltas_to(9);
     assert_eq!(d.len(), 1);
-    assert!(d[0].changes.iter().any(|c| c.entry.is_some()));
+    assert!(d[0]
+        .changes
+        .decode()
+        .unwrap()
+        .iter()
+        .any(|c| c.entry.is_some()));
 
     // Refreshed every 3 s: still there at 9 s, and a refresh floods nothing
     // but freshness.
@@ -393,8 +398,12 @@ fn a_lease_holds_while_refreshed_and_is_withdrawn_and_gossiped_when_not() {
     assert!(h.node.registry().is_empty());
     let d = h.deltas_to(9);
     assert!(
-        d.iter()
-            .any(|d| d.changes.iter().any(|c| c.entry.is_none())),
+        d.iter().any(|d| d
+            .changes
+            .decode()
+            .unwrap()
+            .iter()
+            .any(|c| c.entry.is_none())),
         "{d:?}"
     );
     // Gone, so unregistering finds nothing.

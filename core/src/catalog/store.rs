@@ -250,21 +250,21 @@ impl Catalog {
         let Some(sk) = self.sort_key_of(key) else {
             return false;
         };
-        let Some(stored) = self.entries[sk.kind().index()].get_mut(&sk) else {
-            return false;
-        };
-        // Only a later, finite time whose expiry stays finite moves it
-        // (upsert admits finite expiries only; keep the index that way).
-        let before = stored.entry.expires_at();
-        let after = at + stored.entry.ttl_seconds();
-        if !(at.is_finite() && at > stored.entry.advertised_at() && after.is_finite()) {
-            return false;
+        let moved = refresh_stored(&mut self.entries, &mut self.expiry, &sk, at);
+        self.generation += u64::from(moved);
+        moved
+    }
+
+    /// [`Catalog::refresh`] for every entry `origin` stored (an owner's
+    /// refresh covers all its entries), walking the origin index: no sort
+    /// key is rebuilt from an entry key. Returns how many moved.
+    pub fn refresh_origin(&mut self, origin: &str, at: f64) -> usize {
+        let mut moved = 0;
+        for sk in self.origins.get(origin) {
+            moved += usize::from(refresh_stored(&mut self.entries, &mut self.expiry, sk, at));
         }
-        stored.entry.refresh(at);
-        self.expiry.remove(&(Expiry(before), sk.clone()));
-        self.expiry.insert((Expiry(after), sk));
-        self.generation += 1;
-        true
+        self.generation += moved as u64;
+        moved
     }
 
     /// The entry with this key.
@@ -734,6 +734,30 @@ fn folded(name: &str) -> Option<String> {
     name.bytes()
         .any(|b| b.is_ascii_uppercase())
         .then(|| name.to_ascii_lowercase())
+}
+
+/// Moves the entry at `sk` to `advertised_at = at` when that is later than
+/// its own, and its expiry index entry with it. Only a later, finite time
+/// whose expiry stays finite moves it (upsert admits finite expiries only;
+/// the index stays that way).
+fn refresh_stored(
+    entries: &mut [BTreeMap<SortKey, Stored>; EntryKind::COUNT],
+    expiry: &mut BTreeSet<(Expiry, SortKey)>,
+    sk: &SortKey,
+    at: f64,
+) -> bool {
+    let Some(stored) = entries[sk.kind().index()].get_mut(sk) else {
+        return false;
+    };
+    let before = stored.entry.expires_at();
+    let after = at + stored.entry.ttl_seconds();
+    if !(at.is_finite() && at > stored.entry.advertised_at() && after.is_finite()) {
+        return false;
+    }
+    stored.entry.refresh(at);
+    expiry.remove(&(Expiry(before), sk.clone()));
+    expiry.insert((Expiry(after), sk.clone()));
+    true
 }
 
 #[cfg(test)]

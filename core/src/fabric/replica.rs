@@ -32,7 +32,7 @@ use super::digest::{DigestMirror, DigestSender};
 use crate::catalog::entry::{Entry, EntryKey};
 use crate::catalog::store::Catalog;
 use crate::time::Instant;
-use crate::wire::fabric::{Change, Delta, Digest, DigestEntry};
+use crate::wire::fabric::{Change, Changes, Delta, Digest, DigestEntry, FabricDecodeError};
 
 /// The version slot of one key.
 #[derive(Debug, Clone)]
@@ -178,6 +178,9 @@ pub struct Applied {
     pub upserted: Vec<EntryKey>,
     /// Catalog entries removed.
     pub removed: Vec<Entry>,
+    /// The delta's changes did not parse: nothing was applied, and the
+    /// sender should be treated as sending a malformed frame.
+    pub malformed: Option<FabricDecodeError>,
 }
 
 /// Tunables of the replica.
@@ -358,7 +361,7 @@ impl Replica {
             return;
         }
         self.refreshed_at = wall;
-        refresh_entries(catalog, &self.me, &self.own, wall);
+        catalog.refresh_origin(&self.me, wall);
     }
 
     /// One gossip round passed: advance the own heartbeat.
@@ -372,7 +375,7 @@ impl Replica {
             return None;
         }
         let floor = self.pending_floor.take().unwrap_or(self.own.max_version);
-        let changes = std::mem::take(&mut self.pending);
+        let changes = std::mem::take(&mut self.pending).iter().collect();
         Some(Delta {
             origin: self.me.clone(),
             instance_id: self.instance_id.clone(),
@@ -508,7 +511,7 @@ impl Replica {
         }
         if e.refreshed_at.is_finite() && e.refreshed_at > v.refreshed_at {
             v.refreshed_at = e.refreshed_at;
-            refresh_entries(catalog, &e.origin, &v.versions, e.refreshed_at);
+            catalog.refresh_origin(&e.origin, e.refreshed_at);
         }
     }
 
@@ -537,8 +540,8 @@ impl Replica {
         };
         let mut pages = Vec::new();
         let mut floor = from;
-        let mut changes: Vec<Change> = Vec::new();
-        let mut bytes = 0usize;
+        let mut changes = Changes::new();
+        let mut last_version = floor;
         let budget = self.params.page_bytes.max(1024);
         let mut first = true;
         for (version, key) in versions.by_version.range(from + 1..) {
@@ -559,9 +562,9 @@ impl Replica {
                 key: EntryKey::clone(key),
                 entry,
             };
-            let size = encoded_len(&change);
-            if !changes.is_empty() && bytes + size > budget {
-                let complete_to = changes.last().map(|c| c.version).unwrap_or(floor);
+            let encoded = Changes::encode_one(&change);
+            if !changes.is_empty() && changes.byte_len() + encoded.len() > budget {
+                let complete_to = last_version;
                 pages.push(Delta {
                     origin: name.to_string(),
                     instance_id: instance.to_string(),
@@ -576,10 +579,9 @@ impl Replica {
                 });
                 first = false;
                 floor = complete_to;
-                bytes = 0;
             }
-            bytes += size;
-            changes.push(change);
+            changes.push_encoded(&encoded);
+            last_version = *version;
         }
         if !changes.is_empty() || pages.is_empty() {
             pages.push(Delta {
@@ -614,6 +616,19 @@ impl Replica {
         if delta.origin == self.me || delta.complete_to < delta.floor {
             return out;
         }
+        // Parsed before any state moves, so a malformed delta changes
+        // nothing; skipped for a pure duplicate.
+        let changes = if self.needs_changes(delta) {
+            match delta.changes.decode() {
+                Ok(changes) => changes,
+                Err(e) => {
+                    out.malformed = Some(e);
+                    return out;
+                }
+            }
+        } else {
+            Vec::new()
+        };
         if let Some(dead) = self
             .dead
             .get(&(delta.origin.clone(), delta.instance_id.clone()))
@@ -690,7 +705,7 @@ impl Replica {
             out.gap = true;
             return out;
         }
-        for change in &delta.changes {
+        for change in &changes {
             if change.version <= view.versions.max_version && !delta.reset {
                 continue;
             }
@@ -742,10 +757,27 @@ impl Replica {
         }
         if delta.refreshed_at.is_finite() && delta.refreshed_at > view.refreshed_at {
             view.refreshed_at = delta.refreshed_at;
-            refresh_entries(catalog, &delta.origin, &view.versions, delta.refreshed_at);
+            catalog.refresh_origin(&delta.origin, delta.refreshed_at);
             out.relay |= delta.flood;
         }
         out
+    }
+
+    /// Whether `delta` can change anything here, so its changes must be
+    /// parsed: everything but a copy of what this node already holds of the
+    /// same instance (no reset, no version past ours, no newer heartbeat or
+    /// refresh; such a delta is neither applied nor relayed). Flooding
+    /// delivers each delta once per link, so this is most deltas.
+    fn needs_changes(&self, delta: &Delta) -> bool {
+        match self.views.get(&delta.origin) {
+            Some(v) if *v.instance_id == *delta.instance_id => {
+                delta.reset
+                    || delta.complete_to > v.versions.max_version
+                    || delta.heartbeat > v.heartbeat
+                    || delta.refreshed_at > v.refreshed_at
+            }
+            _ => true,
+        }
     }
 
     // ---- liveness and departures ---------------------------------------
@@ -1001,16 +1033,6 @@ fn newer_instance(a: &str, a_start: f64, b: &str, b_start: f64) -> bool {
     a_start > b_start || (a_start == b_start && a > b)
 }
 
-/// Moves every live entry of `origin` to `advertised_at >= at`.
-fn refresh_entries(catalog: &mut Catalog, origin: &str, versions: &Versions, at: f64) {
-    for key in versions.live_keys() {
-        if catalog.origin_of(key) != Some(origin) {
-            continue;
-        }
-        catalog.refresh(key, at);
-    }
-}
-
 /// Removes every catalog entry `origin` owns per `versions`.
 fn drop_origin_entries(catalog: &mut Catalog, origin: &str, versions: &Versions) -> Vec<Entry> {
     let mut removed = Vec::new();
@@ -1022,13 +1044,6 @@ fn drop_origin_entries(catalog: &mut Catalog, origin: &str, versions: &Versions)
         }
     }
     removed
-}
-
-fn encoded_len(change: &Change) -> usize {
-    let mut buf = Vec::new();
-    // Encoding into a Vec cannot fail for these types.
-    let _ = ciborium::into_writer(change, &mut buf);
-    buf.len()
 }
 
 #[cfg(test)]
@@ -1111,7 +1126,11 @@ mod tests {
         }
         let delta = a.r.take_flood().unwrap();
         assert_eq!(
-            (delta.floor, delta.complete_to, delta.changes.len()),
+            (
+                delta.floor,
+                delta.complete_to,
+                delta.changes.decode().unwrap().len()
+            ),
             (0, 3, 3)
         );
         let first = b.r.on_delta(&mut b.c, &delta, WALL, at(0));
@@ -1386,11 +1405,13 @@ mod tests {
             reset: false,
             floor: 0,
             complete_to: 1,
-            changes: vec![Change {
+            changes: [Change {
                 version: 1,
                 key: func("C", 0).key(),
                 entry: Some(func("C", 0)),
-            }],
+            }]
+            .iter()
+            .collect(),
             flood: true,
         };
         assert_eq!(b.r.on_delta(&mut b.c, &forged, WALL, at(0)).applied, 0);

@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn tells_the_legs_of_an_exchange_apart() {
-        use crate::wire::fabric::{Delta, Digest};
+        use crate::wire::fabric::{Changes, Delta, Digest};
         let digest = |reply| {
             FabricMsg::Digest(Digest {
                 seq: 1,
@@ -205,7 +205,7 @@ mod tests {
                 reset: false,
                 floor: 0,
                 complete_to: 0,
-                changes: vec![],
+                changes: Changes::new(),
                 flood,
             })
         };

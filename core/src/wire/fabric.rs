@@ -23,9 +23,11 @@ pub const SUBPROTOCOL: &str = "mpreg-fabric.v1";
 /// other gossip rounds, so a version-2 peer would see us go stale. Version 4
 /// encodes the frames every gossip round sends ([`Beat`], [`Digest`] and its
 /// parts) as CBOR arrays instead of maps: their field names were most of
-/// their bytes (a Beat went from about 150 bytes to about 30). Versions
-/// cannot interoperate, so an older peer is refused with a named reason.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// their bytes (a Beat went from about 150 bytes to about 30). Version 5
+/// carries a [`Delta`]'s changes as one byte string ([`Changes`]), so
+/// duplicates are dropped before their changes are parsed. Versions cannot
+/// interoperate, so an older peer is refused with a named reason.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// One fabric message with its version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -272,6 +274,114 @@ pub struct Change {
     pub entry: Option<Entry>,
 }
 
+/// The changes of a [`Delta`] in their encoded form: a CBOR sequence
+/// (RFC 8742) of [`Change`]s, carried as one byte string.
+///
+/// Flooding over a mesh of `k` links delivers every fresh delta about `k`
+/// times, and all but the first copy bring nothing new. Keeping the changes
+/// encoded lets a receiver read a delta's header (origin, instance, version
+/// range, heartbeat) and parse the changes only when the delta can change
+/// something: the duplicates are dropped unparsed (parsing them was most of
+/// the fabric's receive cost), and a relay forwards the bytes as they came.
+/// Whatever a node applies or relays it has parsed, so a malformed change
+/// is still rejected at the first hop that acts on it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    bytes: Vec<u8>,
+}
+
+impl Changes {
+    /// No changes.
+    pub fn new() -> Changes {
+        Changes::default()
+    }
+
+    /// Appends one change.
+    pub fn push(&mut self, change: &Change) {
+        // Writing into a Vec cannot fail, and a Change always serialises.
+        let _ = ciborium::into_writer(change, &mut self.bytes);
+    }
+
+    /// Appends a change already encoded by [`Changes::encode_one`].
+    pub fn push_encoded(&mut self, encoded: &[u8]) {
+        self.bytes.extend_from_slice(encoded);
+    }
+
+    /// One change encoded on its own (to measure it before appending it).
+    pub fn encode_one(change: &Change) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = ciborium::into_writer(change, &mut out);
+        out
+    }
+
+    /// Whether there are no changes.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Encoded size in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Parses the changes. Peer input: any malformed item is an error,
+    /// never a panic.
+    pub fn decode(&self) -> Result<Vec<Change>, FabricDecodeError> {
+        let mut rest: &[u8] = &self.bytes;
+        let mut out = Vec::new();
+        while !rest.is_empty() {
+            let change: Change = ciborium::from_reader(&mut rest)
+                .map_err(|e| FabricDecodeError::Malformed(format!("delta change: {e}")))?;
+            out.push(change);
+        }
+        Ok(out)
+    }
+}
+
+impl<'a> FromIterator<&'a Change> for Changes {
+    fn from_iter<I: IntoIterator<Item = &'a Change>>(iter: I) -> Changes {
+        let mut out = Changes::new();
+        for change in iter {
+            out.push(change);
+        }
+        out
+    }
+}
+
+impl std::fmt::Debug for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.decode() {
+            Ok(changes) => f.debug_list().entries(&changes).finish(),
+            Err(_) => write!(f, "Changes(<{} malformed bytes>)", self.bytes.len()),
+        }
+    }
+}
+
+impl Serialize for Changes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for Changes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Changes, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Changes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string of encoded changes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Changes, E> {
+                Ok(Changes { bytes: v.to_vec() })
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Changes, E> {
+                Ok(Changes { bytes: v })
+            }
+        }
+        deserializer.deserialize_byte_buf(Bytes)
+    }
+}
+
 /// Changes of one origin covering the version range `(floor, complete_to]`
 /// completely: every key whose current version lies in the range is in
 /// `changes`. A receiver that holds the origin up to at least `floor` can
@@ -295,8 +405,8 @@ pub struct Delta {
     pub floor: u64,
     /// Upper bound (inclusive) of the covered version range.
     pub complete_to: u64,
-    /// The changes, in version order.
-    pub changes: Vec<Change>,
+    /// The changes, in version order, still encoded: see [`Changes`].
+    pub changes: Changes,
     /// True for fresh changes being flooded (receivers relay them once);
     /// false for a repair answering a digest (not relayed).
     pub flood: bool,
@@ -435,13 +545,15 @@ mod tests {
                         reset: flood,
                         floor: version / 2,
                         complete_to: version,
-                        changes: vec![Change {
+                        changes: [Change {
                             version,
                             key: EntryKey::Topic {
                                 subscription_id: origin,
                             },
                             entry: None,
-                        }],
+                        }]
+                        .iter()
+                        .collect(),
                         flood,
                     })
                 }),
@@ -556,16 +668,17 @@ mod tests {
 
     #[test]
     fn older_peers_are_refused_by_name() {
-        // Version 1 (full digests), version 2 (STATUS every round) and
-        // version 3 (gossip frames as CBOR maps) frames from older builds.
-        for old in [1u16, 2, 3] {
+        // Version 1 (full digests), version 2 (STATUS every round), version
+        // 3 (gossip frames as CBOR maps) and version 4 (delta changes
+        // parsed with the frame) frames from older builds.
+        for old in [1u16, 2, 3, 4] {
             let mut bytes = old.to_be_bytes().to_vec();
             let _ = ciborium::into_writer(&"Resync", &mut bytes);
             let err = decode(&bytes, 1 << 20).unwrap_err();
             assert_eq!(err, FabricDecodeError::Version(old));
             assert_eq!(
                 err.to_string(),
-                format!("unsupported fabric protocol version {old} (this node speaks 4)")
+                format!("unsupported fabric protocol version {old} (this node speaks 5)")
             );
         }
     }
