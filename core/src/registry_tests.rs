@@ -743,3 +743,44 @@ fn a_flooded_watcher_is_cut_and_told_to_resync() {
         .sum();
     assert_eq!(removed, total);
 }
+
+/// A delta whose changes do not parse, from a peer that brings news with
+/// it, is a malformed frame: counted, the link closed, nothing applied.
+#[test]
+fn a_delta_with_unparsable_changes_closes_the_link() {
+    let mut h = Harness::new(7001, false);
+    h.client(9, ConnKind::Fabric);
+    let peer = "ws://127.0.0.1:7002";
+    let frame = |msg: FabricMsg| Input::Frame {
+        conn: 9,
+        frame: Frame::Binary(fwire::encode(&msg)),
+    };
+    h.input(frame(FabricMsg::Hello(fwire::Hello {
+        node_id: peer.into(),
+        cluster_id: "c".into(),
+        instance_id: "i1".into(),
+        challenge: None,
+    })));
+    h.outs.clear();
+    h.input(frame(FabricMsg::Delta(fwire::Delta {
+        origin: peer.into(),
+        instance_id: "i1".into(),
+        started_at: T0,
+        heartbeat: 1,
+        refreshed_at: T0,
+        reset: false,
+        floor: 0,
+        complete_to: 1,
+        changes: fwire::Changes::from_encoded(vec![0xa1, 0xff]),
+        flood: true,
+    })));
+    let closed = h.outs.iter().find_map(|o| match o {
+        Output::Close { conn: 9, reason } => Some((reason.code, reason.reason.clone())),
+        _ => None,
+    });
+    let (code, reason) = closed.expect("the link is closed");
+    assert_eq!(code, 1008);
+    assert!(reason.contains("delta change"), "{reason}");
+    assert_eq!(h.node.counters().fabric_frames_rejected, 1);
+    assert!(h.node.replica().view_instance(peer).is_none());
+}

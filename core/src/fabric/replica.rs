@@ -1143,6 +1143,45 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_go_unparsed_and_malformed_news_changes_nothing() {
+        let mut a = side("A", "a1");
+        let mut b = side("B", "b1");
+        a.r.put_own(&mut a.c, func("A", 0), WALL, at(0)).unwrap();
+        let delta = a.r.take_flood().unwrap();
+        let garbage = Delta {
+            changes: Changes::from_encoded(vec![0xa1, 0xff]),
+            ..delta.clone()
+        };
+        // News with unparsable changes: rejected before anything moves.
+        let bad = b.r.on_delta(&mut b.c, &garbage, WALL, at(0));
+        assert!(bad.malformed.is_some());
+        assert_eq!((bad.applied, bad.relay), (0, false));
+        assert!(b.r.view_instance("A").is_none(), "nothing of A was taken");
+        assert_eq!(b.r.on_delta(&mut b.c, &delta, WALL, at(0)).applied, 1);
+        // The same header again is a duplicate: dropped, changes unparsed.
+        let dup = b.r.on_delta(&mut b.c, &garbage, WALL, at(0));
+        assert!(dup.malformed.is_none());
+        assert_eq!((dup.applied, dup.relay), (0, false));
+        // A newer heartbeat is news (it would be relayed): parsed, rejected,
+        // and the heartbeat does not move.
+        let newer = |changes| Delta {
+            heartbeat: delta.heartbeat + 1,
+            changes,
+            ..delta.clone()
+        };
+        let bad =
+            b.r.on_delta(&mut b.c, &newer(garbage.changes.clone()), WALL, at(1));
+        assert!(bad.malformed.is_some());
+        let good =
+            b.r.on_delta(&mut b.c, &newer(delta.changes.clone()), WALL, at(1));
+        assert!(
+            good.malformed.is_none() && good.relay,
+            "the heartbeat is still news"
+        );
+        assert_eq!(names(&b.c, "A"), vec!["svc.f0"]);
+    }
+
+    #[test]
     fn a_gap_is_detected_and_repaired_by_digest() {
         let mut a = side("A", "a1");
         let mut b = side("B", "b1");

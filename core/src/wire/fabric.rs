@@ -296,6 +296,11 @@ impl Changes {
         Changes::default()
     }
 
+    /// Changes as received, unchecked: [`Changes::decode`] validates them.
+    pub fn from_encoded(bytes: Vec<u8>) -> Changes {
+        Changes { bytes }
+    }
+
     /// Appends one change.
     pub fn push(&mut self, change: &Change) {
         // Writing into a Vec cannot fail, and a Change always serialises.
@@ -617,6 +622,34 @@ mod tests {
             let cut = cut.min(bytes.len().saturating_sub(1));
             prop_assert!(decode(&bytes[..cut], 1 << 20).is_err());
         }
+    }
+
+    #[test]
+    fn changes_are_a_sequence_parsed_on_demand() {
+        let changes: Vec<Change> = (1..=3)
+            .map(|version| Change {
+                version,
+                key: EntryKey::Topic {
+                    subscription_id: format!("s{version}"),
+                },
+                entry: None,
+            })
+            .collect();
+        let encoded: Changes = changes.iter().collect();
+        assert_eq!(encoded.decode().unwrap(), changes);
+        let mut built = Changes::new();
+        for c in &changes {
+            built.push_encoded(&Changes::encode_one(c));
+        }
+        assert_eq!(built, encoded);
+        assert_eq!(Changes::new().decode().unwrap(), vec![]);
+        // A frame carrying garbage changes decodes (its header is fine);
+        // the changes themselves are an error, whole or cut short.
+        let garbage = Changes::from_encoded(vec![0xa1, 0xff]);
+        assert!(garbage.decode().is_err());
+        let cut = Changes::from_encoded(encoded.bytes[..encoded.byte_len() - 1].to_vec());
+        assert!(cut.decode().is_err());
+        assert_eq!(format!("{garbage:?}"), "Changes(<2 malformed bytes>)");
     }
 
     #[test]
