@@ -3,10 +3,12 @@
 //!
 //! A failure names its seed; `MPREG_SIM_SEED=<n> cargo test -p mpreg-tests
 //! --test sim_scenarios` replays exactly that run. `MPREG_SIM_SEEDS=<n>`
-//! runs every scenario over `n` seeds. Without it each scenario runs as many
-//! seeds as fit the CI budget: 20 for the cheap ones, fewer for the large
-//! clusters (a 100-node run costs over a minute of CPU in a test build);
-//! `soak_many_seeds` (ignored) and `MPREG_SIM_SEEDS` are the wide sweeps.
+//! runs every scenario over `n` seeds. Without it every scenario runs 20
+//! seeds except the two largest (80 nodes striped, 100 nodes with loss),
+//! which cost about 20 s of CPU per seed in a test build and run one here;
+//! `.ci/run` sweeps those two over 20 seeds in a step of their own, beside
+//! the fuzz smoke. `soak_many_seeds` (ignored) and `MPREG_SIM_SEEDS` are
+//! the wide sweeps.
 
 use std::time::Duration;
 
@@ -61,13 +63,7 @@ fn assert_safe(sim: &Sim) {
 }
 
 fn converge(n: usize, topology: Topology, gi: f64, budget: Duration) {
-    // Per-seed cost grows with n: keep the sweep inside the CI budget.
-    let default = match n {
-        0..=20 => 20,
-        21..=30 => 8,
-        _ => 3,
-    };
-    for seed in seeds_up_to(default) {
+    for seed in seeds() {
         let mut sim = start(seed, n, topology, gi, NetConfig::default());
         let ok = sim.run_until(budget, |s| s.all_discovered());
         assert_safe(&sim);
@@ -286,8 +282,8 @@ fn striped_heartbeats_keep_live_nodes_and_drop_a_crashed_one() {
     let gi = 0.5;
     assert_eq!(beat_stride(n), 2, "the scenario must run striped");
     let (_, dead_after) = failure_timeouts(n, Duration::from_secs_f64(gi));
-    // 80 nodes for a minute of virtual time cost ~40 s in a test build:
-    // one seed here, more with `MPREG_SIM_SEEDS`.
+    // 80 nodes for a minute of virtual time cost ~18 s in a test build:
+    // one seed here, 20 in `.ci/run`'s sweep (`MPREG_SIM_SEEDS`).
     for seed in seeds_up_to(1) {
         let mut sim = start(seed, n, Topology::MultiHub, gi, NetConfig::default());
         assert!(
@@ -339,8 +335,7 @@ fn striped_heartbeats_keep_live_nodes_and_drop_a_crashed_one() {
 /// within 10 s of the heal.
 #[test]
 fn split_brain_heals_within_ten_seconds() {
-    // 80 virtual seconds of 20 nodes per seed.
-    for seed in seeds_up_to(8) {
+    for seed in seeds() {
         let n = 20;
         let mut sim = start(seed, n, Topology::StarHub, 1.0, NetConfig::default());
         assert!(
@@ -371,8 +366,8 @@ fn split_brain_heals_within_ten_seconds() {
 }
 
 /// 100 nodes with 10 % message loss (and 2 % duplication) still converge
-/// fully. Each seed costs over a minute of CPU in a test build, so the suite
-/// runs one; `MPREG_SIM_SEEDS` sweeps more.
+/// fully. Each seed costs about 20 s of CPU in a test build, so the default
+/// run takes one; `.ci/run` sweeps 20 (`MPREG_SIM_SEEDS`).
 #[test]
 fn hundred_nodes_with_ten_percent_loss_converge() {
     for seed in seeds_up_to(1) {
