@@ -186,6 +186,27 @@ fn refresh_moves_the_expiry_in_place() {
 }
 
 #[test]
+fn refresh_origin_moves_that_origins_entries_only() {
+    let mut cat = Catalog::new();
+    cat.upsert("o", node("a", 0.0, 10.0), 0.0).unwrap();
+    cat.upsert("o", node("b", 0.0, 10.0), 0.0).unwrap();
+    cat.upsert("p", node("c", 0.0, 10.0), 0.0).unwrap();
+    assert_eq!(cat.refresh_origin("o", 15.0), 2);
+    let at = |id: &str| cat.get(&node(id, 0.0, 1.0).key()).map(Entry::advertised_at);
+    assert_eq!(
+        (at("a"), at("b"), at("c")),
+        (Some(15.0), Some(15.0), Some(0.0))
+    );
+    // Not later, not finite, or an origin with nothing: nothing moves.
+    assert_eq!(cat.refresh_origin("o", 15.0), 0);
+    assert_eq!(cat.refresh_origin("o", f64::NAN), 0);
+    assert_eq!(cat.refresh_origin("nobody", 50.0), 0);
+    assert_eq!(cat.prune_expired(11.0), 1, "only c kept its expiry");
+    assert_eq!(cat.next_expiry(), Some(25.0));
+    cat.assert_consistent();
+}
+
+#[test]
 fn namespace_queries_use_the_dot_rule_and_sort_order() {
     let mut cat = Catalog::new();
     for (name, node) in [
