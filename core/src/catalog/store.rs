@@ -27,7 +27,7 @@ use std::ops::Bound;
 
 use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
 use super::index::{KeyView, MergeKeys, ServicePrefix, SetIndex, SortKey};
-use super::namespace::NamespaceFilter;
+use super::namespace::{name_namespace, NamespaceFilter};
 
 /// Why [`Catalog::upsert`] refused an entry (`fabric.md` §1.5).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -142,6 +142,11 @@ pub struct Catalog {
     /// namespace: with the primary map's order this answers
     /// [`Catalog::services_named`] without a scan.
     folded_service_namespaces: SetIndex,
+    /// Services, functions and queues under the labels of their DNS
+    /// namespace, reversed and lower-cased (`eu.Market` → `market.eu`), so
+    /// the entries below a DNS name are one subtree of this index
+    /// ([`Catalog::under_dns_suffix`]), however many namespaces exist.
+    dns_suffixes: [SetIndex; EntryKind::COUNT],
     nodes: SetIndex,
     origins: SetIndex,
     expiry: BTreeSet<(Expiry, SortKey)>,
@@ -426,21 +431,22 @@ impl Catalog {
             .map(|s| &s.entry)
     }
 
-    /// The distinct values of `kind`'s namespace index ([`Entry::filter_values`]:
-    /// a service's namespace, a function's effective namespace, ...).
-    pub fn namespace_values(&self, kind: EntryKind) -> impl Iterator<Item = &str> + '_ {
-        self.namespaces[kind.index()].values()
-    }
-
-    /// Entries of `kind` with `value` among their namespace index values.
-    pub fn with_namespace_value<'a>(
+    /// Entries of `kind` (services, functions, queues) whose DNS names
+    /// lie below `suffix`: those whose namespace ends with its labels,
+    /// compared ignoring ASCII case (`market` finds namespaces `market` and
+    /// `eu.Market`). One range of an index, not a scan, so a flood of
+    /// queries for names that do not exist costs the same however large
+    /// the catalog is.
+    pub fn under_dns_suffix<'a>(
         &'a self,
         kind: EntryKind,
-        value: &str,
+        suffix: &'a DnsSuffix,
     ) -> impl Iterator<Item = &'a Entry> + 'a {
         let map = self.kind_map(kind);
-        self.namespaces[kind.index()]
-            .get(value)
+        let index = &self.dns_suffixes[kind.index()];
+        index
+            .get(suffix.name())
+            .chain(index.starting_with(&suffix.below))
             .filter_map(move |sk| map.get(sk))
             .map(|s| &s.entry)
     }
@@ -452,6 +458,16 @@ impl Catalog {
     /// from their folded index (usually empty). Nothing else is visited,
     /// however many namespaces share the name.
     pub fn services_named<'a>(&'a self, name: &str, namespace: &str) -> Vec<&'a Entry> {
+        // A name no service has (a query for a name that does not exist:
+        // what a flood of random names is made of) costs one lookup in the
+        // small name index instead of a descent of the primary map.
+        if self.names[EntryKind::Services.index()]
+            .get(name)
+            .next()
+            .is_none()
+        {
+            return Vec::new();
+        }
         let map = self.kind_map(EntryKind::Services);
         // DNS hands over lower-cased labels: fold (and allocate) only when
         // there is something to fold.
@@ -460,10 +476,7 @@ impl Catalog {
         } else {
             Cow::Borrowed(namespace)
         };
-        let prefix = ServicePrefix {
-            namespace: &lower,
-            name,
-        };
+        let prefix = ServicePrefix::new(&lower, name);
         let start: &dyn KeyView = &prefix;
         let range = || {
             map.range::<dyn KeyView, _>((Bound::Included(start), Bound::Unbounded))
@@ -484,23 +497,33 @@ impl Catalog {
         found.into_iter().map(|(_, s)| &s.entry).collect()
     }
 
-    /// Entries of `kind` whose name equals `name` ignoring ASCII case, from
-    /// the indexes (no scan): those spelled in lower case are under the
-    /// lower-cased name in the name index, the others in the folded index.
-    pub fn by_name_ignore_ascii_case<'a>(
+    /// Entries of `kind` whose name equals `name` ignoring ASCII case but
+    /// is spelled otherwise, from the indexes (no scan): names in lower
+    /// case are under themselves in the name index, the others under their
+    /// lower-cased form in the folded index. For a lower-case `name` (what
+    /// DNS asks) only the folded index can hold another spelling, so the
+    /// common miss costs one lookup of a small index and no allocation.
+    pub fn by_name_other_case<'a, 'n>(
         &'a self,
         kind: EntryKind,
-        name: &str,
-    ) -> impl Iterator<Item = &'a Entry> + 'a {
-        let lower = name.to_ascii_lowercase();
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a Entry> + 'n
+    where
+        'a: 'n,
+    {
         let map = self.kind_map(kind);
-        let plain: Vec<&'a SortKey> = self.names[kind.index()].get(&lower).collect();
-        let mixed: Vec<&'a SortKey> = self.folded_names[kind.index()].get(&lower).collect();
+        let (names, folded_names) = (&self.names[kind.index()], &self.folded_names[kind.index()]);
+        let (plain, mixed) = match folded(name) {
+            Some(lower) => (Some(names.get(&lower)), folded_names.get(&lower)),
+            None => (None, folded_names.get(name)),
+        };
         plain
             .into_iter()
+            .flatten()
             .chain(mixed)
             .filter_map(move |sk| map.get(sk))
             .map(|s| &s.entry)
+            .filter(move |e| e.name() != name)
     }
 
     /// Entries of every kind served by / held on `node_id` (kind order, then
@@ -585,6 +608,9 @@ impl Catalog {
                 self.folded_service_namespaces.insert(&folded, &sk);
             }
         }
+        if let Some(suffix) = dns_suffix(&entry) {
+            self.dns_suffixes[kind].insert(&suffix, &sk);
+        }
         self.nodes.insert(entry.node_id(), &sk);
         if self.origins.insert(&origin, &sk) {
             self.origins_epoch += 1;
@@ -627,6 +653,9 @@ impl Catalog {
             if let Some(folded) = folded(&svc.namespace) {
                 self.folded_service_namespaces.remove(&folded, sk);
             }
+        }
+        if let Some(suffix) = dns_suffix(entry) {
+            self.dns_suffixes[kind].remove(&suffix, sk);
         }
         self.nodes.remove(entry.node_id(), sk);
         if self.origins.remove(&stored.origin, sk) {
@@ -680,6 +709,12 @@ impl Catalog {
         }
         assert_eq!(names, self.count(EntryKind::Functions));
         assert_eq!(ids, self.count(EntryKind::Functions));
+        // The DNS suffix index holds exactly the entries that have a suffix
+        // (a removal that left a key behind would show here).
+        for kind in EntryKind::ALL {
+            let with_suffix = self.iter(kind).filter(|e| dns_suffix(e).is_some()).count();
+            assert_eq!(self.dns_suffixes[kind.index()].key_count(), with_suffix);
+        }
     }
 }
 
@@ -734,6 +769,64 @@ fn folded(name: &str) -> Option<String> {
     name.bytes()
         .any(|b| b.is_ascii_uppercase())
         .then(|| name.to_ascii_lowercase())
+}
+
+/// A DNS name relative to its zone, as [`Catalog::under_dns_suffix`]
+/// searches for it: its labels reversed and lower-cased, with a final dot
+/// (`nothere.ns17` → `ns17.nothere.`), so the index values below it are
+/// the name itself and one contiguous range of those starting with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSuffix {
+    below: String,
+}
+
+impl DnsSuffix {
+    /// The suffix of `labels` (most specific first). `None` when there are
+    /// no labels or one is empty or holds a dot (DNS allows `a\.b`): no
+    /// namespace is below such a name.
+    pub fn new(labels: &[&str]) -> Option<DnsSuffix> {
+        if labels.is_empty() || labels.iter().any(|l| l.is_empty() || l.contains('.')) {
+            return None;
+        }
+        let mut below = String::with_capacity(labels.iter().map(|l| l.len() + 1).sum());
+        for label in labels.iter().rev() {
+            below.push_str(label);
+            below.push('.');
+        }
+        below.make_ascii_lowercase();
+        Some(DnsSuffix { below })
+    }
+
+    /// The reversed name without the final dot.
+    fn name(&self) -> &str {
+        self.below.strip_suffix('.').unwrap_or(&self.below)
+    }
+}
+
+/// The key of an entry in [`Catalog::under_dns_suffix`]' index: the labels
+/// of the namespace its DNS names end with (a service's namespace, the
+/// part of a function or queue name before its last dot), reversed and
+/// lower-cased. `None` for other kinds and for the empty namespace (no
+/// name sits below the root through it).
+fn dns_suffix(entry: &Entry) -> Option<String> {
+    let namespace = match entry {
+        Entry::Service(s) => s.namespace.as_str(),
+        Entry::Function(f) => name_namespace(&f.identity.name),
+        Entry::Queue(q) => name_namespace(&q.queue_name),
+        _ => return None,
+    };
+    if namespace.is_empty() {
+        return None;
+    }
+    let mut reversed = String::with_capacity(namespace.len());
+    for (i, label) in namespace.rsplit('.').enumerate() {
+        if i > 0 {
+            reversed.push('.');
+        }
+        reversed.push_str(label);
+    }
+    reversed.make_ascii_lowercase();
+    Some(reversed)
 }
 
 /// Moves the entry at `sk` to `advertised_at = at` when that is later than

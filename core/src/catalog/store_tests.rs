@@ -207,6 +207,50 @@ fn refresh_origin_moves_that_origins_entries_only() {
 }
 
 #[test]
+fn dns_suffixes_find_what_lies_below_a_name() {
+    let mut cat = Catalog::new();
+    let svc = |name: &str, ns: &str| -> Entry {
+        ServiceEndpoint::new(name, ns, "tcp", 80)
+            .owned_by("n", "c")
+            .advertised(0.0, 30.0)
+            .into()
+    };
+    cat.upsert("o", svc("api", "eu.Market"), 0.0).unwrap();
+    cat.upsert("o", svc("api", "marketing"), 0.0).unwrap();
+    cat.upsert("o", svc("top", ""), 0.0).unwrap();
+    cat.upsert("o", func("market.quote", "q", "n", 0.0), 0.0)
+        .unwrap();
+    let below = |cat: &Catalog, kind: EntryKind, labels: &[&str]| -> Vec<String> {
+        DnsSuffix::new(labels)
+            .map(|s| {
+                cat.under_dns_suffix(kind, &s)
+                    .map(|e| e.name().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Case-insensitive, at label boundaries only.
+    assert_eq!(below(&cat, EntryKind::Services, &["market"]), ["api"]);
+    assert_eq!(below(&cat, EntryKind::Services, &["eu", "market"]), ["api"]);
+    assert_eq!(below(&cat, EntryKind::Services, &["EU", "MARKET"]), ["api"]);
+    assert!(below(&cat, EntryKind::Services, &["ket"]).is_empty());
+    assert!(below(&cat, EntryKind::Services, &["x", "eu", "market"]).is_empty());
+    // A function's DNS namespace is its name before the last dot.
+    assert_eq!(
+        below(&cat, EntryKind::Functions, &["market"]),
+        ["market.quote"]
+    );
+    // No labels, an empty label or one holding a dot: nothing is below.
+    assert_eq!(DnsSuffix::new(&[]), None);
+    assert_eq!(DnsSuffix::new(&["eu", ""]), None);
+    assert_eq!(DnsSuffix::new(&["eu.market"]), None);
+    // Removal unfiles the entry.
+    cat.remove(&svc("api", "eu.Market").key());
+    assert!(below(&cat, EntryKind::Services, &["market"]).is_empty());
+    cat.assert_consistent();
+}
+
+#[test]
 fn namespace_queries_use_the_dot_rule_and_sort_order() {
     let mut cat = Catalog::new();
     for (name, node) in [
@@ -487,11 +531,38 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
             }
         }
         for name in ["a.b", "A.b", "a.B", "A.B", "b", "B"] {
-            let expected =
-                model.sorted(|(_, e)| e.kind() == kind && e.name().eq_ignore_ascii_case(name));
-            let mut got: Vec<&Entry> = cat.by_name_ignore_ascii_case(kind, name).collect();
+            let expected = model.sorted(|(_, e)| {
+                e.kind() == kind && e.name().eq_ignore_ascii_case(name) && e.name() != name
+            });
+            let mut got: Vec<&Entry> = cat.by_name_other_case(kind, name).collect();
             got.sort_by_key(|e| SortKey::of(e));
-            prop_assert_eq!(got, expected, "ignoring case: {:?}", name);
+            prop_assert_eq!(got, expected, "other case: {:?}", name);
+        }
+        // The DNS suffix index against the definition: the entry's DNS
+        // namespace ends with the labels, ignoring case.
+        let labels: [&[&str]; 7] = [
+            &["a"],
+            &["b"],
+            &["c"],
+            &["b", "c"],
+            &["a", "b"],
+            &["B", "C"],
+            &["x", "a"],
+        ];
+        for labels in labels {
+            let expected = model.sorted(|(_, e)| {
+                let ns = match e {
+                    Entry::Service(s) => s.namespace.as_str(),
+                    Entry::Function(f) => name_namespace(&f.identity.name),
+                    Entry::Queue(q) => name_namespace(&q.queue_name),
+                    _ => return false,
+                };
+                e.kind() == kind && crate::dns::names::ends_with_labels(ns, labels)
+            });
+            let suffix = DnsSuffix::new(labels).expect("labels are plain");
+            let mut got: Vec<&Entry> = cat.under_dns_suffix(kind, &suffix).collect();
+            got.sort_by_key(|e| SortKey::of(e));
+            prop_assert_eq!(got, expected, "under {:?}", labels);
         }
     }
     for n in ["n1", "n2", "n3"] {

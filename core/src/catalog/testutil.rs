@@ -32,7 +32,7 @@ const CLUSTERS: &[&str] = &["c1", "c2"];
 const NAMES: &[&str] = &[
     "a", "a.b", "a.b.c", "a.bc", "ab.x", "b", "a.b.d", "A.b", "A.B",
 ];
-const NAMESPACES: &[&str] = &["", "a", "a.b", "ab", "b.c"];
+const NAMESPACES: &[&str] = &["", "a", "a.b", "ab", "b.c", "B.c"];
 
 /// Timing drawn from a small grid so staleness and expiry both happen.
 fn timing() -> impl Strategy<Value = (f64, f64)> {

@@ -480,8 +480,10 @@ impl Form<'_> {
 /// Whether the dotted name `name` ends with `labels` (joined with `.`) at a
 /// label boundary, ignoring ASCII case: `eu.market` ends with `[market]`
 /// and with `[eu, market]`, not with `[ket]`. Compares in place, without
-/// joining the labels.
-pub fn ends_with_labels<S: AsRef<str>>(name: &str, labels: &[S]) -> bool {
+/// joining the labels. The definition the catalog's DNS suffix index
+/// (`Catalog::under_dns_suffix`) is tested against.
+#[cfg(test)]
+pub(crate) fn ends_with_labels<S: AsRef<str>>(name: &str, labels: &[S]) -> bool {
     let mut rest = name.as_bytes();
     for (i, label) in labels.iter().enumerate().rev() {
         let label = label.as_ref().as_bytes();

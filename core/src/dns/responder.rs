@@ -22,9 +22,8 @@ use super::{DnsConfig, DnsTransport, Viewer};
 use crate::catalog::entry::{
     Entry, EntryKey, EntryKind, FunctionEndpoint, NodeDescriptor, QueueEndpoint, ServiceEndpoint,
 };
-use crate::catalog::namespace::name_namespace;
 use crate::catalog::scope::Scope;
-use crate::catalog::store::Catalog;
+use crate::catalog::store::{Catalog, DnsSuffix};
 
 /// Metadata key that makes a service's plain name an alias (CNAME).
 pub const CNAME_METADATA_KEY: &str = "dns_cname";
@@ -455,8 +454,7 @@ impl<'a> Resolver<'a> {
             return found;
         }
         self.catalog
-            .by_name_ignore_ascii_case(kind, name)
-            .filter(|e| e.name() != name)
+            .by_name_other_case(kind, name)
             .filter(ok)
             .collect()
     }
@@ -883,37 +881,17 @@ impl<'a> Resolver<'a> {
             return true;
         }
         // `<x>.<ns…>` names end with their namespace's labels: is `relative`
-        // a tail of some visible namespace?
-        let suffix_len = relative
-            .iter()
-            .map(|l| l.len() + 1)
-            .sum::<usize>()
-            .saturating_sub(1);
-        let ends_with = |ns: &str| ns.len() >= suffix_len && names::ends_with_labels(ns, relative);
-        let any = |kind: EntryKind, ns_of: &dyn Fn(&Entry) -> Option<&str>| {
-            self.catalog
-                .iter(kind)
-                .any(|e| ns_of(e).is_some_and(ends_with) && self.visible(e))
+        // a tail of the namespace of some visible entry? One range of the
+        // catalog's suffix index per kind, not a scan.
+        let Some(suffix) = DnsSuffix::new(relative) else {
+            return false;
         };
-        // Services: through the namespace index (one check per distinct
-        // namespace, not per entry).
-        let services_below = self
-            .catalog
-            .namespace_values(EntryKind::Services)
-            .filter(|ns| ends_with(ns))
-            .any(|ns| {
+        [EntryKind::Services, EntryKind::Functions, EntryKind::Queues]
+            .into_iter()
+            .any(|kind| {
                 self.catalog
-                    .with_namespace_value(EntryKind::Services, ns)
+                    .under_dns_suffix(kind, &suffix)
                     .any(|e| self.visible(e))
-            });
-        services_below
-            || any(EntryKind::Functions, &|e| match e {
-                Entry::Function(f) => Some(name_namespace(&f.identity.name)),
-                _ => None,
-            })
-            || any(EntryKind::Queues, &|e| match e {
-                Entry::Queue(q) => Some(name_namespace(&q.queue_name)),
-                _ => None,
             })
     }
 }
