@@ -142,7 +142,7 @@ pub fn filled_node(origins: usize, per_origin: usize) -> (Node, Now) {
             now,
             Input::Frame {
                 conn,
-                frame: Frame::Binary(bytes),
+                frame: Frame::Binary(bytes.into()),
             },
         );
         while node.poll_output().is_some() {}

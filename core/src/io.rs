@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 pub use crate::dns::DnsTransport;
 
 /// Identifies one DNS query. Allocated by the runtime, unique among the
@@ -34,8 +36,9 @@ pub enum ConnKind {
 pub enum Frame {
     /// A text message (UTF-8).
     Text(String),
-    /// A binary message.
-    Binary(Vec<u8>),
+    /// A binary message. Cloning shares the buffer: the same frame sent on
+    /// many links (a fabric delta flooded to every peer) is not copied.
+    Binary(Bytes),
 }
 
 impl Frame {

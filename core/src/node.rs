@@ -1,10 +1,12 @@
 //! The node: composition of catalog, fabric and API behind the one
 //! `handle` / `poll_output` / `poll_timeout` contract (see the crate docs).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+use foldhash::quality::FixedState;
 use serde_json::{Map, Value};
 
 use crate::api::registration::{self, RegisterCtx, RegisterRequest, UnregisterTarget};
@@ -750,14 +752,15 @@ impl Node {
         self.counters
             .fabric_sent
             .add(MsgKind::of(msg), bytes.len(), 1);
-        self.send(conn, Frame::Binary(bytes));
+        self.send(conn, Frame::Binary(bytes.into()));
     }
 
     /// Sends one message to many connections, encoding it once.
     fn send_fabric_many(&mut self, conns: impl IntoIterator<Item = ConnId>, msg: &FabricMsg) {
-        let bytes = fwire::encode(msg);
+        let bytes = Bytes::from(fwire::encode(msg));
         let mut copies = 0;
         for conn in conns {
+            // A reference to the one buffer, not a copy.
             self.send(conn, Frame::Binary(bytes.clone()));
             copies += 1;
         }
@@ -1059,7 +1062,9 @@ impl Node {
             candidates.push((url, false));
         }
         let servers = {
-            let mut ids: BTreeSet<&str> = BTreeSet::new();
+            // Hashed, not ordered: only the count is used, and node ids
+            // (URLs sharing long prefixes) are slow to compare.
+            let mut ids: HashSet<&str, FixedState> = HashSet::default();
             for e in catalog.iter(EntryKind::Functions) {
                 ids.insert(e.node_id());
             }
@@ -1665,7 +1670,7 @@ impl Node {
                         error.details.clone().unwrap_or_default()
                     ),
                 });
-                self.send(conn, Frame::Binary(client::encode_error(&u, &error)));
+                self.send(conn, Frame::Binary(client::encode_error(&u, &error).into()));
             }
             Err(DecodeFailure::Close(reason)) => {
                 self.counters.client_frames_rejected += 1;
@@ -1717,7 +1722,7 @@ impl Node {
                         client::encode_error(&u, &e)
                     }
                 };
-                self.send(conn, Frame::Binary(bytes));
+                self.send(conn, Frame::Binary(bytes.into()));
             }
             ClientMessage::Subscribe(s) => {
                 let result = self
@@ -1731,7 +1736,7 @@ impl Node {
                 let err = result.err().map(|e| e.to_string());
                 self.send(
                     conn,
-                    Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref())),
+                    Frame::Binary(client::encode_ack(&s.u, err.is_none(), err.as_deref()).into()),
                 );
                 if err.is_none() && s.get_backlog {
                     self.replay_summaries(
@@ -1745,7 +1750,10 @@ impl Node {
             }
             ClientMessage::Unsubscribe { u, subscription_id } => {
                 let existed = self.subs.unsubscribe(conn, &subscription_id);
-                self.send(conn, Frame::Binary(client::encode_ack(&u, existed, None)));
+                self.send(
+                    conn,
+                    Frame::Binary(client::encode_ack(&u, existed, None).into()),
+                );
             }
             ClientMessage::Publish {
                 u,
@@ -1759,11 +1767,14 @@ impl Node {
                     // forged by clients (MPREG accepts them: client_protocol §10).
                     self.send(
                         conn,
-                        Frame::Binary(client::encode_ack(
-                            &u,
-                            false,
-                            Some("topics under `mpreg.` are reserved for the node"),
-                        )),
+                        Frame::Binary(
+                            client::encode_ack(
+                                &u,
+                                false,
+                                Some("topics under `mpreg.` are reserved for the node"),
+                            )
+                            .into(),
+                        ),
                     );
                     return;
                 }
@@ -1777,7 +1788,10 @@ impl Node {
                     headers,
                 };
                 self.publish(&msg);
-                self.send(conn, Frame::Binary(client::encode_ack(&u, true, None)));
+                self.send(
+                    conn,
+                    Frame::Binary(client::encode_ack(&u, true, None).into()),
+                );
             }
             ClientMessage::Server { u, what, .. } => {
                 // A Python MPREG peer's lifecycle message. mpreg-rs nodes gossip
@@ -1795,7 +1809,7 @@ impl Node {
                         },
                     ),
                 };
-                self.send(conn, Frame::Binary(bytes));
+                self.send(conn, Frame::Binary(bytes.into()));
             }
         }
     }
@@ -1805,7 +1819,7 @@ impl Node {
         for (conn, sub_id) in self.subs.matching(&msg.topic) {
             self.send(
                 conn,
-                Frame::Binary(client::encode_notification(&sub_id, msg)),
+                Frame::Binary(client::encode_notification(&sub_id, msg).into()),
             );
         }
     }
@@ -2548,7 +2562,7 @@ impl Node {
                 .watches
                 .admit(conn, &sub_id, &msg.topic, bytes.len(), now)
             {
-                self.send(conn, Frame::Binary(bytes));
+                self.send(conn, Frame::Binary(bytes.into()));
             }
         }
     }
@@ -2574,7 +2588,7 @@ impl Node {
             )));
             self.send(
                 conn,
-                Frame::Binary(client::encode_notification(&sub_id, &msg)),
+                Frame::Binary(client::encode_notification(&sub_id, &msg).into()),
             );
         }
     }

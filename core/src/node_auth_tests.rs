@@ -251,7 +251,7 @@ fn gossip_before_the_proof_closes_the_link() {
         at(1.1),
         Input::Frame {
             conn: 9,
-            frame: Frame::Binary(status),
+            frame: Frame::Binary(status.into()),
         },
     );
     let outs: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
@@ -307,7 +307,7 @@ fn a_recorded_proof_does_not_open_a_new_link() {
             t,
             Input::Frame {
                 conn: 9,
-                frame: Frame::Binary(fwire::encode(&msg)),
+                frame: Frame::Binary(fwire::encode(&msg).into()),
             },
         );
     }
@@ -335,7 +335,7 @@ fn a_second_hello_cannot_change_who_must_prove() {
             at(1.1),
             Input::Frame {
                 conn: 9,
-                frame: Frame::Binary(hello(id)),
+                frame: Frame::Binary(hello(id).into()),
             },
         );
     }
@@ -358,7 +358,7 @@ fn a_refused_open_link_is_cleaned_up_when_it_closes() {
         t,
         Input::Frame {
             conn: 2,
-            frame: Frame::Binary(stray.clone()),
+            frame: Frame::Binary(stray.clone().into()),
         },
     );
     // A second stray frame on the closing link is ignored, not refused again.
@@ -366,7 +366,7 @@ fn a_refused_open_link_is_cleaned_up_when_it_closes() {
         t,
         Input::Frame {
             conn: 2,
-            frame: Frame::Binary(stray),
+            frame: Frame::Binary(stray.into()),
         },
     );
     let outs: Vec<Output> = std::iter::from_fn(|| p.b.poll_output()).collect();

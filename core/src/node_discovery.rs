@@ -450,7 +450,7 @@ impl Node {
             frames.push((conn, client::encode_notification(&sub_id, &note)));
         }
         for (conn, bytes) in frames {
-            self.send(conn, Frame::Binary(bytes));
+            self.send(conn, Frame::Binary(bytes.into()));
         }
     }
 
@@ -491,7 +491,7 @@ impl Node {
             frames.push(serde_json::to_vec(&v).unwrap_or_default());
         }
         for bytes in frames {
-            self.send(conn, Frame::Binary(bytes));
+            self.send(conn, Frame::Binary(bytes.into()));
         }
     }
 

@@ -784,9 +784,12 @@ fn a_forged_flood_cannot_burn_the_number_of_a_genuine_one() {
             now,
             Input::Frame {
                 conn: 50,
-                frame: Frame::Binary(crate::wire::fabric::encode(
-                    &crate::wire::fabric::FabricMsg::Summary(genuine(signed)),
-                )),
+                frame: Frame::Binary(
+                    crate::wire::fabric::encode(&crate::wire::fabric::FabricMsg::Summary(genuine(
+                        signed,
+                    )))
+                    .into(),
+                ),
             },
         );
         one.drain();

@@ -336,7 +336,7 @@ fn departed_records_past_the_cap_are_evicted_and_counted() {
         });
         let outs = h.feed(Input::Frame {
             conn: peer,
-            frame: Frame::Binary(fwire::encode(&goodbye)),
+            frame: Frame::Binary(fwire::encode(&goodbye).into()),
         });
         assert_eq!(closed(&outs, peer), None, "GOODBYE {i} closed the link");
     }

@@ -265,7 +265,7 @@ impl Harness {
             "version_constraint": null, "target_cluster": null, "routing_topic": null}]});
         self.input(Input::Frame {
             conn,
-            frame: Frame::Binary(frame.to_string().into_bytes()),
+            frame: Frame::Binary(frame.to_string().into_bytes().into()),
         });
         let mut reply = None;
         let mut keep = Vec::new();
@@ -753,7 +753,7 @@ fn a_delta_with_unparsable_changes_closes_the_link() {
     let peer = "ws://127.0.0.1:7002";
     let frame = |msg: FabricMsg| Input::Frame {
         conn: 9,
-        frame: Frame::Binary(fwire::encode(&msg)),
+        frame: Frame::Binary(fwire::encode(&msg).into()),
     };
     h.input(frame(FabricMsg::Hello(fwire::Hello {
         node_id: peer.into(),

@@ -134,7 +134,7 @@ fn fabric() {
                     now,
                     Input::Frame {
                         conn: CONN,
-                        frame: mpreg_core::Frame::Binary(frame),
+                        frame: mpreg_core::Frame::Binary(frame.into()),
                     },
                 );
             }
@@ -166,7 +166,7 @@ fn fabric() {
                     now,
                     Input::Frame {
                         conn: CONN,
-                        frame: mpreg_core::Frame::Binary(frame),
+                        frame: mpreg_core::Frame::Binary(frame.into()),
                     },
                 );
             }

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     mpreg_fuzz::drain(&mut node, &[]);
     let frame = match std::str::from_utf8(data) {
         Ok(text) => Frame::Text(text.to_string()),
-        Err(_) => Frame::Binary(data.to_vec()),
+        Err(_) => Frame::Binary(data.to_vec().into()),
     };
     node.handle(now, Input::Frame { conn: CONN, frame });
     let outputs = mpreg_fuzz::drain(&mut node, &[]);

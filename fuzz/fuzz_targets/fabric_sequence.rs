@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
                 let conn = if op & 4 != 0 { DIALLED } else { accepted };
                 Input::Frame {
                     conn,
-                    frame: Frame::Binary(frame.to_vec()),
+                    frame: Frame::Binary(frame.to_vec().into()),
                 }
             }
             2 => {

@@ -508,9 +508,8 @@ impl Conn {
                     }
                     Ok(Message::Binary(b)) => {
                         self.phase = Phase::Open(ws);
-                        // Takes the buffer over instead of copying when
-                        // tungstenite holds the only reference.
-                        return Progress::Frame(Frame::Binary(Vec::from(b)));
+                        // tungstenite's buffer, handed over as it is.
+                        return Progress::Frame(Frame::Binary(b));
                     }
                     Ok(Message::Ping(_)) => {
                         // tungstenite queued the pong; make sure it leaves
@@ -580,7 +579,7 @@ impl Conn {
             return Ok(());
         };
         let msg = match frame {
-            Frame::Binary(b) => Message::Binary(b.into()),
+            Frame::Binary(b) => Message::Binary(b),
             Frame::Text(t) => Message::Text(t.into()),
         };
         match ws.write(msg) {

@@ -45,7 +45,7 @@ where
     tokio::spawn(async move {
         while let Some(w) = rx.recv().await {
             let res = match w {
-                Write::Frame(Frame::Binary(b)) => sink.send(Message::Binary(b.into())).await,
+                Write::Frame(Frame::Binary(b)) => sink.send(Message::Binary(b)).await,
                 Write::Frame(Frame::Text(t)) => sink.send(Message::Text(t.into())).await,
                 Write::Close(reason) => {
                     let frame = CloseFrame {
@@ -65,7 +65,7 @@ where
     let reader = tokio::spawn(async move {
         while let Some(msg) = stream.next().await {
             let frame = match msg {
-                Ok(Message::Binary(b)) => Frame::Binary(b.to_vec()),
+                Ok(Message::Binary(b)) => Frame::Binary(b),
                 Ok(Message::Text(t)) => Frame::Text(t.as_str().to_owned()),
                 // Pings are answered by tungstenite itself; pongs need nothing.
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => continue,
