@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates BENCHMARKS.md: builds release, runs the simulator scaling
 # harness, the runtime load generator, the catalog memory probe and the
-# criterion benches (quick mode; the DNS ones in full), and writes the tables next to the reference
+# criterion benches (quick mode; the DNS ones in full) and the DNS answer
+# instruction counts (callgrind), and writes the tables next to the reference
 # figures of ../shared/reference/anchors.md §3.
 #
 # Every step is bounded (its own budget plus `timeout`); a step that fails or
@@ -134,6 +135,27 @@ run loadgen 240 "${LOADGEN_CMD[@]}" --summary "$WORK/loadgen.sum"
 MEM_CMD=(target/release/catalog_mem --sizes 10000,100000)
 run catalog_mem 120 "${MEM_CMD[@]}" --summary "$WORK/catalog_mem.sum"
 
+# --- DNS answer cost (callgrind) ----------------------------------------------
+# Instructions per answer of the DNS benches' three questions: the host's
+# noise moves criterion's times by up to 50 % from run to run, an
+# instruction count not at all, so builds compare on this figure.
+DNS_COST_ANSWERS=2000
+DNS_COST_CASES=(dns_answer_srv_with_glue dns_answer_a dns_answer_nxdomain_with_soa)
+DNS_COST_CMD=(valgrind --tool=callgrind --callgrind-out-file=/dev/null
+  "--toggle-collect=mpreg_core::dns::responder::respond"
+  target/release/dns_cost --answers "$DNS_COST_ANSWERS" --case)
+if command -v valgrind >/dev/null 2>&1; then
+  for c in "${DNS_COST_CASES[@]}"; do
+    run "dns_cost_$c" 300 "${DNS_COST_CMD[@]}" "$c"
+    refs=$(sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' "$WORK/dns_cost_$c.err" | tr -d ,)
+    if [ -n "$refs" ] && [ "$(cat "$WORK/dns_cost_$c.rc")" = 0 ]; then
+      echo "instr_$c=$((refs / DNS_COST_ANSWERS))" >>"$WORK/dns_cost.sum"
+    fi
+  done
+else
+  log "valgrind not installed; DNS instruction counts not measured"
+fi
+
 # --- DNS gateway throughput (dnsperf) -----------------------------------------
 # One node per runtime with the DNS gateway on and the per-source limit off
 # (dnsperf is one source), answering a mix of SRV, A and NXDOMAIN queries.
@@ -254,6 +276,7 @@ ${SCALING_CMD[*]}
 ${PLOT_CMD[*]}
 ${LOADGEN_CMD[*]}
 ${MEM_CMD[*]}
+${DNS_COST_CMD[*]} <case>   # per case, 2000 answers; count / 2000
 ${DNSPERF_CMD[*]} -p \$MPREG_DNS_PORT   # per runtime, node config in the script
 cargo bench -p mpreg-benches -- --quick   # the script runs the executables built above,
 cargo bench -p mpreg-benches --bench dns  # the DNS ones without --quick
@@ -261,7 +284,7 @@ cargo bench -p mpreg-benches --bench dns  # the DNS ones without --quick
 
 | step | wall s | exit status |
 |---|---|---|
-$(for st in build scaling plot loadgen catalog_mem dnsperf_tokio dnsperf_mio criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
+$(for st in build scaling plot loadgen catalog_mem "${DNS_COST_CASES[@]/#/dns_cost_}" dnsperf_tokio dnsperf_mio criterion; do echo "| $st | $(cat "$WORK/$st.secs" 2>/dev/null) | $(cat "$WORK/$st.rc" 2>/dev/null) |"; done)
 
 ## Summary against the references
 
@@ -288,6 +311,7 @@ $(for st in build scaling plot loadgen catalog_mem dnsperf_tokio dnsperf_mio cri
 | index memory per entry at 100k (catalog minus the entries themselves) | $(val catalog_mem.n100000.index_bpe) B | ≤ 1 KiB (issue 4) | |
 | DNS queries per second (dnsperf, 4 clients, SRV/A/NXDOMAIN mix; dnsperf on the same cores) | tokio $(val dnsperf.tokio.qps), mio $(val dnsperf.mio.qps) (lost: $(val dnsperf.tokio.lost) / $(val dnsperf.mio.lost)) | CoreDNS 33.7k QPS on 2 vCPU | anchors §3.2 |
 | DNS answer build (SRV with glue, 10k-service catalog, no socket) | $(crit dns_answer_srv_with_glue) (A $(crit dns_answer_a), NXDOMAIN $(crit dns_answer_nxdomain_with_soa)); the same query again within the second: $(crit dns_gateway_cached/srv_with_glue) from the reply cache | ≤ 2 µs (goal) | issue 7 |
+| DNS answer build, instructions per answer (callgrind, the same calls; immune to host noise) | SRV $(val instr_dns_answer_srv_with_glue), A $(val instr_dns_answer_a), NXDOMAIN $(val instr_dns_answer_nxdomain_with_soa) | — | issue 7 |
 | resolver cache hit (\`catalog_query\` request → shared answer, cache of 1000) | $(crit resolver_cache_hit/request/empty_answer) (10 items: $(crit resolver_cache_hit/request/10_items)) | ≤ 200 ns (goal) | issue 6 |
 | resolver cache fresh-hit rate, Zipf s=1, 10k queries, 20k qps, 17 changes/s (virtual clock; our defaults / MPREG's behaviour) | $(zipf 'keep-warm 2 TTLs (default)' '10k queries, 20k qps, cache 16384') / $(zipf 'no keep-warm (MPREG)' '10k queries, 20k qps, cache 16384') | ≥ 99.9 % (goal), MPREG ≥ 99 % | issue 6 |
 | policy decision, deep namespace, 200 rules | $(crit policy_decision_deep_namespace) | ≤ 200 ns (goal) | issue 5 |

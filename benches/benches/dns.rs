@@ -10,77 +10,34 @@
 //! (`Gateway::handle`: rate-limit check, viewer of the source, reply cache
 //! hit, ID patched); every other query pays the build above plus the
 //! gateway's bookkeeping.
+//!
+//! The catalog and questions are `fixtures::dns`; the `dns_cost` binary
+//! answers the same questions for callgrind, whose instruction counts the
+//! host's noise does not move.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RecordType};
-use mpreg_core::catalog::entry::{Entry, ServiceEndpoint};
-use mpreg_core::catalog::store::Catalog;
+use hickory_proto::op::Message;
+use mpreg_benches::fixtures::dns::{self, CASES, NOW};
+use mpreg_core::catalog::entry::Entry;
 use mpreg_core::dns::{respond, DnsConfig, DnsTransport, Gateway, Viewer};
 use mpreg_core::Settings;
 
-const NOW: f64 = 1_700_000_000.0;
-
-fn catalog() -> Catalog {
-    let mut c = Catalog::new();
-    for ns in 0..100 {
-        for s in 0..100 {
-            let node = format!("ws://10.0.{ns}.{s}:6000");
-            let e = ServiceEndpoint::new(format!("svc{s}"), format!("ns{ns}"), "tcp", 8000)
-                .owned_by(&node, "c1")
-                .with_targets([format!("10.1.{ns}.{s}")])
-                .advertised(NOW, 120.0);
-            c.upsert(&node, Entry::from(e), NOW)
-                .expect("bench entries are valid");
-        }
-    }
-    c
-}
-
-fn query(name: &str, qtype: RecordType) -> Vec<u8> {
-    let mut m = Message::new(7, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(
-        Name::from_ascii(name).expect("bench name"),
-        qtype,
-    ));
-    m.to_vec().expect("bench query encodes")
-}
-
 fn dns(c: &mut Criterion) {
-    let catalog = catalog();
+    let catalog = dns::catalog();
     let cfg = DnsConfig::from_settings(&Settings::default(), "ws://127.0.0.1:6666");
     let viewer = Viewer::new("c1", None);
     let all = |_: &Entry| true;
-    let cases = [
-        (
-            "dns_answer_srv_with_glue",
-            "_svc._tcp.svc42.ns17.mpreg.",
-            RecordType::SRV,
-            ResponseCode::NoError,
-        ),
-        (
-            "dns_answer_a",
-            "svc42.ns17.mpreg.",
-            RecordType::A,
-            ResponseCode::NoError,
-        ),
-        (
-            "dns_answer_nxdomain_with_soa",
-            "nothere.ns17.mpreg.",
-            RecordType::A,
-            ResponseCode::NXDomain,
-        ),
-    ];
     let mut cached_cfg = cfg.clone();
     cached_cfg.rate_limit.queries_per_second = 0.0;
     let mut gateway = Gateway::new(cached_cfg, 1);
     let src = "127.0.0.1:5353".parse().expect("bench address");
     let policy = |_: &Viewer, _: &Entry| true;
     let mono = mpreg_core::time::Instant::ZERO;
-    for (bench, name, qtype, rcode) in cases {
-        let q = query(name, qtype);
+    for case in &CASES {
+        let (bench, rcode) = (case.id, case.rcode);
+        let q = dns::query(case);
         // The bench measures the answer it claims to.
         let reply = respond(&q, DnsTransport::Udp, &viewer, &catalog, &cfg, NOW, &all);
         let m = Message::from_vec(reply.bytes.as_deref().expect("a reply")).expect("parses");
@@ -109,8 +66,8 @@ fn dns(c: &mut Criterion) {
             hits + 1,
             "{bench}: from the cache"
         );
-        let case = bench.trim_start_matches("dns_answer_");
-        c.bench_function(&format!("dns_gateway_cached/{case}"), |b| {
+        let short = bench.trim_start_matches("dns_answer_");
+        c.bench_function(&format!("dns_gateway_cached/{short}"), |b| {
             b.iter(|| handle(&mut gateway, black_box(&q)))
         });
     }

@@ -149,3 +149,77 @@ pub fn filled_node(origins: usize, per_origin: usize) -> (Node, Now) {
     }
     (node, now)
 }
+
+/// The DNS benches' catalog and questions (`benches/dns.rs` and the
+/// `dns_cost` binary answer exactly these).
+pub mod dns {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    use mpreg_core::catalog::{Catalog, Entry, ServiceEndpoint};
+
+    /// Wall clock of the DNS fixture (entries advertised now, TTL 120 s).
+    pub const NOW: f64 = 1_700_000_000.0;
+
+    /// One question of the benches: id, name, type, and the answer's code.
+    pub struct Case {
+        /// Bench id (`dns_answer_<case>`).
+        pub id: &'static str,
+        /// Question name.
+        pub name: &'static str,
+        /// Question type.
+        pub qtype: RecordType,
+        /// Response code of the answer.
+        pub rcode: ResponseCode,
+    }
+
+    /// SRV with glue, A, and NXDOMAIN with the zone's SOA.
+    pub const CASES: [Case; 3] = [
+        Case {
+            id: "dns_answer_srv_with_glue",
+            name: "_svc._tcp.svc42.ns17.mpreg.",
+            qtype: RecordType::SRV,
+            rcode: ResponseCode::NoError,
+        },
+        Case {
+            id: "dns_answer_a",
+            name: "svc42.ns17.mpreg.",
+            qtype: RecordType::A,
+            rcode: ResponseCode::NoError,
+        },
+        Case {
+            id: "dns_answer_nxdomain_with_soa",
+            name: "nothere.ns17.mpreg.",
+            qtype: RecordType::A,
+            rcode: ResponseCode::NXDomain,
+        },
+    ];
+
+    /// 10,000 services in 100 namespaces (`svc<S>.ns<N>`, one target each,
+    /// cluster `c1`).
+    pub fn catalog() -> Catalog {
+        let mut c = Catalog::new();
+        for ns in 0..100 {
+            for s in 0..100 {
+                let node = format!("ws://10.0.{ns}.{s}:6000");
+                let e = ServiceEndpoint::new(format!("svc{s}"), format!("ns{ns}"), "tcp", 8000)
+                    .owned_by(&node, "c1")
+                    .with_targets([format!("10.1.{ns}.{s}")])
+                    .advertised(NOW, 120.0);
+                // Fixture entries are fresh, finite and unique: accepted.
+                c.upsert(&node, Entry::from(e), NOW)
+                    .expect("fixture entries are valid");
+            }
+        }
+        c
+    }
+
+    /// The query bytes of a case (id 7, no EDNS).
+    pub fn query(case: &Case) -> Vec<u8> {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        // The case names are constants of this module, valid names.
+        let name = Name::from_ascii(case.name).expect("fixture name");
+        m.add_query(Query::query(name, case.qtype));
+        // A one-question message always encodes.
+        m.to_vec().expect("fixture query encodes")
+    }
+}

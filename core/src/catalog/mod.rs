@@ -34,4 +34,4 @@ pub use namespace::{
     name_namespace, topic_matches, topic_pattern_prefix, NamespaceFilter, TopicPattern,
 };
 pub use scope::{visible_at, Scope, ScopeError};
-pub use store::{Catalog, CatalogError, InNamespace, Upsert};
+pub use store::{Catalog, CatalogError, DnsSuffix, InNamespace, Upsert};
