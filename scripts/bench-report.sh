@@ -155,10 +155,10 @@ if command -v valgrind >/dev/null 2>&1; then
 else
   log "valgrind not installed; DNS instruction counts not measured"
 fi
-# The same answers by the wall clock: 2000 batches of 300 (about 3 s a
-# case), the fastest batch and the median. A busy neighbour on a shared
-# host slows stretches of seconds by up to 2x; criterion's mean takes them
-# in, the fastest batch does not.
+# The same answers by the wall clock: 2000 batches of 300 (1–2 s a case
+# here), the fastest batch and the median. A busy neighbour on a shared
+# host slows stretches of seconds (by 1.3–1.8x on ours); criterion's mean
+# takes them in, the fastest batch does not.
 DNS_TIME_CMD=(target/release/dns_cost --answers 300 --batches 2000 --case)
 for c in "${DNS_COST_CASES[@]}"; do
   run "dns_time_$c" 120 "${DNS_TIME_CMD[@]}" "$c"

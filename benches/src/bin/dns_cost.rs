@@ -14,9 +14,9 @@
 //! With `--batches N` it times instead: N batches of `--answers` answers
 //! by the wall clock, then prints the fastest and the median batch's time
 //! per answer. On a shared host a neighbour slows whole stretches of
-//! seconds by up to 2x, and criterion's mean takes them in; the fastest of
-//! many short batches is the answer's own cost, the median what the host
-//! gave on the day.
+//! seconds (by 1.3–1.8x on ours), and criterion's mean takes them in; the
+//! fastest of many short batches is the answer's own cost, the median what
+//! the host gave on the day.
 
 use std::hint::black_box;
 use std::process::ExitCode;
