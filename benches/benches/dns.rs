@@ -16,6 +16,9 @@
 //! host's noise does not move, and with `--batches` times them by the
 //! fastest of many short batches, which a busy neighbour on the host
 //! cannot stretch the way it stretches criterion's mean.
+//!
+//! Both allocate with mimalloc, the allocator of the `mpreg` binary, so
+//! they measure what a running node pays.
 
 use std::hint::black_box;
 
@@ -25,6 +28,9 @@ use mpreg_benches::fixtures::dns::{self, CASES, NOW};
 use mpreg_core::catalog::entry::Entry;
 use mpreg_core::dns::{respond, DnsConfig, DnsTransport, Gateway, Viewer};
 use mpreg_core::Settings;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn dns(c: &mut Criterion) {
     let catalog = dns::catalog();

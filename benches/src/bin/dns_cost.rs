@@ -9,7 +9,8 @@
 //! counts only the instructions of `respond` (catalog building left out);
 //! divided by `--answers`, that is the cost of one answer. `benches/dns.rs`
 //! times the same calls with criterion. Checks the answer's response code
-//! once, so a count never describes a different answer.
+//! once, so a count never describes a different answer. Allocates with
+//! mimalloc, as the `mpreg` binary does.
 //!
 //! With `--batches N` it times instead: N batches of `--answers` answers
 //! by the wall clock, then prints the fastest and the median batch's time
@@ -28,6 +29,9 @@ use mpreg_benches::fixtures::dns;
 use mpreg_core::catalog::Entry;
 use mpreg_core::dns::{respond, DnsConfig, DnsTransport, Viewer};
 use mpreg_core::Settings;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser, Debug)]
 #[command(about = "Answer one DNS bench question many times (for callgrind)")]
