@@ -17,15 +17,18 @@
 //! (already sorted) key sets, so results come out in sort order without
 //! scanning unrelated entries.
 
-use std::borrow::Borrow;
-use std::cmp::{Ordering, Reverse};
+use std::borrow::Cow;
+use std::cmp::Reverse;
 use std::collections::binary_heap::BinaryHeap;
 use std::collections::{btree_set, BTreeMap, BTreeSet};
 use std::fmt;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use foldhash::quality::FixedState;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use smallvec::SmallVec;
 
 use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
 
@@ -52,20 +55,6 @@ pub struct SortKey {
     parts: Arc<[Box<str>]>,
 }
 
-/// A sort key seen as its kind and components, so a map keyed by
-/// [`SortKey`] can be searched from borrowed strings: a lookup on the DNS
-/// path then allocates no key. `dyn KeyView` orders exactly as `SortKey`'s
-/// derived `Ord` does (kind, then components lexicographically, a prefix
-/// before its extensions), which `Borrow` requires.
-pub(crate) trait KeyView {
-    /// The kind the key orders.
-    fn view_kind(&self) -> EntryKind;
-    /// [`head`] of component 0.
-    fn view_head(&self) -> u32;
-    /// Component `i`, `None` past the last.
-    fn part(&self, i: usize) -> Option<&str>;
-}
-
 /// The first four bytes of a component, big-endian, zero-padded (0 for no
 /// component). If two heads differ, the components compare as their heads
 /// do: the first differing byte decides both, and a component that ends
@@ -80,106 +69,81 @@ pub(crate) fn head(part: Option<&str>) -> u32 {
     u32::from_be_bytes(bytes)
 }
 
-impl KeyView for SortKey {
-    fn view_kind(&self) -> EntryKind {
-        self.kind
-    }
-
-    fn view_head(&self) -> u32 {
-        self.head
-    }
-
-    fn part(&self, i: usize) -> Option<&str> {
-        self.parts.get(i).map(|p| &**p)
-    }
+/// The services named `name` in a namespace, whatever the namespace's ASCII
+/// case: what a DNS question for `<svc>.<ns>` asks. Keyed by a hash of
+/// `(namespace lower-cased, name)`, so the question costs one descent of a
+/// map of integers, not of the primary map (string keys, several levels at
+/// 10,000 services: about a seventh of an SRV answer).
+///
+/// A B-tree of hashes, not a hash table: nothing an advertiser names can
+/// degrade it, and iteration stays deterministic. Names whose hashes collide
+/// share an entry; [`ServicePairs::get`] checks each key against the
+/// question, so a collision costs a comparison, never a wrong answer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ServicePairs {
+    /// Hash → the keys under it, sorted (the primary map's order).
+    map: BTreeMap<u64, SmallVec<[SortKey; 1]>>,
 }
 
-impl<'a> Borrow<dyn KeyView + 'a> for SortKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
+impl ServicePairs {
+    /// Fixed, so the core stays deterministic; the map's shape, not the
+    /// seed's secrecy, is what keeps crafted names harmless.
+    const SEED: u64 = 0x6d70_7265_675f_7376;
 
-impl Ord for dyn KeyView + '_ {
-    fn cmp(&self, other: &Self) -> Ordering {
-        let order = self.view_kind().cmp(&other.view_kind());
-        let order = order.then_with(|| self.view_head().cmp(&other.view_head()));
-        order.then_with(|| {
-            for i in 0.. {
-                match (self.part(i), other.part(i)) {
-                    (Some(a), Some(b)) => match a.cmp(b) {
-                        Ordering::Equal => {}
-                        unequal => return unequal,
-                    },
-                    (None, None) => return Ordering::Equal,
-                    (None, Some(_)) => return Ordering::Less,
-                    (Some(_), None) => return Ordering::Greater,
-                }
+    fn hash(namespace: &str, name: &str) -> u64 {
+        // DNS hands over lower-cased labels: fold (and allocate) only when
+        // there is something to fold.
+        let lower: Cow<'_, str> = if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(namespace.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(namespace)
+        };
+        FixedState::with_seed(Self::SEED).hash_one((&*lower, name))
+    }
+
+    /// Files a service's `key` under its namespace and name.
+    pub(crate) fn insert(&mut self, namespace: &str, name: &str, key: &SortKey) {
+        let keys = self.map.entry(Self::hash(namespace, name)).or_default();
+        if let Err(at) = keys.binary_search(key) {
+            keys.insert(at, key.clone());
+        }
+    }
+
+    /// Unfiles a service's `key`.
+    pub(crate) fn remove(&mut self, namespace: &str, name: &str, key: &SortKey) {
+        let hash = Self::hash(namespace, name);
+        if let Some(keys) = self.map.get_mut(&hash) {
+            if let Ok(at) = keys.binary_search(key) {
+                keys.remove(at);
             }
-            Ordering::Equal
-        })
-    }
-}
-
-impl PartialOrd for dyn KeyView + '_ {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
-
-/// `(namespace, name)`: the smallest key of the services in `namespace`
-/// named `name`, and a prefix of each of theirs (services sort by
-/// namespace, then name).
-pub(crate) struct ServicePrefix<'a> {
-    /// Namespace, as stored (exact case).
-    namespace: &'a str,
-    /// Service name, as stored.
-    name: &'a str,
-    /// [`head`] of the namespace, computed once for the whole search.
-    head: u32,
-}
-
-impl<'a> ServicePrefix<'a> {
-    /// The prefix of the services named `name` in `namespace`.
-    pub(crate) fn new(namespace: &'a str, name: &'a str) -> ServicePrefix<'a> {
-        ServicePrefix {
-            namespace,
-            name,
-            head: head(Some(namespace)),
+            if keys.is_empty() {
+                self.map.remove(&hash);
+            }
         }
     }
 
-    /// Whether `key` is a service key beginning with this prefix.
-    pub(crate) fn starts(&self, key: &SortKey) -> bool {
-        key.kind == EntryKind::Services
-            && key.part(0) == Some(self.namespace)
-            && key.part(1) == Some(self.name)
+    /// Keys of the services named `name` (exact case) whose namespace
+    /// equals `namespace` ignoring ASCII case, in sort order.
+    pub(crate) fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a SortKey> + 'a {
+        self.map
+            .get(&Self::hash(namespace, name))
+            .into_iter()
+            .flatten()
+            .filter(move |key| {
+                key.part(0)
+                    .is_some_and(|ns| ns.eq_ignore_ascii_case(namespace))
+                    && key.part(1) == Some(name)
+            })
     }
-}
 
-impl KeyView for ServicePrefix<'_> {
-    fn view_kind(&self) -> EntryKind {
-        EntryKind::Services
-    }
-
-    fn view_head(&self) -> u32 {
-        self.head
-    }
-
-    fn part(&self, i: usize) -> Option<&str> {
-        match i {
-            0 => Some(self.namespace),
-            1 => Some(self.name),
-            _ => None,
-        }
+    /// Keys filed (for consistency checks).
+    #[cfg(test)]
+    pub(crate) fn key_count(&self) -> usize {
+        self.map.values().map(SmallVec::len).sum()
     }
 }
 
@@ -340,11 +304,9 @@ impl SortKey {
         self.kind
     }
 
-    /// A service key's name component (`None` for other kinds).
-    pub(crate) fn service_name(&self) -> Option<&str> {
-        (self.kind == EntryKind::Services)
-            .then(|| self.parts.get(1).map(|p| &**p))
-            .flatten()
+    /// Component `i` (`None` past the last).
+    pub(crate) fn part(&self, i: usize) -> Option<&str> {
+        self.parts.get(i).map(|p| &**p)
     }
 
     /// Compact string form: `<kind>|<component>|...`, with `%` and `|`
@@ -707,28 +669,6 @@ mod tests {
             let key = SortKey::of(&NodeDescriptor::new(a, b).into());
             proptest::prop_assert_eq!(SortKey::parse(&key.to_cursor()), Ok(key));
         }
-
-        /// `Borrow` demands it: searching by the view finds what searching
-        /// by the key finds. Short alphabets make shared prefixes common.
-        #[test]
-        fn views_order_as_keys_do(
-            a in proptest::collection::vec("[ab]{0,2}|[ab\\x00]{3,6}", 0..4),
-            b in proptest::collection::vec("[ab]{0,2}|[ab\\x00]{3,6}", 0..4),
-            services in proptest::bool::ANY,
-        ) {
-            let kind = |services| if services { EntryKind::Services } else { EntryKind::Nodes };
-            let ka = SortKey::build(EntryKind::Services, &a);
-            let kb = SortKey::build(kind(services), &b);
-            let (va, vb): (&dyn KeyView, &dyn KeyView) = (&ka, &kb);
-            proptest::prop_assert_eq!(va.cmp(vb), ka.cmp(&kb));
-            if let [namespace, name, ..] = &a[..] {
-                let prefix = ServicePrefix::new(namespace, name);
-                let pa = SortKey::build(EntryKind::Services, [namespace, name]);
-                let vp: &dyn KeyView = &prefix;
-                proptest::prop_assert_eq!(vp.cmp(vb), pa.cmp(&kb));
-                proptest::prop_assert_eq!(prefix.starts(&kb), kb.parts.starts_with(&pa.parts) && kb.kind == pa.kind);
-            }
-        }
     }
 
     proptest::proptest! {
@@ -747,6 +687,55 @@ mod tests {
             proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
             proptest::prop_assert_eq!(ka == kb, a == b);
         }
+    }
+
+    fn service_key(namespace: &str, name: &str) -> SortKey {
+        SortKey::build(EntryKind::Services, [namespace, name, "ws://n:1"])
+    }
+
+    #[test]
+    fn service_pairs_match_the_namespace_in_any_case_and_the_name_exactly() {
+        let mut pairs = ServicePairs::default();
+        let key = service_key("Market.EU", "svc");
+        pairs.insert("Market.EU", "svc", &key);
+        for ns in ["market.eu", "MARKET.EU", "Market.EU"] {
+            assert_eq!(pairs.get(ns, "svc").collect::<Vec<_>>(), [&key], "{ns}");
+        }
+        assert_eq!(pairs.get("market.eu", "Svc").count(), 0);
+        assert_eq!(pairs.get("market", "svc").count(), 0);
+        pairs.remove("market.eu", "svc", &key);
+        assert_eq!(pairs.key_count(), 0);
+        assert!(pairs.map.is_empty(), "an emptied entry is dropped");
+    }
+
+    #[test]
+    fn service_pairs_keep_keys_sorted_and_unique() {
+        let mut pairs = ServicePairs::default();
+        let keys = ["ws://c:1", "ws://a:1", "ws://b:1"]
+            .map(|url| SortKey::build(EntryKind::Services, ["ns", "svc", url]));
+        for k in keys.iter().chain(&keys) {
+            pairs.insert("ns", "svc", k);
+        }
+        let mut sorted = keys.to_vec();
+        sorted.sort();
+        assert_eq!(pairs.get("ns", "svc").cloned().collect::<Vec<_>>(), sorted);
+    }
+
+    /// Names whose hashes collide share an entry; a question gets only the
+    /// keys that are really its own.
+    #[test]
+    fn service_pairs_filter_a_colliding_entry() {
+        let mut pairs = ServicePairs::default();
+        let theirs = service_key("a", "svc");
+        let ours = service_key("b", "api");
+        pairs.insert("a", "svc", &theirs);
+        pairs.insert("b", "api", &ours);
+        // Force the collision: file their key under our hash too.
+        let entry = pairs.map.entry(ServicePairs::hash("b", "api")).or_default();
+        entry.push(theirs.clone());
+        entry.sort();
+        assert_eq!(pairs.get("b", "api").collect::<Vec<_>>(), [&ours]);
+        assert_eq!(pairs.get("a", "svc").collect::<Vec<_>>(), [&theirs]);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!   holds exactly its sort tuple, [`SortKey::of_key`], so it needs no map);
 //! - per kind, namespace → keys ([`Entry::filter_values`]) and name → keys
 //!   ([`Entry::name`]);
+//! - services by a fixed-seed hash of (namespace ignoring case, name), for
+//!   DNS questions (`ServicePairs`: still an ordered map, of integers);
 //! - node id → keys, origin → keys;
 //! - `(expires_at, SortKey)`, so pruning touches only what expired;
 //! - the function identity maps (name ↔ function_id, with use counts).
@@ -21,12 +23,11 @@
 //! MPREG prunes lazily on read; a sans-IO store cannot read the clock, and
 //! pruning is cheap here, so the owner prunes on its tick.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 use super::entry::{Entry, EntryKey, EntryKind, FunctionIdentity};
-use super::index::{KeyView, MergeKeys, ServicePrefix, SetIndex, SortKey};
+use super::index::{MergeKeys, ServicePairs, SetIndex, SortKey};
 use super::namespace::{name_namespace, NamespaceFilter};
 
 /// Why [`Catalog::upsert`] refused an entry (`fabric.md` §1.5).
@@ -138,10 +139,9 @@ pub struct Catalog {
     /// with `names` this answers case-insensitive lookups (DNS) without a
     /// scan, and stays tiny while names are lower case, as they usually are.
     folded_names: [SetIndex; EntryKind::COUNT],
-    /// Services whose namespace has ASCII upper case, under the lower-cased
-    /// namespace: with the primary map's order this answers
-    /// [`Catalog::services_named`] without a scan.
-    folded_service_namespaces: SetIndex,
+    /// Services under their (namespace ignoring case, name): what a DNS
+    /// question for a service asks ([`Catalog::services_named`]).
+    service_pairs: ServicePairs,
     /// Services, functions and queues under the labels of their DNS
     /// namespace, reversed and lower-cased (`eu.Market` → `market.eu`), so
     /// the entries below a DNS name are one subtree of this index
@@ -452,49 +452,16 @@ impl Catalog {
     }
 
     /// Services named `name` (exact case) whose namespace equals
-    /// `namespace` ignoring ASCII case, in sort order. Services sort by
-    /// namespace then name, so those in the lower-case spelling are one
-    /// range of the primary map; namespaces spelled with upper case come
-    /// from their folded index (usually empty). Nothing else is visited,
-    /// however many namespaces share the name.
+    /// `namespace` ignoring ASCII case, in sort order: one lookup in their
+    /// own index (`ServicePairs`), then each key in the primary map.
+    /// Nothing else is visited, however many services or namespaces exist.
     pub fn services_named<'a>(&'a self, name: &str, namespace: &str) -> Vec<&'a Entry> {
-        // A name no service has (a query for a name that does not exist:
-        // what a flood of random names is made of) costs one lookup in the
-        // small name index instead of a descent of the primary map.
-        if self.names[EntryKind::Services.index()]
-            .get(name)
-            .next()
-            .is_none()
-        {
-            return Vec::new();
-        }
         let map = self.kind_map(EntryKind::Services);
-        // DNS hands over lower-cased labels: fold (and allocate) only when
-        // there is something to fold.
-        let lower: Cow<'_, str> = if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(namespace.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(namespace)
-        };
-        let prefix = ServicePrefix::new(&lower, name);
-        let start: &dyn KeyView = &prefix;
-        let range = || {
-            map.range::<dyn KeyView, _>((Bound::Included(start), Bound::Unbounded))
-                .take_while(|(sk, _)| prefix.starts(sk))
-        };
-        let mut folded = self
-            .folded_service_namespaces
-            .get(&lower)
-            .filter(|sk| sk.service_name() == Some(name))
-            .filter_map(|sk| map.get_key_value(sk))
-            .peekable();
-        if folded.peek().is_none() {
-            // The common case: one range, already in order.
-            return range().map(|(_, s)| &s.entry).collect();
-        }
-        let mut found: Vec<(&SortKey, &Stored)> = range().chain(folded).collect();
-        found.sort_by(|a, b| a.0.cmp(b.0));
-        found.into_iter().map(|(_, s)| &s.entry).collect()
+        self.service_pairs
+            .get(namespace, name)
+            .filter_map(|sk| map.get(sk))
+            .map(|s| &s.entry)
+            .collect()
     }
 
     /// Entries of `kind` whose name equals `name` ignoring ASCII case but
@@ -604,9 +571,7 @@ impl Catalog {
             self.folded_names[kind].insert(&folded, &sk);
         }
         if let Entry::Service(svc) = &entry {
-            if let Some(folded) = folded(&svc.namespace) {
-                self.folded_service_namespaces.insert(&folded, &sk);
-            }
+            self.service_pairs.insert(&svc.namespace, &svc.name, &sk);
         }
         if let Some(suffix) = dns_suffix(&entry) {
             self.dns_suffixes[kind].insert(&suffix, &sk);
@@ -650,9 +615,7 @@ impl Catalog {
             self.folded_names[kind].remove(&folded, sk);
         }
         if let Entry::Service(svc) = entry {
-            if let Some(folded) = folded(&svc.namespace) {
-                self.folded_service_namespaces.remove(&folded, sk);
-            }
+            self.service_pairs.remove(&svc.namespace, &svc.name, sk);
         }
         if let Some(suffix) = dns_suffix(entry) {
             self.dns_suffixes[kind].remove(&suffix, sk);
@@ -715,6 +678,10 @@ impl Catalog {
             let with_suffix = self.iter(kind).filter(|e| dns_suffix(e).is_some()).count();
             assert_eq!(self.dns_suffixes[kind.index()].key_count(), with_suffix);
         }
+        assert_eq!(
+            self.service_pairs.key_count(),
+            self.count(EntryKind::Services)
+        );
     }
 }
 

@@ -8,9 +8,10 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 
-use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{CNAME, NS, SOA, SRV};
 use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use serde_json::Value;
 
 use super::names::{
@@ -33,6 +34,14 @@ pub const TCP_MAX: usize = 65_535;
 
 /// Question names with up to this many labels are split without allocating.
 const INLINE_LABELS: usize = 16;
+
+/// Longest name on the wire (RFC 1035 §3.1), length octets included: its
+/// labels' bytes always fit.
+const NAME_MAX: usize = 255;
+
+/// Most labels a name on the wire can have (each takes at least two of
+/// its 255 bytes).
+const LABELS_MAX: usize = 127;
 
 /// Classic UDP limit without EDNS.
 pub const UDP_MIN: usize = 512;
@@ -112,16 +121,49 @@ fn header_only(h: RawHeader, rcode: ResponseCode) -> Reply {
     }
 }
 
+/// The parts of a query the reply is built from.
+struct Request {
+    queries: Vec<Query>,
+    edns: Option<Edns>,
+}
+
+/// Decodes a query. The usual one (one question, no other section) is
+/// read as its header and question: all a full decode would read of it,
+/// without building and dropping a `Message` for every query. Anything
+/// else goes through hickory's `Message` decoding, which checks every
+/// record (EDNS, SIG/TSIG placement, duplicates). `None`: not a decodable
+/// query.
+fn decode(query: &[u8]) -> Option<Request> {
+    let mut decoder = BinDecoder::new(query);
+    let header = Header::read(&mut decoder).ok()?;
+    if header.metadata.message_type != MessageType::Query {
+        return None;
+    }
+    let c = header.counts;
+    if (c.queries, c.answers, c.authorities, c.additionals) == (1, 0, 0, 0) {
+        let question = Query::read(&mut decoder).ok()?;
+        return Some(Request {
+            queries: vec![question],
+            edns: None,
+        });
+    }
+    let m = Message::from_vec(query).ok()?;
+    Some(Request {
+        queries: m.queries,
+        edns: m.edns,
+    })
+}
+
 /// The reply skeleton for a decoded query: id, opcode, RD and CD copied,
 /// QR=1, RA=0, AD=0, the question as received (moved out of the request,
 /// not copied), an OPT when the query had one.
-fn skeleton(h: RawHeader, request: &mut Message, cfg: &DnsConfig) -> Message {
+fn skeleton(h: RawHeader, request: Request, cfg: &DnsConfig) -> Message {
     let mut m = Message::response(h.id, OpCode::Query);
     m.metadata.recursion_desired = h.rd;
     m.metadata.checking_disabled = h.cd;
     m.metadata.recursion_available = false;
     m.metadata.authentic_data = false;
-    m.queries = std::mem::take(&mut request.queries);
+    m.queries = request.queries;
     if let Some(req) = &request.edns {
         let mut e = Edns::new();
         e.set_max_payload(cfg.max_udp_payload.max(UDP_MIN as u16));
@@ -134,10 +176,10 @@ fn skeleton(h: RawHeader, request: &mut Message, cfg: &DnsConfig) -> Message {
 
 /// Size limit of a reply: TCP 65535; UDP 512, or the requester's EDNS size
 /// (at least 512) up to the configured cap.
-fn size_limit(request: &Message, transport: DnsTransport, cfg: &DnsConfig) -> usize {
+fn size_limit(edns: Option<&Edns>, transport: DnsTransport, cfg: &DnsConfig) -> usize {
     match transport {
         DnsTransport::Tcp => TCP_MAX,
-        DnsTransport::Udp => match &request.edns {
+        DnsTransport::Udp => match edns {
             Some(e) => usize::from(e.max_payload())
                 .max(UDP_MIN)
                 .min(usize::from(cfg.max_udp_payload).max(UDP_MIN)),
@@ -240,17 +282,15 @@ pub fn respond(
     if h.opcode != 0 {
         return header_only(h, ResponseCode::NotImp);
     }
-    let mut request = match Message::from_vec(query) {
-        Ok(m) if m.metadata.message_type == MessageType::Query => m,
-        _ => return header_only(h, ResponseCode::FormErr),
+    let Some(request) = decode(query) else {
+        return header_only(h, ResponseCode::FormErr);
     };
     if request.queries.len() != 1 {
         return header_only(h, ResponseCode::FormErr);
     }
-    let limit = size_limit(&request, transport, cfg);
+    let limit = size_limit(request.edns.as_ref(), transport, cfg);
     let badvers = request.edns.as_ref().is_some_and(|e| e.version() > 0);
-    let mut m = skeleton(h, &mut request, cfg);
-    drop(request);
+    let mut m = skeleton(h, request, cfg);
     if badvers {
         m.metadata.response_code = ResponseCode::BADVERS;
         return finish(m, limit);
@@ -276,10 +316,36 @@ pub fn respond(
     }
 
     let qname = question.name();
-    // The question's labels lower-cased, borrowed from one lower-cased copy
-    // of the name (inline for names up to 32 bytes).
-    let lower = qname.to_lowercase();
-    let count = lower.iter().len();
+    // The question's labels lower-cased (ASCII, as DNS compares names) into
+    // one stack buffer, checked as UTF-8 once, and borrowed as `&str`s
+    // (inline for up to 16 labels): no allocation for any name.
+    // `last_upper`: the last label the question spells with upper case.
+    let mut folded = [0u8; NAME_MAX];
+    let mut ends = [0u8; LABELS_MAX];
+    let mut count = 0;
+    let mut len = 0;
+    let mut last_upper = None;
+    for (i, raw) in qname.iter().enumerate() {
+        // A decoded name has at most 127 labels and 255 bytes, length
+        // octets included.
+        let (Some(dst), Some(end)) = (folded.get_mut(len..len + raw.len()), ends.get_mut(i)) else {
+            return header_only(h, ResponseCode::FormErr);
+        };
+        let mut upper = false;
+        for (d, &b) in dst.iter_mut().zip(raw) {
+            upper |= b.is_ascii_uppercase();
+            *d = b.to_ascii_lowercase();
+        }
+        if upper {
+            last_upper = Some(i);
+        }
+        len += raw.len();
+        // At most 253 (the slice above fits in 255).
+        *end = len as u8;
+        count = i + 1;
+    }
+    let ends = &ends[..count];
+    let whole = std::str::from_utf8(&folded[..len]).ok();
     let mut inline = [""; INLINE_LABELS];
     let mut spilled = Vec::new();
     let labels: &mut [&str] = match inline.get_mut(..count) {
@@ -290,12 +356,20 @@ pub fn respond(
         }
     };
     let mut matchable = true;
-    for (slot, raw) in labels.iter_mut().zip(lower.iter()) {
-        match std::str::from_utf8(raw) {
-            Ok(l) => *slot = l,
+    let mut start = 0;
+    for (slot, &end) in labels.iter_mut().zip(ends) {
+        let end = usize::from(end);
+        // The whole name is UTF-8 unless some label is not; then each label
+        // on its own (the zone may still match).
+        let label = whole
+            .and_then(|all| all.get(start..end))
+            .or_else(|| std::str::from_utf8(&folded[start..end]).ok());
+        match label {
+            Some(l) => *slot = l,
             // Left empty: no zone or catalog name has an empty label.
-            Err(_) => matchable = false,
+            None => matchable = false,
         }
+        start = end;
     }
     let labels: &[&str] = labels;
     let (zone, relative) = match names::match_zone(&cfg.zones, labels) {
@@ -319,7 +393,10 @@ pub fn respond(
             // it out, which would put the apex one label too low).
             let skip = labels.len().saturating_sub(z.labels.len());
             match z.names.as_ref() {
-                Some(zn) if qname.iter().skip(skip).eq(zn.apex.iter()) => {
+                // The zone's names are lower case, and the question's
+                // apex labels equal them once lower-cased (the zone
+                // matched): the same spelling unless it has upper case.
+                Some(zn) if last_upper.is_none_or(|i| i < skip) => {
                     (Some(Cow::Borrowed(&zn.apex)), Some(zn))
                 }
                 _ => (apex_from(qname, skip).map(Cow::Owned), None),
