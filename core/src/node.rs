@@ -366,7 +366,9 @@ impl Node {
         let mut node = Node {
             me,
             rng,
-            catalog: Catalog::new(),
+            // Its own stream (the node's RNG draws stay as they were): the
+            // seed of the catalog's service index.
+            catalog: Catalog::with_seed(NodeRng::new(seed ^ 0xA076_1D64_78BD_642F).next_u64()),
             replica,
             digests: DigestLinks::default(),
             peers: PeerTable::default(),

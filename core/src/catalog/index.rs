@@ -70,27 +70,40 @@ pub(crate) fn head(part: Option<&str>) -> u32 {
 }
 
 /// The services named `name` in a namespace, whatever the namespace's ASCII
-/// case: what a DNS question for `<svc>.<ns>` asks. Keyed by a hash of
-/// `(namespace lower-cased, name)`, so the question costs one descent of a
-/// map of integers, not of the primary map (string keys, several levels at
-/// 10,000 services: about a seventh of an SRV answer).
+/// case: what a DNS question for `<svc>.<ns>` asks. Keyed by a seeded hash
+/// of `(namespace lower-cased, name)`, so the question costs one descent of
+/// a map of integers, not of the primary map (string keys, several levels
+/// at 10,000 services: about a seventh of an SRV answer).
 ///
-/// A B-tree of hashes, not a hash table: nothing an advertiser names can
-/// degrade it, and iteration stays deterministic. Names whose hashes collide
-/// share an entry; [`ServicePairs::get`] checks each key against the
-/// question, so a collision costs a comparison, never a wrong answer.
+/// Names whose hashes collide share an entry; [`ServicePairs::get`] checks
+/// each key against the question, so a collision costs a comparison, never
+/// a wrong answer. A node seeds the hash from its own random seed
+/// ([`Catalog::with_seed`](super::Catalog::with_seed)), so names cannot be
+/// chosen in advance to pile into one entry. A B-tree, not a hash table:
+/// iteration stays deterministic for a given seed.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ServicePairs {
     /// Hash → the keys under it, sorted (the primary map's order).
     map: BTreeMap<u64, SmallVec<[SortKey; 1]>>,
+    /// Seed of the hash (0 unless the owner gave one).
+    seed: u64,
 }
 
 impl ServicePairs {
-    /// Fixed, so the core stays deterministic; the map's shape, not the
-    /// seed's secrecy, is what keeps crafted names harmless.
-    const SEED: u64 = 0x6d70_7265_675f_7376;
+    /// An empty index hashing with `seed`.
+    pub(crate) fn with_seed(seed: u64) -> ServicePairs {
+        ServicePairs {
+            map: BTreeMap::new(),
+            seed,
+        }
+    }
 
-    fn hash(namespace: &str, name: &str) -> u64 {
+    /// The seed it hashes with.
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn hash(&self, namespace: &str, name: &str) -> u64 {
         // DNS hands over lower-cased labels: fold (and allocate) only when
         // there is something to fold.
         let lower: Cow<'_, str> = if namespace.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -98,12 +111,13 @@ impl ServicePairs {
         } else {
             Cow::Borrowed(namespace)
         };
-        FixedState::with_seed(Self::SEED).hash_one((&*lower, name))
+        FixedState::with_seed(self.seed).hash_one((&*lower, name))
     }
 
     /// Files a service's `key` under its namespace and name.
     pub(crate) fn insert(&mut self, namespace: &str, name: &str, key: &SortKey) {
-        let keys = self.map.entry(Self::hash(namespace, name)).or_default();
+        let hash = self.hash(namespace, name);
+        let keys = self.map.entry(hash).or_default();
         if let Err(at) = keys.binary_search(key) {
             keys.insert(at, key.clone());
         }
@@ -111,7 +125,7 @@ impl ServicePairs {
 
     /// Unfiles a service's `key`.
     pub(crate) fn remove(&mut self, namespace: &str, name: &str, key: &SortKey) {
-        let hash = Self::hash(namespace, name);
+        let hash = self.hash(namespace, name);
         if let Some(keys) = self.map.get_mut(&hash) {
             if let Ok(at) = keys.binary_search(key) {
                 keys.remove(at);
@@ -130,7 +144,7 @@ impl ServicePairs {
         name: &'a str,
     ) -> impl Iterator<Item = &'a SortKey> + 'a {
         self.map
-            .get(&Self::hash(namespace, name))
+            .get(&self.hash(namespace, name))
             .into_iter()
             .flatten()
             .filter(move |key| {
@@ -695,7 +709,7 @@ mod tests {
 
     #[test]
     fn service_pairs_match_the_namespace_in_any_case_and_the_name_exactly() {
-        let mut pairs = ServicePairs::default();
+        let mut pairs = ServicePairs::with_seed(0x5eed);
         let key = service_key("Market.EU", "svc");
         pairs.insert("Market.EU", "svc", &key);
         for ns in ["market.eu", "MARKET.EU", "Market.EU"] {
@@ -731,7 +745,8 @@ mod tests {
         pairs.insert("a", "svc", &theirs);
         pairs.insert("b", "api", &ours);
         // Force the collision: file their key under our hash too.
-        let entry = pairs.map.entry(ServicePairs::hash("b", "api")).or_default();
+        let hash = pairs.hash("b", "api");
+        let entry = pairs.map.entry(hash).or_default();
         entry.push(theirs.clone());
         entry.sort();
         assert_eq!(pairs.get("b", "api").collect::<Vec<_>>(), [&ours]);

@@ -8,7 +8,7 @@
 //!   holds exactly its sort tuple, [`SortKey::of_key`], so it needs no map);
 //! - per kind, namespace → keys ([`Entry::filter_values`]) and name → keys
 //!   ([`Entry::name`]);
-//! - services by a fixed-seed hash of (namespace ignoring case, name), for
+//! - services by a seeded hash of (namespace ignoring case, name), for
 //!   DNS questions (`ServicePairs`: still an ordered map, of integers);
 //! - node id → keys, origin → keys;
 //! - `(expires_at, SortKey)`, so pruning touches only what expired;
@@ -163,6 +163,23 @@ impl Catalog {
     /// An empty catalog.
     pub fn new() -> Catalog {
         Catalog::default()
+    }
+
+    /// An empty catalog whose service index hashes with `seed`. A node
+    /// passes one drawn from its random seed, so advertised names cannot
+    /// be chosen in advance to collide there; [`Catalog::new`] uses 0
+    /// (tests, tools).
+    pub fn with_seed(seed: u64) -> Catalog {
+        Catalog {
+            service_pairs: ServicePairs::with_seed(seed),
+            ..Catalog::default()
+        }
+    }
+
+    /// The seed given to [`Catalog::with_seed`]: a catalog rebuilt from
+    /// this one's entries keeps it.
+    pub fn seed(&self) -> u64 {
+        self.service_pairs.seed()
     }
 
     /// The change counter: it moves with every insert, removal and
@@ -682,6 +699,16 @@ impl Catalog {
             self.service_pairs.key_count(),
             self.count(EntryKind::Services)
         );
+        for (sk, stored) in &self.entries[EntryKind::Services.index()] {
+            if let Entry::Service(s) = &stored.entry {
+                assert!(
+                    self.service_pairs
+                        .get(&s.namespace, &s.name)
+                        .any(|k| k == sk),
+                    "{sk:?} filed under its namespace and name"
+                );
+            }
+        }
     }
 }
 

@@ -518,7 +518,7 @@ fn check(cat: &Catalog, model: &Model) -> Result<(), TestCaseError> {
             prop_assert_eq!(got_names, expected_names);
         }
         if kind == EntryKind::Services {
-            for ns in ["", "a", "A", "a.b", "b.c", "B.C"] {
+            for ns in ["", "a", "A", "ab", "a.b", "b.c", "B.C"] {
                 for name in ["svc", "api", "Svc"] {
                     let expected = model.sorted(|(_, e)| {
                         matches!(e, Entry::Service(s)

@@ -526,6 +526,56 @@ fn longest_zone_wins() {
     assert_eq!(m.answers[0].name.to_ascii(), "market.mpreg.");
 }
 
+/// Upper case below the apex leaves the zone's own spelling for the SOA.
+#[test]
+fn upper_case_below_the_apex_keeps_the_zones_names() {
+    let fx = Fx::new();
+    let m = fx.ask("NotHere.mpreg.", RecordType::A);
+    assert_negative(&m, ResponseCode::NXDomain);
+    let m = fx.ask("X.Y.mpreg.", RecordType::SOA);
+    assert_negative(&m, ResponseCode::NXDomain);
+}
+
+/// More labels than are split inline (16), up to the most a name can hold
+/// (124 one-letter labels and the zone: 255 bytes on the wire).
+#[test]
+fn long_names_are_answered() {
+    let fx = Fx::new();
+    for count in [16, 17, 40, 124] {
+        for label in ["a", "A"] {
+            let name = format!("{}mpreg.", format!("{label}.").repeat(count));
+            let m = fx.ask(&name, RecordType::A);
+            assert_negative(&m, ResponseCode::NXDomain);
+            assert_eq!(m.queries[0].name().num_labels() as usize, count + 1);
+        }
+    }
+    // Below an existing namespace too.
+    let name = format!("{}market.mpreg.", "x.".repeat(30));
+    assert_negative(&fx.ask(&name, RecordType::A), ResponseCode::NXDomain);
+}
+
+/// Labels that are not UTF-8 exist nowhere in the catalog, but the zone
+/// still matches when its own labels are readable.
+#[test]
+fn labels_that_are_not_utf8() {
+    let fx = Fx::new();
+    let ask = |labels: &[&[u8]]| {
+        let name = Name::from_labels(labels.iter().copied()).expect("a name");
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(name, RecordType::A));
+        fx.bytes(&m.to_vec().expect("encodes"), DnsTransport::Udp)
+    };
+    // Under the zone: NXDOMAIN with the SOA.
+    assert_negative(
+        &ask(&[b"\xff", b"market", b"mpreg"]),
+        ResponseCode::NXDomain,
+    );
+    // `é` split across two labels: neither label is UTF-8 on its own.
+    assert_negative(&ask(&[b"\xc3", b"\xa9", b"mpreg"]), ResponseCode::NXDomain);
+    // In place of the zone: not ours.
+    assert_eq!(rcode(&ask(&[b"tradefeed", b"\xff"])), ResponseCode::Refused);
+}
+
 #[test]
 fn case_insensitive_matching_case_preserving_answers() {
     let fx = Fx::new();

@@ -213,7 +213,7 @@ impl Mirror {
     /// (start, `resolver_resync`, periodic resync, gap repair); `seq` is the
     /// node's current change sequence number, which the next change follows.
     pub fn seed(&mut self, source: &Catalog, seq: u64, now: f64, gap: bool) {
-        let mut fresh = Catalog::new();
+        let mut fresh = Catalog::with_seed(source.seed());
         for (origin, e) in source.iter_all() {
             if self.admits(e) && !e.is_expired(now) {
                 // Copies of a valid catalog's entries: upsert cannot refuse
