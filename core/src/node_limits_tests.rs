@@ -418,3 +418,20 @@ fn without_client_tls_required_plain_clients_are_served() {
     assert_eq!(h.rpc(plain, "echo", json!("y")), Ok(json!("y")));
     assert_eq!(h.node.counters().client_tls_refused, 0);
 }
+
+/// The catalog's service index hashes with a seed drawn from the node's
+/// own: the same node seed gives the same index (replayable), another seed
+/// another one, and neither is the fixed 0 of `Catalog::new`, which anyone
+/// could precompute colliding service names for.
+#[test]
+fn the_service_index_is_seeded_by_the_node() {
+    let seed_of = |seed| {
+        Node::new(base(), at(0.0), seed)
+            .expect("valid settings")
+            .catalog()
+            .seed()
+    };
+    assert_eq!(seed_of(11), seed_of(11));
+    assert_ne!(seed_of(11), seed_of(12));
+    assert_ne!(seed_of(11), 0);
+}

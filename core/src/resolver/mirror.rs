@@ -357,11 +357,13 @@ mod tests {
                 got: 3
             }
         );
-        let mut source = Catalog::new();
+        let mut source = Catalog::with_seed(0x5eed);
         source.upsert("ws://n:1", f("svc.a.x", 1.0), 2.0).unwrap();
         source.upsert("ws://n:1", f("svc.a.y", 1.0), 2.0).unwrap();
         m.seed(&source, 3, 2.0, true);
         assert_eq!(m.catalog().count(EntryKind::Functions), 2);
+        // The copy hashes its service index as the node's catalog does.
+        assert_eq!(m.catalog().seed(), 0x5eed);
         assert_eq!(m.stats().gap_resyncs, 1);
         assert!(matches!(
             m.apply(&change(4, &[f("svc.a.z", 1.0)], &[]), 2.0),
